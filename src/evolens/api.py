@@ -1,0 +1,514 @@
+"""The Python API: :func:`load` a model, then :meth:`LVLM.trace` generations through every layer.
+
+This module sits above every stage (models -> capture -> lens -> metrics -> trace); it only composes them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypedDict, overload
+
+import torch
+from typing_extensions import Unpack
+
+from evolens.capture.generate import GenerationSettings, eos_token_ids, generate_with_capture
+from evolens.capture.hooks import record_residual_stream
+from evolens.errors import AdapterError, PromptError, SettingsError
+from evolens.lens.logit_lens import LogitLens, check_lens_mode
+from evolens.metrics.compute import DEFAULT_MAX_CHUNK_BYTES, compute_layer_metrics
+from evolens.models.inputs import (
+    ImageInfo,
+    ImageInput,
+    adds_special_tokens,
+    check_prompt,
+    load_image,
+    render_prompt,
+)
+from evolens.models.loading import LoadedModel, load_model
+from evolens.trace import ModelInfo, Trace, metrics_token_ids, vocab_strings
+
+logger = logging.getLogger(__name__)
+
+
+class TraceOptions(TypedDict, total=False):
+    """Options of :meth:`LVLM.trace` (all optional; defaults in brackets).
+
+    Attributes:
+        max_new_tokens: Most tokens to generate [128].
+        do_sample: Sample instead of greedy decoding [False].
+        temperature, top_p, top_k, repetition_penalty: Sampling controls [1.0, 1.0, 0, 1.0].
+        seed: Seed of the sampling RNG [0].
+        lens: ``"logit"`` (norm then head) or ``"paper"`` (the paper code's variant) ["logit"].
+        topk: Top tokens kept per (layer, step) [10].
+        track: Extra tokens (strings or ids) whose probability and rank are kept [None].
+        prompt_positions: Keep every prompt position's states too [False].
+        keep_hidden_states: Keep the ``[n_layers + 1, n_steps, d_model]`` states [True].
+        storage_dtype: dtype of kept states (None: the model's, which keeps the lens exact) [None].
+        storage_device: Where kept states live ["cpu"].
+        chunk_steps: Steps per lens chunk (None: from ``max_chunk_bytes``) [None].
+        max_chunk_bytes: Memory budget of one lens chunk [512 MiB].
+        batch_size: Items per generate call [8].
+        raw_prompt: Send the prompt as is, without the chat template [False].
+        system_prompt: A system turn for chat templates that accept one [None].
+        item_ids: Names of the items [``"0"``, ``"1"``...].
+    """
+
+    max_new_tokens: int
+    do_sample: bool
+    temperature: float
+    top_p: float
+    top_k: int
+    repetition_penalty: float
+    seed: int
+    lens: str
+    topk: int
+    track: Sequence[str | int] | None
+    prompt_positions: bool
+    keep_hidden_states: bool
+    storage_dtype: torch.dtype | None
+    storage_device: str | torch.device
+    chunk_steps: int | None
+    max_chunk_bytes: int
+    batch_size: int
+    raw_prompt: bool
+    system_prompt: str | None
+    item_ids: Sequence[str] | None
+
+
+def token_pieces(tokenizer: Any, ids: Sequence[int]) -> list[str]:
+    """Display strings of generated ids that concatenate to their joint decoding (special tokens kept).
+
+    Each piece is the growth of the decoded prefix, so sub-word tokens and leading spaces come out as the
+    reader sees them; where the decoded prefix is not a prefix of the next (rare byte-level merges), the token
+    is decoded alone.
+    """
+    pieces: list[str] = []
+    previous = ""
+    for end in range(1, len(ids) + 1):
+        current = tokenizer.decode(list(ids[:end]), skip_special_tokens=False)
+        if current.startswith(previous):
+            pieces.append(current[len(previous) :])
+        else:
+            pieces.append(tokenizer.decode([ids[end - 1]], skip_special_tokens=False))
+        previous = current
+    return pieces
+
+
+class LVLM:
+    """A loaded model ready to be traced. Build it with :func:`evolens.load`.
+
+    Attributes:
+        loaded: The model, processor, family and resolved roles.
+    """
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def model(self) -> Any:
+        """The Hugging Face model."""
+        return self.loaded.model
+
+    @property
+    def processor(self) -> Any:
+        return self.loaded.processor
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.loaded.tokenizer
+
+    @property
+    def family(self) -> str:
+        return self.loaded.family.name
+
+    @property
+    def n_layers(self) -> int:
+        return self.loaded.roles.n_layers
+
+    @property
+    def is_vlm(self) -> bool:
+        return self.loaded.family.kind == "vlm"
+
+    def __repr__(self) -> str:
+        r = self.loaded.roles
+        return (
+            f"LVLM({self.loaded.source!r}, family={self.family!r}, n_layers={r.n_layers}, d_model={r.d_model}, "
+            f"vocab_size={r.vocab_size}, device={self.loaded.device}, dtype={self.loaded.dtype})"
+        )
+
+    def lens(self, mode: str = "logit") -> LogitLens:
+        """The model's logit lens (``"logit"``: norm then head; ``"paper"``: the paper code's placement)."""
+        return LogitLens.from_roles(self.loaded.roles, mode)
+
+    def model_info(self) -> ModelInfo:
+        r = self.loaded.roles
+        return ModelInfo(
+            source=self.loaded.source,
+            family=self.family,
+            model_type=str(self.model.config.model_type),
+            n_layers=r.n_layers,
+            d_model=r.d_model,
+            vocab_size=r.vocab_size,
+            dtype=str(self.loaded.dtype).removeprefix("torch."),
+            weights_hash=self.loaded.weights_hash,
+        )
+
+    def render_prompt(self, prompt: str, *, image: bool | None = None, system: str | None = None) -> str:
+        """The prompt string as the model will see it (chat template applied), before tokenization."""
+        has_image = self.is_vlm if image is None else image
+        return render_prompt(
+            self.loaded.family, self.processor, check_prompt(prompt), has_image=has_image, system=system
+        )
+
+    def token_ids(self, words: Sequence[str | int]) -> list[int]:
+        """Token ids for ``words``: ints pass through; a string maps to the first token of its encoding.
+
+        A string is encoded both bare and with a leading space (as it appears mid-sentence); the shorter encoding
+        is used, so ``"red"`` finds the token the model emits for " red".
+        """
+        ids: list[int] = []
+        for word in words:
+            if isinstance(word, int) and not isinstance(word, bool):
+                ids.append(word)
+                continue
+            if not isinstance(word, str) or not word.strip():
+                raise SettingsError(f"tracked tokens must be ints or non-empty strings, got {word!r}")
+            options = [
+                self.tokenizer.encode(w, add_special_tokens=False) for w in (word, " " + word.lstrip())
+            ]
+            options = [o for o in options if o]
+            if not options:
+                raise SettingsError(f"{word!r} encodes to no token")
+            best = min(options, key=len)
+            if len(best) > 1:
+                logger.warning("%r spans %d tokens; tracking its first token only", word, len(best))
+            ids.append(best[0])
+        return ids
+
+    # ------------------------------------------------------------------ trace
+    @overload
+    def trace(
+        self,
+        image: ImageInput | None = ...,
+        prompt: str | None = ...,
+        *,
+        images: None = ...,
+        prompts: None = ...,
+        **options: Unpack[TraceOptions],
+    ) -> Trace: ...
+
+    @overload
+    def trace(
+        self,
+        image: None = ...,
+        prompt: None = ...,
+        *,
+        images: Sequence[ImageInput | None] | None = ...,
+        prompts: Sequence[str] | str,
+        **options: Unpack[TraceOptions],
+    ) -> list[Trace]: ...
+
+    def trace(
+        self,
+        image: ImageInput | None = None,
+        prompt: str | None = None,
+        *,
+        images: Sequence[ImageInput | None] | None = None,
+        prompts: Sequence[str] | str | None = None,
+        **options: Unpack[TraceOptions],
+    ) -> Trace | list[Trace]:
+        """Generate and follow every generated token through every decoder layer.
+
+        One item: ``trace(image, prompt)`` returns a :class:`Trace`. A batch: ``trace(images=[...],
+        prompts=[...])`` (or one ``prompts`` string for every image; ``prompts`` alone for text-only items)
+        returns a list, in order; items run in left-padded batches of ``batch_size`` and give the same results as
+        one at a time.
+
+        Args:
+            image: A path, a PIL image, or ``None`` for text-only input.
+            prompt: The instruction or question (a chat template is applied unless ``raw_prompt``).
+            images: Batch mode: one image (or ``None``) per item.
+            prompts: Batch mode: one prompt per item, or one string for all.
+            **options: See :class:`TraceOptions` — decoding (``max_new_tokens=128``, greedy unless
+                ``do_sample``, ``seed=0``), ``lens="logit"`` or ``"paper"``, ``topk=10``, ``track`` (extra tokens
+                whose probability and rank are kept), ``prompt_positions``, storage and chunking, ``batch_size``,
+                ``raw_prompt``, ``system_prompt``, ``item_ids``.
+        """
+        unknown = set(options) - set(TraceOptions.__annotations__)
+        if unknown:
+            raise SettingsError(
+                f"unknown trace option(s) {sorted(unknown)}; known: {sorted(TraceOptions.__annotations__)}"
+            )
+        if images is None and prompts is None:
+            if prompt is None:
+                raise PromptError("give a prompt: trace(image, prompt) or trace(images=[...], prompts=[...])")
+            return self._trace_items([image], [prompt], **options)[0]
+        if image is not None or prompt is not None:
+            raise PromptError("give either image/prompt or images/prompts, not both")
+        if prompts is None:
+            raise PromptError("images=[...] needs prompts=[...] (or one prompts string for every image)")
+        image_list: list[ImageInput | None]
+        if isinstance(prompts, str):
+            image_list = list(images) if images is not None else [None]
+            prompt_list = [prompts] * len(image_list)
+        else:
+            prompt_list = list(prompts)
+            image_list = list(images) if images is not None else [None] * len(prompt_list)
+        if len(prompt_list) != len(image_list):
+            raise PromptError(
+                f"got {len(image_list)} images but {len(prompt_list)} prompts; they pair up one to one"
+            )
+        if not image_list:
+            raise PromptError("the batch is empty")
+        return self._trace_items(image_list, prompt_list, **options)
+
+    def _trace_items(
+        self,
+        image_list: list[ImageInput | None],
+        prompt_list: list[str],
+        *,
+        max_new_tokens: int = 128,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        repetition_penalty: float = 1.0,
+        seed: int = 0,
+        lens: str = "logit",
+        topk: int = 10,
+        track: Sequence[str | int] | None = None,
+        prompt_positions: bool = False,
+        keep_hidden_states: bool = True,
+        storage_dtype: torch.dtype | None = None,
+        storage_device: str | torch.device = "cpu",
+        chunk_steps: int | None = None,
+        max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
+        batch_size: int = 8,
+        raw_prompt: bool = False,
+        system_prompt: str | None = None,
+        item_ids: Sequence[str] | None = None,
+    ) -> list[Trace]:
+        for p in prompt_list:
+            check_prompt(p)
+        if not self.is_vlm and any(i is not None for i in image_list):
+            raise PromptError(f"{self.loaded.source} is a text-only model ({self.family}); pass image=None")
+        settings = GenerationSettings(
+            max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            repetition_penalty=repetition_penalty,
+            seed=seed,
+        )
+        the_lens = self.lens(check_lens_mode(lens))
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise SettingsError(f"batch_size must be a positive integer, got {batch_size!r}")
+        tracked = self.token_ids(track) if track else []
+        ids = list(item_ids) if item_ids is not None else [str(i) for i in range(len(image_list))]
+        if len(ids) != len(image_list) or len(set(ids)) != len(ids):
+            raise PromptError("item_ids must be unique and one per item")
+        loaded = [load_image(i) if i is not None else None for i in image_list]
+        rendered = [
+            p if raw_prompt else self.render_prompt(p, image=img is not None, system=system_prompt)
+            for p, img in zip(prompt_list, loaded, strict=True)
+        ]
+        info = self.model_info()
+        results: dict[int, Trace] = {}
+        # Items with and without an image go to the processor separately (processors do not mix them).
+        for has_image in (True, False):
+            group = [i for i, img in enumerate(loaded) if (img is not None) == has_image]
+            for start in range(0, len(group), batch_size):
+                chunk = group[start : start + batch_size]
+                traces = self._trace_batch(
+                    [rendered[i] for i in chunk],
+                    [loaded[i] for i in chunk],
+                    [prompt_list[i] for i in chunk],
+                    [ids[i] for i in chunk],
+                    settings=settings,
+                    lens=the_lens,
+                    topk=topk,
+                    tracked=tracked,
+                    prompt_positions=prompt_positions,
+                    keep_hidden_states=keep_hidden_states,
+                    storage_dtype=storage_dtype,
+                    storage_device=storage_device,
+                    chunk_steps=chunk_steps,
+                    max_chunk_bytes=max_chunk_bytes,
+                    info=info,
+                )
+                results.update(zip(chunk, traces, strict=True))
+        return [results[i] for i in range(len(image_list))]
+
+    def encode(self, rendered: Sequence[str], images: Sequence[Any] | None) -> Any:
+        """Processor (or tokenizer) output for rendered prompts and PIL images, left-padded, as tensors."""
+        special = adds_special_tokens(self.processor, rendered[0])
+        if not self.is_vlm:
+            return self.tokenizer(
+                list(rendered), return_tensors="pt", padding=True, add_special_tokens=special
+            )
+        kwargs: dict[str, Any] = {
+            "text": list(rendered),
+            "return_tensors": "pt",
+            "padding": True,
+            "add_special_tokens": special,
+            **self.loaded.family.processor_kwargs,
+        }
+        if images:
+            kwargs["images"] = list(images)
+        return self.processor(**kwargs)
+
+    def _trace_batch(
+        self,
+        rendered: list[str],
+        images: list[tuple[Any, ImageInfo] | None],
+        prompts: list[str],
+        item_ids: list[str],
+        *,
+        settings: GenerationSettings,
+        lens: LogitLens,
+        topk: int,
+        tracked: list[int],
+        prompt_positions: bool,
+        keep_hidden_states: bool,
+        storage_dtype: torch.dtype | None,
+        storage_device: str | torch.device,
+        chunk_steps: int | None,
+        max_chunk_bytes: int,
+        info: ModelInfo,
+    ) -> list[Trace]:
+        pil = [img[0] for img in images if img is not None]
+        inputs = self.encode(rendered, pil or None)
+        roles = self.loaded.roles
+        captured = generate_with_capture(
+            self.model,
+            roles.decoder_layers,
+            inputs,
+            settings,
+            eos_ids=eos_token_ids(self.model, self.tokenizer),
+            pad_id=int(self.tokenizer.pad_token_id),
+            image_token_id=roles.image_token_id,
+            suppress_ids=roles.suppressed_token_ids,
+            keep_prompt=prompt_positions,
+            storage_dtype=storage_dtype,
+            storage_device=storage_device,
+        )
+        traces = []
+        for item, text_in, prompt, img, item_id in zip(
+            captured, rendered, prompts, images, item_ids, strict=True
+        ):
+            metrics = compute_layer_metrics(
+                item.hidden_states,
+                lens,
+                item.generated_ids,
+                k=topk,
+                tracked_ids=tracked,
+                chunk_steps=chunk_steps,
+                max_chunk_bytes=max_chunk_bytes,
+            )
+            gen_ids = item.generated_ids.tolist()
+            traces.append(
+                Trace(
+                    text=self.tokenizer.decode(gen_ids, skip_special_tokens=True),
+                    tokens=token_pieces(self.tokenizer, gen_ids),
+                    generated_ids=item.generated_ids,
+                    metrics=metrics,
+                    hidden_states=item.hidden_states if keep_hidden_states else None,
+                    prompt=prompt,
+                    rendered_prompt=text_in,
+                    prompt_ids=item.prompt_ids,
+                    prompt_tokens=self.tokenizer.convert_ids_to_tokens(item.prompt_ids.tolist()),
+                    image_token_positions=item.image_token_positions,
+                    prompt_hidden_states=item.prompt_hidden_states,
+                    image=img[1] if img is not None else None,
+                    stop_reason=item.stop_reason,
+                    generation=settings,
+                    model=info,
+                    vocab=vocab_strings(self.tokenizer, metrics_token_ids(metrics)),
+                    item_id=item_id,
+                    _lens=lens,
+                    _tokenizer=self.tokenizer,
+                )
+            )
+        return traces
+
+    # ----------------------------------------------------------------- checks
+    def check_lens(self, text: str = "The image shows") -> float:
+        """Largest |lens logit - model logit| at the last layer on a short text-only forward pass.
+
+        The default lens applied to the last layer's pre-norm state must reproduce the model's own logits;
+        :func:`load` calls this and refuses a family whose roles do not pass.
+        """
+        ids = self.tokenizer(text, return_tensors="pt").input_ids
+        if ids.shape[1] == 0:
+            raise AdapterError("the tokenizer encodes the check text to nothing")
+        device = self.loaded.device
+        with record_residual_stream(self.loaded.roles.decoder_layers) as rec, torch.inference_mode():
+            out = self.model(input_ids=ids.to(device), use_cache=False)
+        states = torch.stack([per_call[0] for per_call in rec.last])  # [L + 1, 1, d]
+        lens_logits = self.lens("logit").logits(states)[-1, 0]
+        model_logits = out.logits[0, -1].float().to(lens_logits.device)
+        return float((lens_logits - model_logits).abs().max())
+
+
+def _tolerance(dtype: torch.dtype) -> float:
+    return 1e-3 if dtype in (torch.float32, torch.float64) else 5e-2
+
+
+def load(
+    source: str | Path,
+    *,
+    device: str | torch.device | None = "auto",
+    dtype: str | torch.dtype | None = "auto",
+    family: str | None = None,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+    local_files_only: bool = False,
+    device_map: str | dict[str, Any] | None = None,
+    attn_implementation: str | None = None,
+    verify: bool = True,
+) -> LVLM:
+    """Load a vision-language model (or a causal LM, for text-only comparisons) for tracing.
+
+    Args:
+        source: A local directory written by ``save_pretrained`` or a hub id (``"llava-hf/llava-1.5-7b-hf"``).
+        device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda:0"``...
+        dtype: ``"auto"`` (float32 on CPU, bfloat16 on CUDA), ``"float16"``, ``"bfloat16"``, ``"float32"``.
+        family: Force a registered family (default: chosen from ``config.model_type``).
+        allow_pickle: Accept pickle-only checkpoints (``*.bin``); off by default because unpickling runs code.
+        trust_remote_code: Let transformers run code shipped with the checkpoint; off by default.
+        revision, local_files_only: Hub options.
+        device_map: ``"auto"`` spreads a large model over the available GPUs.
+        attn_implementation: ``"eager"``, ``"sdpa"``...
+        verify: Check on a short forward pass that the lens at the last layer reproduces the model's logits.
+
+    Example:
+        >>> import evolens
+        >>> lvlm = evolens.load("llava-hf/llava-1.5-7b-hf")  # doctest: +SKIP
+    """
+    loaded = load_model(
+        source,
+        device=device,
+        dtype=dtype,
+        family=family,
+        allow_pickle=allow_pickle,
+        trust_remote_code=trust_remote_code,
+        revision=revision,
+        local_files_only=local_files_only,
+        device_map=device_map,
+        attn_implementation=attn_implementation,
+    )
+    lvlm = LVLM(loaded)
+    if verify:
+        err = lvlm.check_lens()
+        tol = _tolerance(loaded.dtype)
+        if not err <= tol:
+            raise AdapterError(
+                f"the logit lens of family {loaded.family.name!r} does not reproduce {source}'s logits at the last "
+                f"layer (max |difference| {err:.3g} > {tol}); its roles are wrong for this model"
+            )
+    return lvlm

@@ -1,0 +1,242 @@
+"""Generate while recording, for every generated token, the residual stream at the position that predicts it."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from evolens.capture.hooks import record_residual_stream
+from evolens.errors import CaptureError, SettingsError
+
+logger = logging.getLogger(__name__)
+
+StopReason = Literal["eos", "max_new_tokens"]
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How tokens are chosen. Greedy by default; sampling is reproducible under ``seed``.
+
+    Attributes:
+        max_new_tokens: Upper bound on generated tokens (>= 1).
+        do_sample: Sample instead of taking the arg-max.
+        temperature: Softmax temperature when sampling (> 0).
+        top_p: Nucleus sampling mass (0 < top_p <= 1).
+        top_k: Keep the k most probable tokens when sampling (0 = off).
+        repetition_penalty: Hugging Face's repetition penalty (1 = off).
+        seed: Seed of the sampling RNG (used only while generating; the global RNG is left as it was).
+    """
+
+    max_new_tokens: int = 128
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.max_new_tokens, bool)
+            or not isinstance(self.max_new_tokens, int)
+            or self.max_new_tokens <= 0
+        ):
+            raise SettingsError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
+        if not self.temperature > 0:
+            raise SettingsError(f"temperature must be > 0, got {self.temperature!r}")
+        if not 0 < self.top_p <= 1:
+            raise SettingsError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
+            raise SettingsError(f"top_k must be an integer >= 0, got {self.top_k!r}")
+        if not self.repetition_penalty > 0:
+            raise SettingsError(f"repetition_penalty must be > 0, got {self.repetition_penalty!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GenerationSettings:
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+
+@dataclass
+class CapturedItem:
+    """The recording of one prompt's generation.
+
+    Attributes:
+        hidden_states: ``[n_layers + 1, n_steps, d_model]``; entry ``[0, t]`` is the input of decoder layer 0 and
+            ``[l, t]`` the output of layer ``l``, all before the final norm, at the position that predicts
+            generated token ``t``.
+        generated_ids: ``[n_steps]`` the generated token ids (the EOS token included when one was produced).
+        prompt_ids: ``[n_prompt]`` the prompt's token ids as the model saw them (image placeholders expanded,
+            padding removed).
+        prompt_hidden_states: ``[n_layers + 1, n_prompt, d_model]`` when prompt positions were kept, else ``None``.
+        image_token_positions: ``[n_image_tokens]`` indices into ``prompt_ids`` of the image placeholder tokens.
+        stop_reason: ``"eos"`` or ``"max_new_tokens"``.
+    """
+
+    hidden_states: torch.Tensor
+    generated_ids: torch.Tensor
+    prompt_ids: torch.Tensor
+    prompt_hidden_states: torch.Tensor | None
+    image_token_positions: torch.Tensor
+    stop_reason: StopReason
+
+
+def eos_token_ids(model: nn.Module, tokenizer: Any) -> tuple[int, ...]:
+    """Every id that ends generation: the generation config's EOS id(s) and the tokenizer's."""
+    ids: set[int] = set()
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (gen_eos, getattr(tokenizer, "eos_token_id", None)):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(int(v) for v in value)
+    return tuple(sorted(ids))
+
+
+def _generation_config(
+    model: nn.Module, settings: GenerationSettings, *, eos: Sequence[int], pad: int, suppress: Sequence[int]
+) -> Any:
+    from transformers import GenerationConfig
+
+    base = getattr(model, "generation_config", None)
+    config = copy.deepcopy(base) if base is not None else GenerationConfig()
+    config.update(
+        max_new_tokens=settings.max_new_tokens,
+        max_length=None,
+        min_new_tokens=None,
+        min_length=0,
+        do_sample=settings.do_sample,
+        num_beams=1,
+        temperature=settings.temperature if settings.do_sample else None,
+        top_p=settings.top_p if settings.do_sample else None,
+        top_k=settings.top_k if settings.do_sample else None,
+        repetition_penalty=settings.repetition_penalty,
+        eos_token_id=list(eos) if eos else None,
+        pad_token_id=pad,
+        suppress_tokens=list(suppress) or None,
+        output_hidden_states=False,
+        output_scores=False,
+        output_logits=False,
+        return_dict_in_generate=True,
+    )
+    return config
+
+
+def _to_model(inputs: Mapping[str, Any], device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    moved: dict[str, Any] = {}
+    for key, value in inputs.items():
+        if isinstance(value, torch.Tensor):
+            value = value.to(device)
+            if value.is_floating_point():
+                value = value.to(dtype)
+        moved[key] = value
+    return moved
+
+
+def generate_with_capture(
+    model: nn.Module,
+    layers: nn.ModuleList,
+    inputs: Mapping[str, Any],
+    settings: GenerationSettings,
+    *,
+    eos_ids: Sequence[int],
+    pad_id: int,
+    image_token_id: int | None = None,
+    suppress_ids: Sequence[int] = (),
+    keep_prompt: bool = False,
+    storage_dtype: torch.dtype | None = None,
+    storage_device: str | torch.device = "cpu",
+) -> list[CapturedItem]:
+    """Run ``model.generate`` on a (left-padded) batch and return one :class:`CapturedItem` per row.
+
+    Args:
+        model: A Hugging Face generative model.
+        layers: Its text decoder's layers (the residual stream is recorded around them).
+        inputs: Processor output: ``input_ids``, ``attention_mask`` and any pixel/grid tensors.
+        settings: Decoding settings.
+        eos_ids: Ids that end an item's generation.
+        pad_id: Padding id (left padding).
+        image_token_id: Placeholder id whose prompt positions are reported.
+        suppress_ids: Ids generation must never emit (image placeholders).
+        keep_prompt: Also keep every prompt position's states (from the prefill call).
+        storage_dtype: dtype of the kept states (``None``: the model's dtype, which keeps the lens exact).
+        storage_device: Where the kept states live.
+    """
+    input_ids = inputs["input_ids"]
+    attention_mask = inputs.get("attention_mask")
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    param = next(model.parameters())
+    batch = _to_model(inputs, param.device, param.dtype)
+    batch["attention_mask"] = attention_mask.to(param.device)
+    config = _generation_config(model, settings, eos=eos_ids, pad=pad_id, suppress=suppress_ids)
+    devices = [param.device.index or 0] if param.device.type == "cuda" else []
+    with (
+        torch.random.fork_rng(devices=devices),
+        record_residual_stream(layers, keep_prompt=keep_prompt) as rec,
+    ):
+        torch.manual_seed(settings.seed)
+        with torch.inference_mode():
+            out = model.generate(**batch, generation_config=config)  # type: ignore[operator]
+    sequences = out.sequences.cpu()
+    prompt_len = input_ids.shape[1]
+    new_tokens = sequences[:, prompt_len:]
+    n_calls = rec.n_calls
+    if n_calls != new_tokens.shape[1]:
+        raise CaptureError(
+            f"the decoder ran {n_calls} times for {new_tokens.shape[1]} generated tokens; this model's generate() "
+            "does not make one forward pass per token, so states cannot be matched to tokens"
+        )
+    out_dtype = storage_dtype or rec.last[0][0].dtype
+    # [n_boundaries, n_calls, batch, d_model]
+    stacked = torch.stack(
+        [torch.stack([s.to(storage_device) for s in per_call]) for per_call in rec.last]
+    ).to(out_dtype)
+    items: list[CapturedItem] = []
+    eos_set = torch.tensor(sorted(set(eos_ids)), dtype=torch.long)
+    for row in range(sequences.shape[0]):
+        generated = new_tokens[row]
+        is_eos = (
+            torch.isin(generated, eos_set) if len(eos_set) else torch.zeros_like(generated, dtype=torch.bool)
+        )
+        if bool(is_eos.any()):
+            n_steps = int(is_eos.nonzero()[0, 0]) + 1
+            stop: StopReason = "eos"
+        else:
+            n_steps = generated.shape[0]
+            stop = "max_new_tokens"
+        real = attention_mask[row].bool().cpu()
+        prompt_ids = input_ids[row].cpu()[real]
+        n_pad = int((~real).sum())
+        if bool(real[n_pad:].all()) is False:
+            raise CaptureError(
+                "prompts must be left-padded so the last position predicts the next token for every row"
+            )
+        prompt_states = None
+        if keep_prompt and rec.prompt is not None:
+            prompt_states = torch.stack([p[row, n_pad:].to(storage_device) for p in rec.prompt]).to(out_dtype)
+        positions = (
+            (prompt_ids == image_token_id).nonzero().flatten()
+            if image_token_id is not None
+            else torch.zeros(0, dtype=torch.long)
+        )
+        items.append(
+            CapturedItem(
+                hidden_states=stacked[:, :n_steps, row].contiguous(),
+                generated_ids=generated[:n_steps].clone(),
+                prompt_ids=prompt_ids.clone(),
+                prompt_hidden_states=prompt_states,
+                image_token_positions=positions,
+                stop_reason=stop,
+            )
+        )
+    return items

@@ -1,0 +1,106 @@
+"""Forward hooks that record the residual stream at every decoder layer boundary.
+
+For a stack of L decoder layers the recorder keeps L + 1 states per forward call: the input of layer 0 (the
+embeddings as the decoder receives them: image features merged, Gemma's scaling applied) and the output of every
+layer — all *before* the final norm. Hooks live only inside :func:`record_residual_stream`; they are removed on
+exit, also when the body raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from evolens.errors import CaptureError
+
+
+def _hidden_from(value: Any) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
+        return value[0]
+    for attr in ("hidden_states", "last_hidden_state"):
+        hidden = getattr(value, attr, None)
+        if isinstance(hidden, torch.Tensor):
+            return hidden
+    raise CaptureError(f"cannot find the hidden states in a decoder layer's {type(value).__name__} output")
+
+
+@dataclass
+class ResidualRecording:
+    """What the hooks saw, one entry per forward call.
+
+    Attributes:
+        last: ``last[i][c]`` is the state at boundary ``i`` (0 = input of layer 0, i = output of layer i) for
+            the last position of forward call ``c``: shape ``[batch, d_model]``.
+        prompt: With ``keep_prompt``, the states of every position of the first call (the prompt):
+            ``prompt[i]`` has shape ``[batch, prompt_len, d_model]``; else ``None``.
+    """
+
+    n_boundaries: int
+    keep_prompt: bool
+    last: list[list[torch.Tensor]] = field(default_factory=list)
+    prompt: list[torch.Tensor] | None = None
+
+    def __post_init__(self) -> None:
+        self.last = [[] for _ in range(self.n_boundaries)]
+
+    @property
+    def n_calls(self) -> int:
+        """Number of complete forward calls seen (checked consistent across boundaries)."""
+        counts = {len(states) for states in self.last}
+        if len(counts) != 1:
+            raise CaptureError(
+                f"decoder layers ran an unequal number of times ({sorted(counts)}); the model skipped or repeated "
+                "layers during generation, so per-layer states cannot be aligned"
+            )
+        return counts.pop()
+
+    def _record(self, boundary: int, hidden: torch.Tensor) -> None:
+        if hidden.dim() != 3:
+            raise CaptureError(
+                f"expected hidden states [batch, positions, d_model], got shape {tuple(hidden.shape)}"
+            )
+        first_call = len(self.last[boundary]) == 0
+        self.last[boundary].append(hidden[:, -1, :].detach().clone())
+        if self.keep_prompt and first_call:
+            if self.prompt is None:
+                self.prompt = [torch.empty(0)] * self.n_boundaries
+            self.prompt[boundary] = hidden.detach().clone()
+
+
+@contextmanager
+def record_residual_stream(
+    layers: nn.ModuleList, *, keep_prompt: bool = False
+) -> Iterator[ResidualRecording]:
+    """Record the L + 1 pre-norm residual states of every forward call through ``layers``.
+
+    Hooks registered earlier (for example a layer-skip hook that returns the layer's input) run first, so the
+    recording sees their effect.
+    """
+    recording = ResidualRecording(n_boundaries=len(layers) + 1, keep_prompt=keep_prompt)
+    handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def pre_hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        hidden = args[0] if args else kwargs.get("hidden_states")
+        recording._record(0, _hidden_from(hidden))
+
+    def make_hook(boundary: int) -> Any:
+        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            recording._record(boundary, _hidden_from(output))
+
+        return hook
+
+    try:
+        handles.append(layers[0].register_forward_pre_hook(pre_hook, with_kwargs=True))
+        for index, layer in enumerate(layers):
+            handles.append(layer.register_forward_hook(make_hook(index + 1)))
+        yield recording
+    finally:
+        for handle in handles:
+            handle.remove()

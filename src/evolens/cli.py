@@ -1,0 +1,115 @@
+"""The ``evolens`` command line: thin commands over the Python API.
+
+Exit codes: 0 on success, 2 on a user error (one clear line, no traceback), 1 on an internal error.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from evolens.errors import EvolensError
+
+app = typer.Typer(
+    name="evolens",
+    help="Layer-by-layer knowledge evolution in vision-language models (logit lens, JSD, critical and mutation layers).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+
+@app.command()
+def families() -> None:
+    """List the supported model families and the model types each handles.
+
+    Example: evolens families
+    """
+    from evolens.models import supported_families
+
+    for name, types in supported_families().items():
+        out.print(f"{name:14s} {', '.join(types)}")
+
+
+@app.command()
+def trace(
+    model: Annotated[
+        str, typer.Argument(help="Local model directory or hub id, e.g. llava-hf/llava-1.5-7b-hf")
+    ],
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="Instruction or question")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the trace to")],
+    image: Annotated[
+        Path | None, typer.Option("--image", "-i", help="Image file (omit for text-only)")
+    ] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Most tokens to generate")] = 128,
+    lens: Annotated[
+        str, typer.Option(help="logit (norm + head) or paper (the paper code's variant)")
+    ] = "logit",
+    topk: Annotated[int, typer.Option(help="Top tokens kept per (layer, step)")] = 10,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16")] = "auto",
+    allow_pickle: Annotated[bool, typer.Option(help="Accept pickle-only checkpoints (unsafe)")] = False,
+    trust_remote_code: Annotated[bool, typer.Option(help="Run code shipped with the checkpoint")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output directory")] = False,
+) -> None:
+    """Trace one generation through every layer and save it.
+
+    Example: evolens trace llava-hf/llava-1.5-7b-hf -i dog.jpg -p "Please describe this image in detail." -o runs/dog
+    """
+    import evolens
+
+    lvlm = evolens.load(
+        model, device=device, dtype=dtype, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code
+    )
+    result = lvlm.trace(image=image, prompt=prompt, max_new_tokens=max_new_tokens, lens=lens, topk=topk)
+    result.save(out_dir, overwrite=overwrite)
+    out.print(f"[bold]text[/bold]: {result.text!r}", markup=True, highlight=False)
+    out.print(f"{result.n_steps} tokens x {result.n_layers + 1} layers written to {out_dir}")
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory")] = Path("runs/demo"),
+) -> None:
+    """Run the main job on the built-in model and print where the results are.
+
+    Example: evolens demo --out runs/demo
+    """
+    from evolens.demo import run_demo
+
+    run_demo(out_dir, console=out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app and map errors to exit codes (2: user error, 1: internal error)."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app(args=argv, standalone_mode=False)
+    except EvolensError as err:
+        console.print(f"error: {err}", markup=False, highlight=False)
+        return 2
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except typer.Abort:
+        console.print("aborted")
+        return 1
+    except Exception as err:  # a click usage error or a bug
+        import click
+
+        if isinstance(err, click.exceptions.ClickException):
+            err.show()
+            return 2
+        console.print_exception()
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""Metrics: token probability, rank, entropy, top-k, JS/KL divergences — each implemented exactly once."""
+
+from evolens.metrics.compute import (
+    LayerMetrics,
+    auto_chunk_steps,
+    compute_layer_metrics,
+    iter_logprob_chunks,
+    track_tokens,
+)
+from evolens.metrics.divergence import entropy_bits, jsd_bits, jsd_paper, kl_bits
+from evolens.metrics.tokens import gather_logprobs, ranks, topk, union_top1
+
+__all__ = [
+    "LayerMetrics",
+    "auto_chunk_steps",
+    "compute_layer_metrics",
+    "entropy_bits",
+    "gather_logprobs",
+    "iter_logprob_chunks",
+    "jsd_bits",
+    "jsd_paper",
+    "kl_bits",
+    "ranks",
+    "topk",
+    "track_tokens",
+    "union_top1",
+]

@@ -1,0 +1,234 @@
+"""Chunked computation of every per-(layer, step) metric of a trace.
+
+The lens produces ``[n_layers + 1, chunk_steps, vocab]`` log-probabilities for a chunk of generation steps at a
+time; every metric is reduced from that chunk, and the chunk is dropped before the next one. The full
+``[n_layers + 1, n_steps, vocab]`` tensor never exists.
+
+Memory: the chunk's float32 logits and log-probabilities take ``2 * (n_layers + 1) * chunk_steps * vocab * 4``
+bytes, plus a few ``[chunk_steps, vocab]`` temporaries per adjacent-layer pair. ``chunk_steps`` is chosen so
+that this stays under ``max_chunk_bytes`` (default 512 MiB), and is at least 1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+
+import torch
+
+from evolens.errors import SettingsError
+from evolens.lens.logit_lens import LogitLens
+from evolens.metrics.divergence import entropy_bits, jsd_bits, jsd_paper, kl_bits
+from evolens.metrics.tokens import gather_logprobs, ranks, topk, union_top1
+
+DEFAULT_MAX_CHUNK_BYTES = 512 * 2**20
+LOGPROB_FLOOR = -1.0e4  # nats; keeps masked (-inf) logits from turning 0 * inf into NaN in the sums
+
+
+@dataclass
+class LayerMetrics:
+    """Every per-(layer, step) quantity of one trace, on the CPU.
+
+    Layer index 0 is the embedding state (input of decoder layer 0) and ``n_layers`` the last layer's output.
+    Log-probabilities are natural logs; divergences and entropies are in bits unless named ``paper``.
+
+    Attributes:
+        target_ids: ``[n_steps]`` the generated tokens.
+        target_logprobs: ``[n_layers + 1, n_steps]`` log-probability of the generated token.
+        target_ranks: ``[n_layers + 1, n_steps]`` its 1-based rank (1 = most probable).
+        entropy_bits: ``[n_layers + 1, n_steps]`` entropy of the layer's distribution.
+        topk_ids: ``[n_layers + 1, n_steps, k]`` the k most probable tokens, most probable first.
+        topk_logprobs: ``[n_layers + 1, n_steps, k]`` their log-probabilities.
+        jsd_bits: ``[n_layers, n_steps]`` JS divergence between layer l and l + 1, bits, in [0, 1].
+        jsd_paper: ``[n_layers, n_steps]`` the paper code's "JS divergence" (nats / vocabulary size).
+        kl_to_last_bits: ``[n_layers + 1, n_steps]`` KL(p_last || p_l) in bits (0 at the last layer).
+        tracked_ids: ``[n_tracked]`` extra token ids asked for.
+        tracked_logprobs: ``[n_layers + 1, n_steps, n_tracked]``.
+        tracked_ranks: ``[n_layers + 1, n_steps, n_tracked]``.
+        candidate_ids: ``[n_steps, n_candidates]`` tokens that are top-1 at some layer, padded with -1.
+        candidate_logprobs: ``[n_layers + 1, n_steps, n_candidates]`` their log-probabilities (-inf where padded).
+        lens_mode: The lens the metrics were computed with.
+        vocab_size: Size of the distributions.
+    """
+
+    target_ids: torch.Tensor
+    target_logprobs: torch.Tensor
+    target_ranks: torch.Tensor
+    entropy_bits: torch.Tensor
+    topk_ids: torch.Tensor
+    topk_logprobs: torch.Tensor
+    jsd_bits: torch.Tensor
+    jsd_paper: torch.Tensor
+    kl_to_last_bits: torch.Tensor
+    tracked_ids: torch.Tensor
+    tracked_logprobs: torch.Tensor
+    tracked_ranks: torch.Tensor
+    candidate_ids: torch.Tensor
+    candidate_logprobs: torch.Tensor
+    lens_mode: str
+    vocab_size: int
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.target_logprobs.shape[0]) - 1
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.target_logprobs.shape[1])
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Every tensor field by name (for storage)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), torch.Tensor)
+        }
+
+
+def auto_chunk_steps(
+    n_boundaries: int, vocab_size: int, max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES
+) -> int:
+    """Steps per chunk so that the chunk's logits and log-probs fit in ``max_chunk_bytes`` (at least 1)."""
+    per_step = 2 * n_boundaries * vocab_size * 4
+    return max(1, max_chunk_bytes // per_step)
+
+
+def iter_logprob_chunks(
+    states: torch.Tensor, lens: LogitLens, chunk_steps: int
+) -> Iterator[tuple[slice, torch.Tensor]]:
+    """Yield ``(steps, logp)`` with ``logp [n_layers + 1, len(steps), vocab]`` float32 log-probabilities."""
+    n_steps = states.shape[1]
+    for start in range(0, n_steps, chunk_steps):
+        steps = slice(start, min(start + chunk_steps, n_steps))
+        logits = lens.logits(states[:, steps])
+        logp = torch.log_softmax(logits, dim=-1)
+        del logits
+        yield steps, logp.clamp_min_(LOGPROB_FLOOR)
+
+
+def _tracked_metrics(logp: torch.Tensor, tracked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities and ranks of the ``tracked`` ids: ``[n_layers + 1, steps, n_tracked]`` each."""
+    n_boundaries, n_steps, _ = logp.shape
+    if not tracked.numel():
+        return logp.new_zeros(n_boundaries, n_steps, 0), torch.zeros(
+            n_boundaries, n_steps, 0, dtype=torch.long
+        )
+    idx = tracked.to(logp.device).view(1, 1, -1).expand(n_boundaries, n_steps, -1)
+    # one id at a time keeps the rank comparison at [layers, steps, vocab] instead of [..., n_tracked, vocab]
+    rank = torch.stack([ranks(logp, idx[..., j : j + 1]).squeeze(-1) for j in range(idx.shape[-1])], -1)
+    return gather_logprobs(logp, idx), rank
+
+
+def _chunk_metrics(
+    logp: torch.Tensor, targets: torch.Tensor, tracked: torch.Tensor, k: int
+) -> dict[str, torch.Tensor]:
+    n_boundaries = logp.shape[0]
+    target_idx = targets.to(logp.device).view(1, -1, 1).expand(n_boundaries, -1, 1)
+    out: dict[str, torch.Tensor] = {
+        "target_logprobs": gather_logprobs(logp, target_idx).squeeze(-1),
+        "target_ranks": ranks(logp, target_idx).squeeze(-1),
+        "entropy_bits": entropy_bits(logp),
+        "kl_to_last_bits": kl_bits(logp[-1:], logp),
+    }
+    out["topk_ids"], out["topk_logprobs"] = topk(logp, k)
+    out["jsd_bits"] = torch.stack([jsd_bits(logp[i], logp[i + 1]) for i in range(n_boundaries - 1)])
+    out["jsd_paper"] = torch.stack([jsd_paper(logp[i], logp[i + 1]) for i in range(n_boundaries - 1)])
+    out["tracked_logprobs"], out["tracked_ranks"] = _tracked_metrics(logp, tracked)
+    candidates = union_top1(out["topk_ids"][..., 0].cpu())
+    safe = candidates.clamp_min(0).to(logp.device)
+    cand_logp = gather_logprobs(logp, safe.unsqueeze(0).expand(n_boundaries, -1, -1))
+    out["candidate_logprobs"] = cand_logp.masked_fill(
+        (candidates < 0).to(logp.device).unsqueeze(0), float("-inf")
+    )
+    out["candidate_ids"] = candidates
+    return {name: value.cpu() for name, value in out.items()}
+
+
+def _pad_cat(parts: list[torch.Tensor], dim_steps: int, fill: float | int) -> torch.Tensor:
+    width = max(p.shape[-1] for p in parts)
+    padded = []
+    for p in parts:
+        if p.shape[-1] < width:
+            pad_shape = (*p.shape[:-1], width - p.shape[-1])
+            p = torch.cat([p, torch.full(pad_shape, fill, dtype=p.dtype)], dim=-1)
+        padded.append(p)
+    return torch.cat(padded, dim=dim_steps)
+
+
+def compute_layer_metrics(
+    states: torch.Tensor,
+    lens: LogitLens,
+    target_ids: torch.Tensor,
+    *,
+    k: int = 10,
+    tracked_ids: torch.Tensor | list[int] | None = None,
+    chunk_steps: int | None = None,
+    max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
+) -> LayerMetrics:
+    """Apply ``lens`` to ``states`` chunk by chunk and reduce every metric.
+
+    Args:
+        states: ``[n_layers + 1, n_steps, d_model]`` pre-norm residual states.
+        lens: The lens (its mode decides norm placement).
+        target_ids: ``[n_steps]`` the token generated at each step.
+        k: How many top tokens to keep per (layer, step).
+        tracked_ids: Extra token ids whose log-probability and rank are kept.
+        chunk_steps: Steps per chunk; ``None`` derives it from ``max_chunk_bytes``.
+        max_chunk_bytes: Memory budget of one chunk when ``chunk_steps`` is ``None``.
+    """
+    if states.dim() != 3:
+        raise SettingsError(
+            f"states must be [n_layers + 1, n_steps, d_model], got shape {tuple(states.shape)}"
+        )
+    n_boundaries, n_steps, _ = states.shape
+    if target_ids.shape != (n_steps,):
+        raise SettingsError(f"target_ids must have shape [{n_steps}], got {tuple(target_ids.shape)}")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise SettingsError(f"k (top-k) must be a positive integer, got {k!r}")
+    vocab_size = lens.vocab_size
+    tracked = torch.as_tensor(tracked_ids if tracked_ids is not None else [], dtype=torch.long).flatten()
+    if tracked.numel() and (int(tracked.min()) < 0 or int(tracked.max()) >= vocab_size):
+        raise SettingsError(f"tracked token ids must lie in [0, {vocab_size}), got {tracked.tolist()}")
+    if chunk_steps is None:
+        chunk_steps = auto_chunk_steps(n_boundaries, vocab_size, max_chunk_bytes)
+    if isinstance(chunk_steps, bool) or not isinstance(chunk_steps, int) or chunk_steps < 1:
+        raise SettingsError(f"chunk_steps must be a positive integer, got {chunk_steps!r}")
+    parts: list[dict[str, torch.Tensor]] = []
+    for steps, logp in iter_logprob_chunks(states, lens, chunk_steps):
+        parts.append(_chunk_metrics(logp, target_ids[steps], tracked, k))
+        del logp
+    if not parts:
+        raise SettingsError("a trace needs at least one generated step")
+    joined = {
+        name: torch.cat([p[name] for p in parts], dim=1)
+        for name in parts[0]
+        if name not in ("candidate_ids", "candidate_logprobs")
+    }
+    joined["candidate_ids"] = _pad_cat([p["candidate_ids"] for p in parts], 0, -1)
+    joined["candidate_logprobs"] = _pad_cat([p["candidate_logprobs"] for p in parts], 1, -math.inf)
+    return LayerMetrics(
+        target_ids=target_ids.cpu().long(),
+        tracked_ids=tracked,
+        lens_mode=lens.mode,
+        vocab_size=vocab_size,
+        **joined,
+    )
+
+
+def track_tokens(
+    states: torch.Tensor,
+    lens: LogitLens,
+    ids: torch.Tensor,
+    *,
+    chunk_steps: int | None = None,
+    max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities and 1-based ranks of ``ids`` at every (layer, step): ``[n_layers + 1, n_steps, n]`` each."""
+    vocab_size = lens.vocab_size
+    ids = torch.as_tensor(ids, dtype=torch.long).flatten()
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
+        raise SettingsError(f"token ids must lie in [0, {vocab_size}), got {ids.tolist()}")
+    steps_per_chunk = chunk_steps or auto_chunk_steps(states.shape[0], vocab_size, max_chunk_bytes)
+    parts = [_tracked_metrics(logp, ids) for _, logp in iter_logprob_chunks(states, lens, steps_per_chunk)]
+    return torch.cat([p[0].cpu() for p in parts], dim=1), torch.cat([p[1].cpu() for p in parts], dim=1)

@@ -1,0 +1,16 @@
+"""Store: trace and run directories — manifest, Parquet tables, safetensors tensors; atomic writes."""
+
+from evolens.store.atomic import atomic_directory, atomic_file, atomic_write_bytes, atomic_write_text
+from evolens.store.trace_io import SCHEMA_VERSION, load_trace, metrics_table, read_manifest, save_trace
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "atomic_directory",
+    "atomic_file",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "load_trace",
+    "metrics_table",
+    "read_manifest",
+    "save_trace",
+]

@@ -1,0 +1,5 @@
+"""Builders of tiny random checkpoints (no downloads) for tests, benchmarks and the pre-toy demo."""
+
+from evolens.testing.tiny import TINY_BUILDERS, build_tiny, save_tiny, word_tokenizer
+
+__all__ = ["TINY_BUILDERS", "build_tiny", "save_tiny", "word_tokenizer"]

@@ -1,0 +1,324 @@
+"""The :class:`Trace`: one generation followed through every decoder layer, with its lens metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+
+from evolens.capture.generate import GenerationSettings
+from evolens.errors import LensUnavailableError, SettingsError
+from evolens.lens.logit_lens import LogitLens
+from evolens.metrics.compute import LayerMetrics, compute_layer_metrics, track_tokens
+from evolens.models.inputs import ImageInfo
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+JsdReduction = Literal["bits", "paper"]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Which model produced a trace.
+
+    Attributes:
+        source: Path or hub id as given to :func:`evolens.load`.
+        family: Registered family name.
+        model_type: ``config.model_type``.
+        n_layers: Decoder layers L.
+        d_model: Residual stream width.
+        vocab_size: Language head outputs.
+        dtype: The model's dtype when traced (``"float32"``...).
+        weights_hash: SHA-256 over the weight files (see ``evolens.models.loading.hash_weight_files``).
+    """
+
+    source: str
+    family: str
+    model_type: str
+    n_layers: int
+    d_model: int
+    vocab_size: int
+    dtype: str
+    weights_hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelInfo:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class TopK:
+    """The k most probable tokens at every (layer, step).
+
+    Attributes:
+        ids: ``[n_layers + 1, n_steps, k]`` token ids, most probable first.
+        probs: ``[n_layers + 1, n_steps, k]`` their probabilities.
+        vocab: Id -> display string for every id in ``ids``.
+    """
+
+    ids: torch.Tensor
+    probs: torch.Tensor
+    vocab: dict[int, str]
+
+    def tokens(self, layer: int, step: int) -> list[str]:
+        """Display strings of the top-k tokens at ``(layer, step)``."""
+        return [self.vocab.get(int(i), f"<{int(i)}>") for i in self.ids[layer, step].tolist()]
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The paper's candidate tokens of one step: the generated token plus every top-1 token at or after a layer.
+
+    Attributes:
+        step: The generation step.
+        from_layer: Layers ``>= from_layer`` contributed their top-1 token.
+        ids: ``[n_candidates]`` the generated token first, then the others by first layer where they are top-1.
+        probs: ``[n_layers + 1, n_candidates]`` each candidate's probability at every layer.
+        tokens: Display strings of ``ids``.
+    """
+
+    step: int
+    from_layer: int
+    ids: torch.Tensor
+    probs: torch.Tensor
+    tokens: list[str]
+
+
+@dataclass
+class Trace:
+    """One generation followed through every decoder layer.
+
+    Layer axis: index 0 is the embedding state (the input of decoder layer 0), index ``l`` the output of decoder
+    layer ``l``; all states are taken *before* the final norm. Step axis: one entry per generated token, the state
+    at the position that predicts it.
+
+    Attributes:
+        text: The generated text (special tokens removed).
+        tokens: ``n_steps`` display strings, one per generated token; they concatenate to the text.
+        generated_ids: ``[n_steps]`` generated token ids.
+        metrics: Every per-(layer, step) metric (see :class:`~evolens.metrics.compute.LayerMetrics`).
+        hidden_states: ``[n_layers + 1, n_steps, d_model]`` pre-norm residual states, or ``None`` when not kept.
+        prompt: The user's prompt.
+        rendered_prompt: The prompt string given to the processor (chat template applied).
+        prompt_ids: ``[n_prompt]`` the prompt's token ids as the model saw them (image placeholders expanded).
+        prompt_tokens: ``n_prompt`` display strings of ``prompt_ids``.
+        image_token_positions: ``[n_image_tokens]`` indices into ``prompt_ids`` of the image placeholders.
+        prompt_hidden_states: ``[n_layers + 1, n_prompt, d_model]`` when asked for (``prompt_positions=True``).
+        image: Where the image came from, or ``None`` for text-only input.
+        stop_reason: ``"eos"`` or ``"max_new_tokens"``.
+        generation: The decoding settings.
+        model: Which model produced the trace.
+        vocab: Id -> display string for every token id the metrics mention (so figures need no tokenizer).
+        item_id: Name of the item within a run.
+    """
+
+    text: str
+    tokens: list[str]
+    generated_ids: torch.Tensor
+    metrics: LayerMetrics
+    hidden_states: torch.Tensor | None
+    prompt: str
+    rendered_prompt: str
+    prompt_ids: torch.Tensor
+    prompt_tokens: list[str]
+    image_token_positions: torch.Tensor
+    prompt_hidden_states: torch.Tensor | None
+    image: ImageInfo | None
+    stop_reason: str
+    generation: GenerationSettings
+    model: ModelInfo
+    vocab: dict[int, str]
+    item_id: str = "0"
+    _lens: LogitLens | None = field(default=None, repr=False, compare=False)
+    _tokenizer: Any = field(default=None, repr=False, compare=False)
+
+    # ----------------------------------------------------------------- shape
+    @property
+    def n_layers(self) -> int:
+        """Decoder layers L; every per-layer array has L + 1 rows."""
+        return self.metrics.n_layers
+
+    @property
+    def n_steps(self) -> int:
+        """Generated tokens."""
+        return self.metrics.n_steps
+
+    @property
+    def lens_mode(self) -> str:
+        return self.metrics.lens_mode
+
+    @property
+    def has_lens(self) -> bool:
+        """Whether the model's norm and head are attached (traces fresh from a model; not loaded ones)."""
+        return self._lens is not None
+
+    # --------------------------------------------------------------- metrics
+    def token_logprobs(self, ids: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
+        """Natural log-probabilities: of the generated tokens ``[n_layers + 1, n_steps]``, or of ``ids``
+        ``[n_layers + 1, n_steps, len(ids)]``."""
+        if ids is None:
+            return self.metrics.target_logprobs
+        return self._tracked(ids)[0]
+
+    def token_probs(self, ids: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
+        """Probabilities: of each generated token ``[n_layers + 1, n_steps]``, or of ``ids``
+        ``[n_layers + 1, n_steps, len(ids)]``."""
+        return self.token_logprobs(ids).exp()
+
+    def token_ranks(self, ids: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
+        """1-based ranks (1 = most probable), same shapes as :meth:`token_probs`."""
+        if ids is None:
+            return self.metrics.target_ranks
+        return self._tracked(ids)[1]
+
+    def entropy(self) -> torch.Tensor:
+        """``[n_layers + 1, n_steps]`` entropy of each layer's distribution, bits."""
+        return self.metrics.entropy_bits
+
+    def jsd(self, reduction: JsdReduction = "bits") -> torch.Tensor:
+        """``[n_layers, n_steps]`` divergence between layer l and l + 1.
+
+        Args:
+            reduction: ``"bits"`` — Jensen-Shannon divergence in bits summed over the vocabulary, in [0, 1]
+                (paper eq. 3-4); ``"paper"`` — what the paper's code computes: 1/2 [KL(m||p) + KL(m||q)] / |V|
+                in nats.
+        """
+        if reduction == "bits":
+            return self.metrics.jsd_bits
+        if reduction == "paper":
+            return self.metrics.jsd_paper
+        raise SettingsError(f"unknown JSD reduction {reduction!r}; use 'bits' or 'paper'")
+
+    def kl_to_last(self) -> torch.Tensor:
+        """``[n_layers + 1, n_steps]`` KL(p_last || p_l) in bits."""
+        return self.metrics.kl_to_last_bits
+
+    def topk(self, k: int = 5) -> TopK:
+        """The ``k`` most probable tokens at every (layer, step); ``k`` at most the number computed."""
+        stored = self.metrics.topk_ids.shape[-1]
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= stored:
+            raise SettingsError(f"k must be in [1, {stored}] (the trace kept the top {stored}); got {k!r}")
+        return TopK(self.metrics.topk_ids[..., :k], self.metrics.topk_logprobs[..., :k].exp(), self.vocab)
+
+    def candidates(self, step: int, from_layer: int | None = None) -> Candidates:
+        """The paper's candidate tokens at ``step``: the generated token plus each token that is top-1 at some
+        layer ``>= from_layer`` (default: the last 40% of the layers, i.e. 20-32 of LLaVA-1.5-7B's 32)."""
+        if not 0 <= step < self.n_steps:
+            raise SettingsError(f"step must be in [0, {self.n_steps}), got {step}")
+        if from_layer is None:
+            from_layer = round(self.n_layers * 0.6)
+        if not 0 <= from_layer <= self.n_layers:
+            raise SettingsError(f"from_layer must be in [0, {self.n_layers}], got {from_layer}")
+        top1 = self.metrics.topk_ids[from_layer:, step, 0].tolist()
+        ordered = [int(self.generated_ids[step])]
+        for token in top1:
+            if token not in ordered:
+                ordered.append(token)
+        stored = self.metrics.candidate_ids[step].tolist()
+        columns = []
+        for token in ordered:
+            if token in stored:
+                columns.append(self.metrics.candidate_logprobs[:, step, stored.index(token)])
+            else:  # the generated token need not be top-1 anywhere
+                columns.append(self.metrics.target_logprobs[:, step])
+        probs = torch.stack(columns, dim=-1).exp()
+        return Candidates(
+            step, from_layer, torch.tensor(ordered), probs, [self.vocab.get(t, f"<{t}>") for t in ordered]
+        )
+
+    def logits(self, steps: slice | None = None) -> torch.Tensor:
+        """The full ``[n_layers + 1, n_steps, vocab]`` float32 logits — materialised only because you ask.
+
+        Needs the lens (a trace fresh from :meth:`evolens.LVLM.trace`, or one given :meth:`attach`).
+        """
+        lens, states = self._need_lens("logits()")
+        return lens.logits(states[:, steps or slice(None)]).cpu()
+
+    # ---------------------------------------------------------------- lens
+    def attach(self, lens: LogitLens, tokenizer: Any = None) -> Trace:
+        """Attach a model's lens (and tokenizer) to a loaded trace, so token ids and logits can be recomputed."""
+        if lens.n_layers != self.n_layers:
+            raise SettingsError(f"lens has {lens.n_layers} layers but the trace has {self.n_layers}")
+        self._lens = lens.with_mode(self.lens_mode)
+        if tokenizer is not None:
+            self._tokenizer = tokenizer
+        return self
+
+    def with_lens(self, mode: str, *, chunk_steps: int | None = None) -> Trace:
+        """The same trace with every metric recomputed under another lens mode (``"logit"`` or ``"paper"``)."""
+        lens, states = self._need_lens("with_lens()")
+        lens = lens.with_mode(mode)
+        metrics = compute_layer_metrics(
+            states,
+            lens,
+            self.generated_ids,
+            k=int(self.metrics.topk_ids.shape[-1]),
+            tracked_ids=self.metrics.tracked_ids,
+            chunk_steps=chunk_steps,
+        )
+        vocab = dict(self.vocab)
+        if self._tokenizer is not None:
+            vocab.update(vocab_strings(self._tokenizer, metrics_token_ids(metrics)))
+        from dataclasses import replace
+
+        return replace(self, metrics=metrics, vocab=vocab, _lens=lens)
+
+    def _need_lens(self, what: str) -> tuple[LogitLens, torch.Tensor]:
+        if self._lens is None:
+            raise LensUnavailableError(
+                f"{what} needs the model's norm and head; this trace has none attached. Use "
+                "trace.attach(lvlm.lens()) with the model that produced it."
+            )
+        if self.hidden_states is None:
+            raise LensUnavailableError(f"{what} needs the hidden states, which this trace did not keep")
+        return self._lens, self.hidden_states
+
+    def _tracked(self, ids: Sequence[int] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        wanted = torch.as_tensor(ids, dtype=torch.long).flatten()
+        known = self.metrics.tracked_ids.tolist()
+        if all(int(i) in known for i in wanted.tolist()):
+            cols = [known.index(int(i)) for i in wanted.tolist()]
+            return self.metrics.tracked_logprobs[..., cols], self.metrics.tracked_ranks[..., cols]
+        lens, states = self._need_lens("probabilities of token ids that were not tracked")
+        return track_tokens(states, lens, wanted)
+
+    # -------------------------------------------------------------- export
+    def to_frame(self) -> pd.DataFrame:
+        """The long table: one row per (step, layer); see :func:`evolens.store.trace_io.metrics_table`."""
+        from evolens.store.trace_io import metrics_table
+
+        return metrics_table(self).to_pandas()
+
+    def save(self, directory: str | Path, *, hidden_states: bool = True, overwrite: bool = False) -> Path:
+        """Write the trace to ``directory`` atomically (manifest, Parquet long table, safetensors)."""
+        from evolens.store.trace_io import save_trace
+
+        return save_trace(self, directory, hidden_states=hidden_states, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Trace:
+        """Read a trace written by :meth:`save` (without a lens: see :meth:`attach`)."""
+        from evolens.store.trace_io import load_trace
+
+        return load_trace(directory)
+
+
+def metrics_token_ids(metrics: LayerMetrics) -> set[int]:
+    """Every token id a :class:`LayerMetrics` mentions (generated, top-k, tracked, candidates)."""
+    ids: set[int] = set(metrics.target_ids.tolist())
+    ids.update(metrics.topk_ids.unique().tolist())
+    ids.update(metrics.tracked_ids.tolist())
+    ids.update(i for i in metrics.candidate_ids.unique().tolist() if i >= 0)
+    return ids
+
+
+def vocab_strings(tokenizer: Any, ids: set[int] | Sequence[int]) -> dict[int, str]:
+    """Id -> display string (the token decoded alone, special tokens kept)."""
+    return {int(i): tokenizer.decode([int(i)], skip_special_tokens=False) for i in sorted(ids)}
