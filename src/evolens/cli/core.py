@@ -1,29 +1,13 @@
-"""The ``evolens`` command line: thin commands over the Python API.
-
-Exit codes: 0 on success, 2 on a user error (one clear line, no traceback), 1 on an internal error.
-"""
+"""Core commands: families, trace, demo."""
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from evolens.errors import EvolensError
-
-app = typer.Typer(
-    name="evolens",
-    help="Layer-by-layer knowledge evolution in vision-language models (logit lens, JSD, critical and mutation layers).",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-console = Console(stderr=True)
-out = Console()
+from evolens.cli.common import app, out, quiet_transformers
 
 
 @app.command()
@@ -64,7 +48,12 @@ def trace(
     Example: evolens trace llava-hf/llava-1.5-7b-hf -i dog.jpg -p "Please describe this image in detail." -o runs/dog
     """
     import evolens
+    from evolens.models.inputs import check_prompt
 
+    check_prompt(prompt)  # cheap checks before the expensive load
+    if image is not None:
+        evolens.models.load_image(image)
+    quiet_transformers()
     lvlm = evolens.load(
         model, device=device, dtype=dtype, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code
     )
@@ -84,32 +73,6 @@ def demo(
     """
     from evolens.demo import run_demo
 
+    quiet_transformers()
+
     run_demo(out_dir, console=out)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app and map errors to exit codes (2: user error, 1: internal error)."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        app(args=argv, standalone_mode=False)
-    except EvolensError as err:
-        console.print(f"error: {err}", markup=False, highlight=False)
-        return 2
-    except typer.Exit as exc:
-        return int(exc.exit_code or 0)
-    except typer.Abort:
-        console.print("aborted")
-        return 1
-    except Exception as err:  # a click usage error or a bug
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
-            err.show()
-            return 2
-        console.print_exception()
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
