@@ -1,8 +1,33 @@
 """evolens: how multimodal knowledge evolves, layer by layer, inside vision-language models.
 
+The README's quick start, run on a tiny random LLaVA saved to a temporary directory (a real checkpoint or a hub id
+such as ``"llava-hf/llava-1.5-7b-hf"`` works the same way):
+
+>>> import tempfile
 >>> import evolens
->>> sorted(evolens.supported_families())[:2]
-['llama', 'llava']
+>>> from evolens.testing import save_tiny
+>>> from PIL import Image
+>>> model_dir = save_tiny("llava", tempfile.mkdtemp())
+>>> lvlm = evolens.load(model_dir, device="cpu")
+>>> trace = lvlm.trace(image=Image.new("RGB", (64, 64), "red"), prompt="describe this image", max_new_tokens=6)
+>>> len(trace.tokens) == trace.n_steps
+True
+>>> trace.token_probs().shape        # [n_layers + 1, n_steps]: probability of each generated token at each layer
+torch.Size([5, 6])
+>>> trace.jsd().shape                # [n_layers, n_steps]: JSD between layer l and l + 1, bits
+torch.Size([4, 6])
+>>> bool(((trace.jsd() >= 0) & (trace.jsd() <= 1)).all())
+True
+>>> trace.jsd(reduction="paper").shape
+torch.Size([4, 6])
+>>> trace.topk(5).ids.shape
+torch.Size([5, 6, 5])
+>>> trace.hidden_states.shape       # [n_layers + 1, n_steps, d_model], before the final norm
+torch.Size([5, 6, 32])
+>>> paper = lvlm.trace(image=Image.new("RGB", (64, 64), "red"), prompt="describe this image", max_new_tokens=6, lens="paper")
+>>> path = trace.save(tempfile.mkdtemp() + "/dog")
+>>> evolens.Trace.load(path).text == trace.text
+True
 """
 
 from evolens.errors import (

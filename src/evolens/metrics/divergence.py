@@ -28,11 +28,14 @@ def jsd_bits(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
     """Jensen-Shannon divergence in bits, summed over the vocabulary (paper eq. 3-4, log base 2).
 
     ``JSD(p, q) = 1/2 KL(p || m) + 1/2 KL(q || m)`` with ``m = (p + q) / 2``. Symmetric, in ``[0, 1]``, and 0
-    only when ``p == q``. Computed as the two KL terms (not ``H(m) - (H(p) + H(q)) / 2``), which keeps its
-    precision when ``p`` and ``q`` are close. ``[..., vocab] -> [...]``.
+    only when ``p == q`` (exactly 0 for identical inputs). Computed as the two KL terms (not
+    ``H(m) - (H(p) + H(q)) / 2``, which loses precision when ``p`` and ``q`` are close), through
+    ``d = log q - log p``: ``log(p / m) = ln 2 - softplus(d)`` and ``log(q / m) = log(p / m) + d``.
+    ``[..., vocab] -> [...]``.
     """
-    logm = torch.logaddexp(logp, logq) - LN2
-    total = (logp.exp() * (logp - logm)).sum(-1) + (logq.exp() * (logq - logm)).sum(-1)
+    d = logq - logp
+    log_p_over_m = LN2 - torch.logaddexp(d, d.new_zeros(()))
+    total = (logp.exp() * log_p_over_m + logq.exp() * (log_p_over_m + d)).sum(-1)
     return (0.5 * total / LN2).clamp(0.0, 1.0)
 
 

@@ -1,0 +1,140 @@
+"""The README's Python API on a tiny saved checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import evolens
+from evolens.errors import LensUnavailableError, SettingsError
+
+
+@pytest.fixture(scope="module")
+def trace(tiny_llava):
+    from tests.conftest import make_image
+
+    return tiny_llava.trace(
+        image=make_image(0), prompt="Please describe this image in detail.", max_new_tokens=8
+    )
+
+
+def test_readme_shapes(trace, tiny_llava) -> None:
+    L, T = tiny_llava.n_layers, trace.n_steps
+    assert isinstance(trace.text, str) and len(trace.tokens) == T
+    assert trace.token_probs().shape == (L + 1, T)
+    assert trace.jsd().shape == (L, T)
+    assert trace.jsd(reduction="paper").shape == (L, T)
+    assert trace.entropy().shape == (L + 1, T)
+    assert trace.kl_to_last().shape == (L + 1, T)
+    assert torch.allclose(trace.kl_to_last()[-1], torch.zeros(T))
+    top = trace.topk(5)
+    assert top.ids.shape == top.probs.shape == (L + 1, T, 5)
+    assert len(top.tokens(L, 0)) == 5
+    assert trace.hidden_states.shape == (L + 1, T, 32)
+    assert bool((trace.jsd() >= 0).all() and (trace.jsd() <= 1).all())
+
+
+def test_tokens_concatenate_to_the_decoded_text(trace, tiny_llava) -> None:
+    assert "".join(trace.tokens) == tiny_llava.tokenizer.decode(
+        trace.generated_ids.tolist(), skip_special_tokens=False
+    )
+
+
+def test_generated_token_is_top1_at_the_last_layer_under_greedy(trace) -> None:
+    assert torch.equal(trace.topk(1).ids[-1, :, 0], trace.generated_ids)
+    assert bool((trace.token_ranks()[-1] == 1).all())
+
+
+def test_tracked_tokens_and_recomputation_agree(tiny_llava, trace) -> None:
+    from tests.conftest import make_image
+
+    tracked = tiny_llava.trace(
+        make_image(0), "Please describe this image in detail.", max_new_tokens=8, track=["red", "blue"]
+    )
+    ids = tiny_llava.token_ids(["red", "blue"])
+    assert tracked.metrics.tracked_ids.tolist() == ids
+    from_store = tracked.token_probs(ids)
+    recomputed = trace.token_probs(ids)  # not tracked there: computed again through the lens
+    assert from_store.shape == (tiny_llava.n_layers + 1, tracked.n_steps, 2)
+    assert torch.allclose(from_store, recomputed, atol=1e-6)
+    assert torch.equal(tracked.token_ranks(ids), trace.token_ranks(ids))
+
+
+def test_paper_lens_two_ways(tiny_llava, trace) -> None:
+    from tests.conftest import make_image
+
+    direct = tiny_llava.trace(
+        make_image(0), "Please describe this image in detail.", max_new_tokens=8, lens="paper"
+    )
+    switched = trace.with_lens("paper")
+    assert direct.lens_mode == switched.lens_mode == "paper"
+    assert torch.allclose(direct.jsd(), switched.jsd(), atol=1e-6)
+    assert torch.allclose(direct.token_probs(), switched.token_probs(), atol=1e-6)
+    assert torch.allclose(direct.token_probs()[-1], trace.token_probs()[-1], atol=1e-6)
+    assert not torch.allclose(direct.token_probs()[:-1], trace.token_probs()[:-1])
+
+
+def test_candidates(trace) -> None:
+    cands = trace.candidates(step=1, from_layer=2)
+    assert cands.ids[0] == trace.generated_ids[1]
+    assert cands.probs.shape == (trace.n_layers + 1, len(cands.ids))
+    assert torch.allclose(cands.probs[:, 0], trace.token_probs()[:, 1])
+    for token in trace.metrics.topk_ids[2:, 1, 0].tolist():
+        assert token in cands.ids.tolist()
+    with pytest.raises(SettingsError, match="from_layer"):
+        trace.candidates(0, from_layer=99)
+    with pytest.raises(SettingsError, match="step"):
+        trace.candidates(trace.n_steps)
+
+
+def test_full_logits_only_on_request(trace) -> None:
+    logits = trace.logits()
+    assert logits.shape == (trace.n_layers + 1, trace.n_steps, trace.metrics.vocab_size)
+    probs = torch.softmax(logits, -1).gather(
+        -1, trace.generated_ids.view(1, -1, 1).expand(logits.shape[0], -1, 1)
+    )[..., 0]
+    assert torch.allclose(probs, trace.token_probs(), atol=1e-6)
+
+
+def test_loaded_trace_needs_the_lens_for_new_token_ids(trace, tiny_llava, tmp_path) -> None:
+    loaded = evolens.Trace.load(trace.save(tmp_path / "t"))
+    with pytest.raises(LensUnavailableError, match="attach"):
+        loaded.token_probs([5])
+    with pytest.raises(LensUnavailableError):
+        loaded.logits()
+    loaded.attach(tiny_llava.lens(), tiny_llava.tokenizer)
+    assert torch.allclose(loaded.token_probs([5]), trace.token_probs([5]))
+
+
+def test_hidden_states_can_be_dropped(tiny_llava, image) -> None:
+    light = tiny_llava.trace(image, "describe this image", max_new_tokens=3, keep_hidden_states=False)
+    assert light.hidden_states is None
+    with pytest.raises(LensUnavailableError, match="hidden states"):
+        light.logits()
+
+
+def test_topk_bounds(trace) -> None:
+    with pytest.raises(SettingsError, match="k must be"):
+        trace.topk(11)
+    with pytest.raises(SettingsError, match="reduction"):
+        trace.jsd(reduction="nats")  # type: ignore[arg-type]
+
+
+def test_raw_prompt_and_system_prompt(tiny_llava, image) -> None:
+    raw = tiny_llava.trace(
+        image, "USER: <image> describe this image ASSISTANT:", raw_prompt=True, max_new_tokens=3
+    )
+    templated = tiny_llava.trace(image, "describe this image", max_new_tokens=3)
+    assert torch.equal(raw.prompt_ids, templated.prompt_ids)
+    with_system = tiny_llava.render_prompt("describe this image", system="a helpful system")
+    assert with_system.startswith("a helpful system")
+
+
+def test_item_ids_and_image_info(tiny_llava, image_file) -> None:
+    traces = tiny_llava.trace(
+        images=[image_file, None], prompts="describe this image", max_new_tokens=2, item_ids=["a", "b"]
+    )
+    assert [t.item_id for t in traces] == ["a", "b"]
+    assert traces[0].image is not None and traces[0].image.source == str(image_file)
+    assert len(traces[0].image.sha256) == 64
+    assert traces[1].image is None and traces[1].image_token_positions.numel() == 0
