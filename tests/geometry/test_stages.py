@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from evolens.errors import SettingsError
@@ -25,14 +26,21 @@ def test_groups_with_one_or_no_layer():
     assert _ranges(stage_groups(32, 18)) == [("rapid evolution", 1, 17), ("stabilisation", 18, 32)]
     assert _ranges(stage_groups(32, mutation_layer=30)) == [("before mutation", 1, 29), ("mutation", 30, 32)]
     assert _ranges(stage_groups(8)) == [("all layers", 1, 8)]
-    # a critical layer at the first mapped layer leaves no rapid-evolution group
+    # a critical layer at (or before) the first mapped layer leaves no rapid-evolution group
     assert [g.name for g in stage_groups(8, 1)] == ["stabilisation"]
+    assert [g.name for g in stage_groups(8, 0, 5)] == ["stabilisation", "mutation"]
+    assert _ranges(stage_groups(8, 0, include_embedding=True)) == [("stabilisation", 0, 8)]
+    # -1 is the analysis detectors' "not found", like None
+    assert stage_groups(8, -1, -1) == stage_groups(8)
+    assert stage_groups(8, np.int64(3)) == stage_groups(8, 3)
 
 
 @pytest.mark.parametrize(
     ("critical", "mutation", "match"),
     [
-        (0, None, "critical_layer"),
+        (-2, None, "critical_layer"),
+        (None, 0, "mutation_layer"),
+        (2.0, None, "critical_layer"),
         (33, None, "critical_layer"),
         (18, 18, "after"),
         (20, 10, "after"),

@@ -20,7 +20,7 @@ from evolens.errors import SettingsError, StoreError
 from evolens.geometry import measures
 from evolens.geometry.features import UnitStates, multi_image_states, single_image_states
 from evolens.geometry.reduce import Projection, ReducerSettings, preprocess, reduce_2d
-from evolens.geometry.stages import GroupsInput, StageGroup, normalize_groups, stage_groups
+from evolens.geometry.stages import GroupsInput, StageGroup, given_layer, normalize_groups, stage_groups
 from evolens.store.atomic import atomic_write_text
 from evolens.trace import Trace
 
@@ -359,6 +359,8 @@ def _build(
     settings = settings or ReducerSettings()
     if numbers_space not in ("raw", "preprocessed"):
         raise SettingsError(f"numbers_space must be 'raw' or 'preprocessed', got {numbers_space!r}")
+    critical_layer = given_layer("critical_layer", critical_layer, units.n_layers)
+    mutation_layer = given_layer("mutation_layer", mutation_layer, units.n_layers, lowest=1)
     include_embedding = units.layers[0] == 0
     derived = stage_groups(
         units.n_layers, critical_layer, mutation_layer, include_embedding=include_embedding
@@ -426,8 +428,8 @@ def single_image_map(
         tokens: Display strings for an explicit tensor's steps.
         include_embedding: Map state 0 too (the paper drops it; so does the default).
         critical_layer: State index where rapid evolution ends (e.g. from the analysis detectors); sets the
-            stage groups and is compared with the dispersion jump.
-        mutation_layer: The (first) mutation layer; sets the stage groups.
+            stage groups and is compared with the dispersion jump. ``None`` or -1: none.
+        mutation_layer: The (first) mutation layer; sets the stage groups. ``None`` or -1: none.
         groups: Explicit stage groups (``StageGroup`` s or ``{name: layers}``) partitioning the mapped layers;
             they replace the groups derived from the critical/mutation layers (see also
             :func:`~evolens.geometry.stages.paper_stage_groups`).

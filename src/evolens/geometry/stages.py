@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from evolens.errors import SettingsError
 
 
@@ -56,14 +58,27 @@ class StageGroup:
 GroupsInput = Sequence[StageGroup] | Mapping[str, Sequence[int]]
 
 
-def _check_layer(name: str, value: int | None, n_layers: int) -> None:
+NOT_FOUND = -1  # the analysis detectors' "no such layer"
+
+
+def given_layer(name: str, value: int | None, n_layers: int, lowest: int = 0) -> int | None:
+    """Check a critical/mutation layer given by the user or a detector; ``None`` and -1 mean "not found".
+
+    Raises:
+        SettingsError: Not an integer, or outside ``[lowest, n_layers]``.
+    """
     if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= n_layers:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise SettingsError(f"{name} must be an integer state index or None, got {value!r}")
+    if int(value) == NOT_FOUND:
+        return None
+    if not lowest <= int(value) <= n_layers:
         raise SettingsError(
-            f"{name} must be a state index in [1, {n_layers}] (1 = output of the first decoder layer), "
-            f"got {value!r}"
+            f"{name} must be a state index in [{lowest}, {n_layers}] (l = output of decoder layer l), or None / -1 "
+            f"for none, got {value!r}"
         )
+    return int(value)
 
 
 def stage_groups(
@@ -82,8 +97,10 @@ def stage_groups(
 
     Args:
         n_layers: Decoder layers L (states ``0..L``).
-        critical_layer: State index in ``[1, L]`` where the rapid evolution ends.
-        mutation_layer: State index in ``[1, L]`` of the (first) mutation layer; after ``critical_layer``.
+        critical_layer: State index in ``[0, L]`` where the rapid evolution ends; ``None`` or -1 (the analysis
+            detectors' "not found") for none.
+        mutation_layer: State index in ``[1, L]`` of the (first) mutation layer, after ``critical_layer``;
+            ``None`` or -1 for none.
         include_embedding: Whether state 0 is among the points being grouped.
 
     Raises:
@@ -94,8 +111,8 @@ def stage_groups(
     """
     if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
         raise SettingsError(f"n_layers must be a positive integer, got {n_layers!r}")
-    _check_layer("critical_layer", critical_layer, n_layers)
-    _check_layer("mutation_layer", mutation_layer, n_layers)
+    critical_layer = given_layer("critical_layer", critical_layer, n_layers)
+    mutation_layer = given_layer("mutation_layer", mutation_layer, n_layers, lowest=1)
     if critical_layer is not None and mutation_layer is not None and mutation_layer <= critical_layer:
         raise SettingsError(
             f"mutation_layer ({mutation_layer}) must come after critical_layer ({critical_layer})"
