@@ -31,7 +31,7 @@ from evolens.api import LVLM
 from evolens.data.items import DataItem, Dataset
 from evolens.data.stats import LayerDetector, Unit
 from evolens.data.text import MethodName, TextTools
-from evolens.errors import DatasetError, EvolensError, SettingsError
+from evolens.errors import DatasetError, SettingsError
 from evolens.models.inputs import load_image
 from evolens.parallel import DistInfo, barrier, dist_info, process_group, rank_device
 from evolens.store.results import finalize_run
@@ -408,7 +408,7 @@ def _trace_batch(
         if item.image is not None:
             try:
                 load_image(item.image)
-            except (EvolensError, OSError) as err:
+            except Exception as err:  # missing, corrupt, too large (PIL's decompression-bomb guard)...
                 if i in pending:
                     run_dir.write_failure(item, i, "image", err)
                     failed += 1

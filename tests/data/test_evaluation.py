@@ -283,3 +283,53 @@ def test_evaluation_round_trip(tmp_path: Path) -> None:
     again = Evaluation.from_dict(result.to_dict())
     assert again.to_dict() == result.to_dict()
     assert again.amber_generative == result.amber_generative
+
+
+def test_exact_tools_are_wired_when_the_data_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stand-ins for NLTK's and spaCy's data: the exact path calls Punkt, pos_tag, WordNet and the vectors."""
+    import nltk
+
+    from evolens.data import text as text_module
+
+    monkeypatch.setattr(
+        text_module,
+        "available",
+        lambda: dict.fromkeys(("sentences", "tagger", "lemmatizer", "similarity"), True),
+    )
+
+    class Punkt:
+        def span_tokenize(self, text: str):
+            yield 0, len(text)
+
+    class Lemmatizer:
+        def lemmatize(self, word: str) -> str:
+            return {"dogs": "dog", "cats": "cat"}.get(word, word)
+
+    class Doc:
+        def __init__(self, word: str) -> None:
+            self.word = word
+
+        def similarity(self, other: Doc) -> float:
+            return (
+                1.0 if self.word == other.word else 0.85 if {self.word, other.word} == {"cat", "dog"} else 0.0
+            )
+
+    seen: dict[str, list[str]] = {}
+
+    def pos_tag(tokens: list[str]) -> list[tuple[str, str]]:
+        seen["tokens"] = list(tokens)
+        return [(t, "NNS" if t.endswith("s") else "NN") for t in tokens]
+
+    monkeypatch.setattr(text_module, "_punkt", lambda: Punkt())
+    monkeypatch.setattr(text_module, "_wordnet_lemmatizer", lambda: Lemmatizer())
+    monkeypatch.setattr(text_module, "_spacy_model", lambda: Doc)
+    monkeypatch.setattr(nltk, "pos_tag", pos_tag)
+    tools = TextTools("exact")
+    assert tools.method.for_amber() == "exact" and tools.method.for_chair() == "exact"
+    judge = AmberJudge(AMBER_RELATION, [], tools)
+    result = judge.judge("x", "dogs. cats", truth=["dog"], hallu=["car"])
+    assert seen["tokens"] == [
+        "dogs.",
+        "cats",
+    ]  # one Punkt sentence; the Treebank tokenizer keeps a mid-text period
+    assert [(m.object, m.label) for m in result.mentions] == [("cat", "grounded")]  # cat ~ dog (0.85 > 0.8)

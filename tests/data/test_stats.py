@@ -110,3 +110,23 @@ def test_bad_inputs() -> None:
         TokenLayers(critical=[1, 2], mutations=[[3]])
     layers = TokenLayers(critical=[1, None], mutations=[[3], []], scores=[0.5, 0.0])
     assert TokenLayers.from_dict(layers.to_dict()) == layers
+
+
+def test_from_detector_arrays_and_eos() -> None:
+    layers = TokenLayers.from_arrays(
+        np.array([4, -1, 2]), [[7, 5], [], [3]], scores=np.array([2.0, 0.0, 1.5])
+    )
+    assert layers == TokenLayers([4, None, 2], [[5, 7], [], [3]], [2.0, 0.0, 1.5])
+    frame = _synthetic()
+    frame["is_eos"] = False
+    frame.loc[len(frame)] = {
+        "item": "d",
+        "label": None,
+        "first": False,
+        "critical_layer": 8,
+        "mutation_layers": [8],
+        "is_eos": True,
+    }
+    without = layer_statistics(frame, n_layers=8, n_bootstrap=0)
+    assert without.all_tokens.n_tokens == 12
+    assert layer_statistics(frame, n_layers=8, include_eos=True, n_bootstrap=0).all_tokens.n_tokens == 13

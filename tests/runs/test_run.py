@@ -173,7 +173,7 @@ def test_labels_and_layer_statistics_end_to_end(tmp_path: Path, tiny_llava) -> N
     merged = metrics.merge(tokens[["item", "step", "label"]], on=["item", "step"], suffixes=("", "_token"))
     assert (merged["label"].fillna("-") == merged["label_token"].fillna("-")).all()
     stats = results.statistics()
-    assert stats is not None and stats.all_tokens.n_tokens == len(tokens)
+    assert stats is not None and stats.all_tokens.n_tokens == int((~tokens["is_eos"]).sum())
     assert stats.hallucinated.n_tokens + stats.grounded.n_tokens == int(labelled["first"].sum())
     assert summary.results is not None and summary.results["layer_detector"].endswith("_toy_detector")
     # evolens eval: evaluate again without the detector; statistics disappear, labels stay.
@@ -247,3 +247,14 @@ def test_item_directory_names_are_safe_and_distinct() -> None:
     for name in names:
         assert "/" not in name and "\\" not in name and not name.startswith(".") and len(name) <= 120
     assert run_module.item_dir_name("AMBER_1") == "AMBER_1"
+
+
+def test_hidden_states_are_stored_on_request(tmp_path: Path, tiny_llava) -> None:
+    data = write_folder(tmp_path / "imgs", n=1)
+    evolens.run(
+        tiny_llava, ImageFolder(data, "describe this image"), tmp_path / "run", hidden_states=True, **FAST
+    )
+    trace = evolens.RunResults(tmp_path / "run").trace("a/img0.png")
+    d_model = tiny_llava.loaded.roles.d_model
+    assert trace.hidden_states is not None
+    assert tuple(trace.hidden_states.shape) == (trace.n_layers + 1, trace.n_steps, d_model)

@@ -64,6 +64,27 @@ class TokenLayers:
     def n_steps(self) -> int:
         return len(self.critical)
 
+    @classmethod
+    def from_arrays(
+        cls,
+        critical: Sequence[int] | Any,
+        mutations: Sequence[Sequence[int]],
+        *,
+        scores: Sequence[float] | Any | None = None,
+        not_found: int = -1,
+    ) -> TokenLayers:
+        """From a detector's arrays, where ``not_found`` (default -1) marks a token without a critical layer.
+
+        For instance, with ``evolens.analysis``: ``a = analyze_trace(trace); TokenLayers.from_arrays(
+        a.critical_layer, a.mutation_layers, scores=[max((m.ratio for m in ms), default=0.0) for ms in
+        a.mutations])``.
+        """
+        return cls(
+            [None if int(c) == not_found else int(c) for c in critical],
+            [sorted(int(x) for x in m) for m in mutations],
+            [float(x) for x in scores] if scores is not None else None,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -306,6 +327,7 @@ def layer_statistics(
     n_layers: int,
     *,
     unit: Unit = "first_token",
+    include_eos: bool = False,
     n_bootstrap: int = 1000,
     seed: int = 0,
 ) -> LayerStatistics:
@@ -318,6 +340,8 @@ def layer_statistics(
             ``tokens.parquet`` of a run directory.
         n_layers: Decoder layers L.
         unit: ``"first_token"`` or ``"all_tokens"`` of each judged word.
+        include_eos: Count a final end-of-sequence token among "all tokens" (column ``is_eos``; left out by
+            default, as it is not part of the text).
         n_bootstrap: Replicates of the bootstrap over items (0: no intervals).
         seed: Seed of the bootstrap.
     """
@@ -341,6 +365,8 @@ def layer_statistics(
     def group(frame: pd.DataFrame) -> GroupStats:
         return GroupStats.of(critical_of(frame), mutations_of(frame), n_layers)
 
+    if not include_eos and "is_eos" in tokens.columns:
+        tokens = tokens[~tokens["is_eos"].fillna(False).astype(bool)]
     judged = tokens[tokens["label"].isin(["hallucinated", "grounded"])]
     if unit == "first_token":
         judged = judged[judged["first"].astype(bool)]

@@ -26,8 +26,8 @@ singularize    pattern.en (as shipped in TextBlob)         the same
 
 The fallback agrees with the exact method on ordinary descriptions; it differs where the exact tagger and the
 fallback tagger disagree on a word's part of speech, on nouns WordNet lemmatizes to a form outside the benchmark
-vocabulary, and on AMBER words only spaCy's vectors relate (say "cat" to "dog"). Every evaluation records which
-tools ran.
+vocabulary, and on AMBER words only spaCy's vectors relate (near-synonyms outside ``relation.json``). Every
+evaluation records which tools ran.
 """
 
 from __future__ import annotations
