@@ -52,6 +52,12 @@ def test_words_have_spans_and_treebank_tokens(tools: TextTools) -> None:
     assert all(text[w.start : w.end] in (w.text, '"') for w in words)
 
 
+def test_fallback_sentences_keep_closing_quotes(tools: TextTools) -> None:
+    text = 'He said "hi." Then 3.5 dogs left!  '
+    assert [text[a:b] for a, b in tools.sentence_spans(text)] == ['He said "hi."', "Then 3.5 dogs left!"]
+    assert [w.text for w in tools.words(text)][-3:] == ["dogs", "left", "!"]
+
+
 def test_fallback_tagger_tags_nouns_and_modal_can(tools: TextTools) -> None:
     tags = {w.text: w.tag for w in tools.tagged("A man can watch the dogs near a bench.")}
     assert tags["man"] == "NN" and tags["dogs"] == "NNS" and tags["bench"] == "NN"

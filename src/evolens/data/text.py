@@ -64,7 +64,7 @@ NOUN_SUFFIX_RULES = (
     ("ies", "y"),
 )
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s)")
 
 
 @dataclass(frozen=True)
@@ -226,13 +226,16 @@ class TextTools:
         """Character spans of the sentences of ``text``."""
         if self.method.sentences == "exact":
             return [(int(a), int(b)) for a, b in _punkt().span_tokenize(text)] if text else []
-        spans, start = [], 0
+        spans: list[tuple[int, int]] = []
+        start = 0
         for match in _SENTENCE_END.finditer(text):
-            if text[start : match.start()].strip():
-                spans.append((start, match.start()))
+            if text[start : match.end()].strip():
+                begin = start + len(text[start : match.end()]) - len(text[start : match.end()].lstrip())
+                spans.append((begin, match.end()))
             start = match.end()
         if text[start:].strip():
-            spans.append((start, len(text.rstrip())))
+            begin = start + len(text[start:]) - len(text[start:].lstrip())
+            spans.append((begin, len(text.rstrip())))
         return spans
 
     def words(self, text: str) -> list[Word]:
