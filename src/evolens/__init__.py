@@ -31,6 +31,7 @@ True
 """
 
 from evolens.errors import (
+    DatasetError,
     EvolensError,
     ImageDecodeError,
     ImageNotFoundError,
@@ -40,6 +41,7 @@ from evolens.errors import (
     PromptError,
     SettingsError,
     UnsafeCheckpointError,
+    UnsafePathError,
     UnsupportedModelError,
 )
 
@@ -47,6 +49,23 @@ __version__ = "0.1.0"
 
 from evolens.api import LVLM, load
 from evolens.capture.generate import GenerationSettings
+from evolens.data import (
+    Amber,
+    Coco,
+    DataItem,
+    Dataset,
+    Evaluation,
+    ImageFolder,
+    LayerStatistics,
+    Pope,
+    TokenLabels,
+    TokenLayers,
+    evaluate,
+    evaluate_dataset,
+    label_tokens,
+    layer_statistics,
+    open_dataset,
+)
 from evolens.geometry import (
     FeatureMap,
     JumpSettings,
@@ -58,36 +77,59 @@ from evolens.geometry import (
 from evolens.lens.logit_lens import LogitLens
 from evolens.metrics.compute import LayerMetrics
 from evolens.models.registry import Family, register_family, supported_families
+from evolens.runner import RunSummary, run
+from evolens.store.results import RunResults, finalize_run
 from evolens.trace import Candidates, ModelInfo, TopK, Trace
 
 __all__ = [
     "LVLM",
+    "Amber",
     "Candidates",
+    "Coco",
+    "DataItem",
+    "Dataset",
+    "DatasetError",
+    "Evaluation",
     "EvolensError",
     "Family",
     "FeatureMap",
     "GenerationSettings",
     "ImageDecodeError",
+    "ImageFolder",
     "ImageNotFoundError",
     "InputError",
     "JumpSettings",
     "LayerMetrics",
+    "LayerStatistics",
     "LogitLens",
     "ModelInfo",
     "ModelLoadError",
     "NotAModelError",
+    "Pope",
     "PromptError",
     "ReducerSettings",
+    "RunResults",
+    "RunSummary",
     "SettingsError",
     "StageGroup",
+    "TokenLabels",
+    "TokenLayers",
     "TopK",
     "Trace",
     "UnsafeCheckpointError",
+    "UnsafePathError",
     "UnsupportedModelError",
     "__version__",
+    "evaluate",
+    "evaluate_dataset",
+    "finalize_run",
+    "label_tokens",
+    "layer_statistics",
     "load",
     "multi_image_map",
+    "open_dataset",
     "register_family",
+    "run",
     "single_image_map",
     "supported_families",
 ]

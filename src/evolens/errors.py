@@ -69,3 +69,11 @@ class LensUnavailableError(EvolensError):
 
 class StoreError(EvolensError):
     """A run directory or trace directory cannot be written or read."""
+
+
+class DatasetError(InputError):
+    """A dataset file is missing or malformed; the message names the file and the entry."""
+
+
+class UnsafePathError(DatasetError):
+    """A dataset entry names a file outside the dataset root (``..``, an absolute path, a symlink out)."""

@@ -1,0 +1,353 @@
+"""Dataset commands: ``evolens run`` (trace a dataset into a resumable run directory) and ``evolens eval``."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from evolens.cli.common import app, err_console, out, quiet_transformers
+from evolens.errors import DatasetError, SettingsError
+
+_DATASET_HELP = "folder | amber | pope | coco"
+
+
+class RichProgress:
+    """A rich progress bar: items done / total, rate, elapsed and remaining time."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=err_console,
+        )
+        self._task: Any = None
+
+    def start(self, total: int, completed: int, description: str) -> None:
+        self._progress.start()
+        self._task = self._progress.add_task(description, total=total, completed=completed, rate="")
+
+    def advance(self, n: int = 1) -> None:
+        self._progress.advance(self._task, n)
+        speed = self._progress.tasks[0].speed
+        self._progress.update(self._task, rate=f"{speed:.2f} items/s" if speed else "")
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+def _dataset(
+    kind: str,
+    root: Path,
+    *,
+    prompt: str | None,
+    jsonl: Path | None,
+    queries: str | None,
+    images: str | None,
+    questions: Path | None,
+    template: str | None,
+    captions: Path | None,
+    instances: Path | None,
+    synonyms: Path | None,
+) -> Any:
+    from evolens.data import open_dataset
+
+    if kind == "folder":
+        return open_dataset("folder", root, prompt=prompt, jsonl=jsonl)
+    if kind == "amber":
+        return open_dataset("amber", root, queries=queries, images=images, prompt=prompt)
+    if kind == "pope":
+        if questions is None:
+            raise SettingsError("--dataset pope needs --questions FILE (a POPE question file)")
+        return open_dataset("pope", root, questions=questions, template=template)
+    if kind == "coco":
+        if captions is None or instances is None:
+            raise SettingsError(
+                "--dataset coco needs --captions FILE and --instances FILE (and --synonyms FILE)"
+            )
+        return open_dataset(
+            "coco", root, captions=captions, instances=instances, synonyms=synonyms, prompt=prompt
+        )
+    raise SettingsError(f"unknown --dataset {kind!r}; use {_DATASET_HELP}")
+
+
+def _detector(spec: str | None) -> Any:
+    if spec is None:
+        return None
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise SettingsError(f"--detector must be 'module:function', got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise SettingsError(f"cannot import the detector module {module_name!r}: {err}") from None
+    detector = getattr(module, attr, None)
+    if not callable(detector):
+        raise SettingsError(f"{module_name} has no callable {attr!r}")
+    return detector
+
+
+DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help=_DATASET_HELP)]
+RootOpt = Annotated[
+    Path,
+    typer.Option(
+        "--root", "-r", help="Dataset root: image folder, AMBER data folder, POPE/COCO image folder"
+    ),
+]
+PromptOpt = Annotated[
+    str | None,
+    typer.Option("--prompt", "-p", help="Prompt (folder: for every image; amber/coco: replaces theirs)"),
+]
+JsonlOpt = Annotated[Path | None, typer.Option(help="folder: a JSONL file of {image, prompt}")]
+QueriesOpt = Annotated[
+    str | None, typer.Option(help="amber: query file (query_generative.json, query_all.json...)")
+]
+ImagesOpt = Annotated[str | None, typer.Option(help="amber: image folder (default ROOT/image)")]
+QuestionsOpt = Annotated[Path | None, typer.Option(help="pope: question file (JSON Lines)")]
+TemplateOpt = Annotated[str | None, typer.Option(help="pope: prompt template containing {question}")]
+CaptionsOpt = Annotated[Path | None, typer.Option(help="coco: captions_val2014.json")]
+InstancesOpt = Annotated[Path | None, typer.Option(help="coco: instances_val2014.json")]
+SynonymsOpt = Annotated[Path | None, typer.Option(help="coco: CHAIR's synonyms.txt")]
+MethodOpt = Annotated[str, typer.Option(help="Text tools for evaluation: auto, exact or fallback")]
+DetectorOpt = Annotated[
+    str | None,
+    typer.Option(help="Per-token layer detector 'module:function' (Trace -> TokenLayers) for statistics"),
+]
+UnitOpt = Annotated[str, typer.Option(help="Statistics unit: first_token or all_tokens")]
+
+
+@app.command("run")
+def run_command(
+    model: Annotated[str, typer.Argument(help="Local model directory or hub id")],
+    dataset: DatasetOpt,
+    root: RootOpt,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory (resumed if it exists)")],
+    prompt: PromptOpt = None,
+    jsonl: JsonlOpt = None,
+    queries: QueriesOpt = None,
+    images: ImagesOpt = None,
+    questions: QuestionsOpt = None,
+    template: TemplateOpt = None,
+    captions: CaptionsOpt = None,
+    instances: InstancesOpt = None,
+    synonyms: SynonymsOpt = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N items")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Most tokens to generate per item")] = 128,
+    lens: Annotated[str, typer.Option(help="logit or paper")] = "logit",
+    topk: Annotated[int, typer.Option(help="Top tokens kept per (layer, step)")] = 10,
+    seed: Annotated[int, typer.Option(help="Sampling seed")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Items per generate call (fixes the batches)")] = 8,
+    hidden_states: Annotated[bool, typer.Option(help="Store hidden states (large)")] = False,
+    retry_failed: Annotated[bool, typer.Option(help="Trace items recorded as failed again")] = False,
+    device: Annotated[
+        str, typer.Option(help="auto, cpu, cuda, cuda:1 ... (auto under torchrun: the rank's GPU)")
+    ] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16")] = "auto",
+    device_map: Annotated[
+        str | None, typer.Option(help="'auto' spreads a large model over this node's GPUs")
+    ] = None,
+    allow_pickle: Annotated[bool, typer.Option(help="Accept pickle-only checkpoints (unsafe)")] = False,
+    trust_remote_code: Annotated[bool, typer.Option(help="Run code shipped with the checkpoint")] = False,
+    method: MethodOpt = "auto",
+    detector: DetectorOpt = None,
+    unit: UnitOpt = "first_token",
+    merge_metrics: Annotated[bool, typer.Option(help="Write the merged long table")] = True,
+) -> None:
+    """Trace a whole dataset into a run directory: resumable, sharded under torchrun, evaluated at the end.
+
+    Examples:
+      evolens run llava-hf/llava-1.5-7b-hf -d amber -r AMBER/data -o runs/amber
+      torchrun --nproc-per-node 4 --no-python evolens run MODEL -d pope -r val2014 --questions pope.json -o runs/pope
+    """
+    import evolens
+    from evolens.parallel import dist_info
+
+    data = _dataset(
+        dataset,
+        root,
+        prompt=prompt,
+        jsonl=jsonl,
+        queries=queries,
+        images=images,
+        questions=questions,
+        template=template,
+        captions=captions,
+        instances=instances,
+        synonyms=synonyms,
+    )
+    layer_detector = _detector(detector)
+    quiet_transformers()
+    summary = evolens.run(
+        model,
+        data,
+        out_dir,
+        limit=limit,
+        max_new_tokens=max_new_tokens,
+        lens=lens,
+        topk=topk,
+        seed=seed,
+        batch_size=batch_size,
+        hidden_states=hidden_states,
+        retry_failed=retry_failed,
+        device=device,
+        dtype=dtype,
+        device_map=device_map,
+        allow_pickle=allow_pickle,
+        trust_remote_code=trust_remote_code,
+        method=method,  # type: ignore[arg-type]
+        layer_detector=layer_detector,
+        unit=unit,  # type: ignore[arg-type]
+        merge_metrics=merge_metrics,
+        progress=RichProgress() if dist_info().is_main else False,
+    )
+    rate = summary.items_per_s
+    head = f"rank {summary.rank}/{summary.world_size}: " if summary.world_size > 1 else ""
+    out.print(
+        f"{head}{summary.n_traced} traced, {summary.n_failed} failed, {summary.n_skipped} already done "
+        f"of {summary.n_assigned}" + (f" ({rate:.2f} items/s)" if rate else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
+    if summary.results is not None:
+        _print_results(summary.results, out_dir)
+
+
+def _print_results(results: dict[str, Any], out_dir: Path) -> None:
+    out.print(
+        f"{results['done']} of {results['n_items']} items finished, {results['failed']} failed; "
+        f"results in {out_dir / 'results'}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for line in results.get("evaluation_lines") or []:
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    for line in results.get("statistics") or []:
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _read_responses(path: Path) -> dict[str, str]:
+    """Responses from AMBER's format (a JSON list of {id, response}) or JSON Lines with an id and a text field."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise DatasetError(f"cannot read {path}: {err}") from None
+    try:
+        entries = (
+            json.loads(text)
+            if text.lstrip().startswith("[")
+            else [json.loads(x) for x in text.splitlines() if x.strip()]
+        )
+    except json.JSONDecodeError as err:
+        raise DatasetError(
+            f"{path} is neither a JSON list nor JSON Lines: {err.msg} at line {err.lineno}"
+        ) from None
+    responses: dict[str, str] = {}
+    for index, entry in enumerate(entries):
+        key = next(
+            (
+                k
+                for k in ("item_id", "id", "question_id", "image_id")
+                if isinstance(entry, dict) and k in entry
+            ),
+            None,
+        )
+        value = next(
+            (k for k in ("response", "text", "answer", "caption") if isinstance(entry, dict) and k in entry),
+            None,
+        )
+        if key is None or value is None or not isinstance(entry[value], str):
+            raise DatasetError(
+                f"{path}, entry {index}: expected an id (id/question_id/image_id) and a text (response/text)"
+            )
+        responses[str(entry[key])] = entry[value]
+    return responses
+
+
+@app.command("eval")
+def eval_command(
+    target: Annotated[Path | None, typer.Argument(help="A run directory (omit with --responses)")] = None,
+    method: MethodOpt = "auto",
+    detector: DetectorOpt = None,
+    unit: UnitOpt = "first_token",
+    merge_metrics: Annotated[bool, typer.Option(help="Rewrite the merged long table too")] = True,
+    responses: Annotated[
+        Path | None, typer.Option(help="Evaluate a responses file instead ({id, response} list or JSONL)")
+    ] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help=_DATASET_HELP)] = None,
+    root: Annotated[Path | None, typer.Option("--root", "-r", help="Dataset root (with --responses)")] = None,
+    prompt: PromptOpt = None,
+    jsonl: JsonlOpt = None,
+    queries: QueriesOpt = None,
+    images: ImagesOpt = None,
+    questions: QuestionsOpt = None,
+    template: TemplateOpt = None,
+    captions: CaptionsOpt = None,
+    instances: InstancesOpt = None,
+    synonyms: SynonymsOpt = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the evaluation as JSON here")
+    ] = None,
+) -> None:
+    """Evaluate a run directory again (new text method or layer detector), or a file of responses.
+
+    Examples:
+      evolens eval runs/amber --method exact
+      evolens eval --responses answers.json -d amber -r AMBER/data --queries query_all.json
+    """
+    from evolens.store.atomic import atomic_write_text
+
+    if responses is not None:
+        if dataset is None or root is None:
+            raise SettingsError("--responses needs --dataset and --root to read the annotations")
+        from evolens.data import evaluate_dataset
+
+        data = _dataset(
+            dataset,
+            root,
+            prompt=prompt,
+            jsonl=jsonl,
+            queries=queries,
+            images=images,
+            questions=questions,
+            template=template,
+            captions=captions,
+            instances=instances,
+            synonyms=synonyms,
+        )
+        evaluation = evaluate_dataset(data, _read_responses(responses), method=method)  # type: ignore[arg-type]
+        for line in evaluation.summary_lines():
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
+        if json_out is not None:
+            atomic_write_text(json_out, json.dumps(evaluation.to_dict(), indent=1, ensure_ascii=False))
+        return
+    if target is None:
+        raise SettingsError("give a run directory, or --responses FILE with --dataset and --root")
+    from evolens.store.results import finalize_run
+
+    results = finalize_run(
+        target,
+        method=method,  # type: ignore[arg-type]
+        layer_detector=_detector(detector),
+        unit=unit,  # type: ignore[arg-type]
+        merge_metrics=merge_metrics,
+    )
+    _print_results(results, target)
+    if json_out is not None:
+        atomic_write_text(json_out, (target / "results" / "evaluation.json").read_text(encoding="utf-8"))

@@ -1,0 +1,183 @@
+"""What every reader yields — :class:`DataItem` — and the checks readers share (paths inside the root, JSON files).
+
+A reader is an iterable of items with a length, a name and a JSON-able description of itself (:class:`Dataset`).
+Items come out lazily, in a fixed order; nothing is decoded until it is traced (images are opened by the engine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+from evolens.errors import DatasetError, UnsafePathError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class DataItem:
+    """One thing to trace: an image (or none), a prompt, and what the benchmark knows about it.
+
+    Attributes:
+        item_id: Unique name of the item within its dataset (AMBER/POPE ids as strings, relative image paths...).
+        image: The image file, resolved inside the dataset's image root, or ``None`` for text-only items.
+        prompt: The instruction or question sent to the model.
+        annotations: JSON-able ground truth for evaluation; ``annotations["task"]`` names the evaluator
+            (``"amber-generative"``, ``"amber-discriminative"``, ``"pope"``, ``"chair"``) when there is one.
+        image_ref: The image path as the dataset file wrote it, relative to the image root (stored in run
+            directories instead of the absolute path, so a run does not depend on where the dataset lives).
+    """
+
+    item_id: str
+    image: Path | None
+    prompt: str
+    annotations: Mapping[str, Any] = field(default_factory=dict)
+    image_ref: str | None = None
+
+    @property
+    def task(self) -> str | None:
+        """The evaluator this item's annotations are for, or ``None``."""
+        task = self.annotations.get("task")
+        return str(task) if task is not None else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able record (the image as its reference relative to the dataset's image root)."""
+        return {
+            "item_id": self.item_id,
+            "image": self.image_ref,
+            "prompt": self.prompt,
+            "annotations": dict(self.annotations),
+        }
+
+
+class Dataset:
+    """Base class of readers: iterate to get :class:`DataItem` s in a fixed order.
+
+    Subclasses set :attr:`name` and implement :meth:`__iter__`, :meth:`__len__` and :meth:`describe`;
+    :meth:`resources` returns what evaluation needs besides the items (AMBER's word lists, CHAIR's synonyms).
+    """
+
+    name = "dataset"
+
+    def __iter__(self) -> Iterator[DataItem]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description: reader name and options (written into run manifests)."""
+        return {"name": self.name}
+
+    def resources(self) -> dict[str, Any]:
+        """JSON-able evaluation resources shared by all items (none by default)."""
+        return {}
+
+    def __repr__(self) -> str:
+        options = ", ".join(f"{k}={v!r}" for k, v in self.describe().items() if k != "name")
+        return f"{type(self).__name__}({options})"
+
+
+def _looks_absolute(ref: str) -> bool:
+    return (
+        PurePosixPath(ref).is_absolute()
+        or PureWindowsPath(ref).is_absolute()
+        or bool(PureWindowsPath(ref).drive)
+    )
+
+
+def resolve_inside(root: Path, ref: object, *, where: str) -> Path:
+    """The file ``ref`` (a relative path from a dataset file) under ``root``, refusing anything that escapes it.
+
+    Refused: non-strings, empty paths, absolute paths, and paths whose resolution (``..`` components and symlinks
+    followed) leaves ``root``. The file need not exist (a missing image is an item failure, not a format error).
+
+    Args:
+        root: The dataset's image root.
+        ref: The path as written in the dataset file.
+        where: ``"<file>, entry <n>"`` for the error message.
+
+    Raises:
+        DatasetError: ``ref`` is not a non-empty string.
+        UnsafePathError: ``ref`` is absolute or resolves outside ``root``.
+    """
+    if not isinstance(ref, str) or not ref.strip():
+        raise DatasetError(f"{where}: the image path must be a non-empty string, got {ref!r}")
+    if _looks_absolute(ref):
+        raise UnsafePathError(
+            f"{where}: image path {ref!r} is absolute; dataset files must name images relative to the image "
+            f"root {root}"
+        )
+    base = root.resolve()
+    candidate = (base / ref).resolve()
+    if candidate != base and base not in candidate.parents:
+        raise UnsafePathError(
+            f"{where}: image path {ref!r} resolves to {candidate}, outside the image root {base} (through '..' "
+            "or a symbolic link); refusing to read it"
+        )
+    return candidate
+
+
+def require_dir(path: Path, what: str) -> Path:
+    """``path`` if it is a directory, else a :class:`DatasetError` naming ``what``."""
+    if not path.is_dir():
+        raise DatasetError(f"{what} {path} is not a directory")
+    return path
+
+
+def require_file(path: Path, what: str) -> Path:
+    """``path`` if it is a file, else a :class:`DatasetError` naming ``what``."""
+    if not path.is_file():
+        raise DatasetError(f"{what} {path} does not exist or is not a file")
+    return path
+
+
+def read_json(path: Path, what: str) -> Any:
+    """Parse a JSON file, with errors that name the file and the line."""
+    require_file(path, what)
+    try:
+        with path.open(encoding="utf-8") as fh:
+            return json.load(fh)
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"{what} {path} is not valid JSON: {err.msg} at line {err.lineno}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DatasetError(f"cannot read {what} {path}: {err}") from None
+
+
+def iter_json_lines(path: Path, what: str) -> Iterator[tuple[int, Any]]:
+    """``(line_number, value)`` for every non-blank line of a JSON Lines file (1-based line numbers)."""
+    require_file(path, what)
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for number, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    yield number, json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise DatasetError(f"{path}, line {number}: not valid JSON ({err.msg})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DatasetError(f"cannot read {what} {path}: {err}") from None
+
+
+def item_id_of(value: object, where: str) -> str:
+    """An item id from a dataset entry: a non-empty string or an integer (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or (isinstance(value, str) and not value):
+        raise DatasetError(f"{where}: the id must be a non-empty string or an integer, got {value!r}")
+    return str(value)
+
+
+def prompt_of(value: object, where: str, field_name: str = "prompt") -> str:
+    """A prompt from a dataset entry: a string that is not blank."""
+    if not isinstance(value, str) or not value.strip():
+        raise DatasetError(f"{where}: {field_name!r} must be a non-empty string, got {value!r}")
+    return value
+
+
+def absolute_str(path: Path) -> str:
+    """``path`` as written in a manifest: absolute, with ``~`` expanded."""
+    return os.fspath(path.expanduser().absolute())

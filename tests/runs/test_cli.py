@@ -1,0 +1,104 @@
+"""``evolens run`` and ``evolens eval``: thin commands, one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from evolens.cli import main
+from tests.data.fixtures import AMBER_RESPONSES, write_amber, write_folder, write_json
+
+
+def test_run_then_rerun_with_other_settings_then_eval(
+    tmp_path: Path, tiny_llava_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_folder(tmp_path / "imgs", n=2)
+    base = ["run", str(tiny_llava_dir), "-d", "folder", "-r", str(data), "-p", "describe this image"]
+    base += ["-o", str(tmp_path / "run"), "--batch-size", "2", "--device", "cpu"]
+    assert main([*base, "--max-new-tokens", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "2 traced, 0 failed" in captured.out and "results in" in captured.out
+    assert main([*base, "--max-new-tokens", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "different configuration" in err and "trace.max_new_tokens: 2 -> 3" in err
+    assert len(err.strip().splitlines()) == 1
+    assert (
+        main(["eval", str(tmp_path / "run"), "--method", "fallback", "--json", str(tmp_path / "e.json")]) == 0
+    )
+    assert json.loads((tmp_path / "e.json").read_text())["method"]["amber"] == "fallback"
+
+
+def test_user_errors_are_one_line(
+    tmp_path: Path, tiny_llava_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_folder(tmp_path / "imgs", n=1)
+    jsonl = tmp_path / "bad.jsonl"
+    jsonl.write_text(json.dumps({"image": "../escape.png", "prompt": "p"}) + "\n")
+    code = main(
+        [
+            "run",
+            str(tiny_llava_dir),
+            "-d",
+            "folder",
+            "-r",
+            str(data),
+            "--jsonl",
+            str(jsonl),
+            "-o",
+            str(tmp_path / "r"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "outside the image root" in err and "bad.jsonl, line 1" in err
+    assert main(["run", str(tiny_llava_dir), "-d", "pope", "-r", str(data), "-o", str(tmp_path / "r")]) == 2
+    assert "--questions" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "run",
+                str(tiny_llava_dir),
+                "-d",
+                "folder",
+                "-r",
+                str(data),
+                "-p",
+                "p",
+                "-o",
+                str(tmp_path / "r"),
+                "--detector",
+                "nope",
+            ]
+        )
+        == 2
+    )
+    assert "module:function" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "imgs")]) == 2
+    assert "not an evolens run directory" in capsys.readouterr().err
+
+
+def test_eval_a_responses_file_in_amber_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_amber(tmp_path)
+    responses = write_json(
+        tmp_path / "answers.json", [{"id": int(k), "response": v} for k, v in AMBER_RESPONSES.items()]
+    )
+    code = main(
+        [
+            "eval",
+            "--responses",
+            str(responses),
+            "-d",
+            "amber",
+            "-r",
+            str(data),
+            "--queries",
+            "query_all.json",
+            "--method",
+            "fallback",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "CHAIR 33.3  Cover 85.7  Hal 66.7  Cog 33.3" in out
+    assert "accuracy 60.0  precision 100.0  recall 66.7  F1 80.0" in out
