@@ -177,6 +177,22 @@ def test_embedding_figure_colours_the_paper_layer_bands() -> None:
     assert [t.get_text() for t in ax.texts] == ["img A", "img B", "img C"]
 
 
+def test_embedding_figure_accepts_stage_groups_with_name_and_layers() -> None:
+    from dataclasses import dataclass
+
+    @dataclass
+    class Group:  # the shape of evolens.geometry.StageGroup
+        name: str
+        layers: tuple[int, ...]
+
+    groups = [Group("rapid evolution", (1, 2, 3)), Group("stabilisation", (4, 6)), Group("mutation", (5,))]
+    fig = viz.embedding_figure(np.zeros((6, 2)), [1, 2, 3, 4, 5, 6], bands=groups)
+    sizes = {c.get_label(): len(c.get_offsets()) for c in _axes(fig)[0].collections}
+    assert sizes == {"rapid evolution": 3, "stabilisation": 2, "mutation": 1}
+    with pytest.raises(SettingsError, match="band"):
+        viz.embedding_figure(np.zeros((2, 2)), [1, 2], bands=[object()])
+
+
 def test_embedding_figure_continuous_colours_and_errors() -> None:
     coords = np.zeros((10, 2))
     fig = viz.embedding_figure(coords, np.arange(10), color_by="layer", connect=False)

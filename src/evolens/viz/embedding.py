@@ -63,6 +63,16 @@ def paper_layer_bands(n_layers: int, critical_layer: int | None = None) -> list[
     ]
 
 
+def _band(band: Any, index: int) -> tuple[str, np.ndarray, str]:
+    """``(label, member layers, colour)`` of a :class:`LayerBand` or of a group with ``name`` and ``layers``."""
+    if isinstance(band, LayerBand):
+        return band.label, np.arange(band.first, band.last + 1), band.color
+    if hasattr(band, "name") and hasattr(band, "layers"):
+        palette = (*BAND_COLORS, "#9467bd", "#8c564b", "#e377c2", "#17becf")
+        return str(band.name), np.asarray(list(band.layers), dtype=np.int64), palette[index % len(palette)]
+    raise SettingsError(f"a band must be a LayerBand or have 'name' and 'layers', got {type(band).__name__}")
+
+
 @styled
 def embedding_figure(
     coords: Any,
@@ -70,7 +80,7 @@ def embedding_figure(
     groups: Any | None = None,
     *,
     color_by: Literal["band", "layer"] = "band",
-    bands: Sequence[LayerBand] | None = None,
+    bands: Sequence[Any] | None = None,
     connect: bool = True,
     label_groups: bool | Mapping[Any, str] = False,
     title: str | None = None,
@@ -88,7 +98,8 @@ def embedding_figure(
         groups: ``[n_points]`` group of each point (token step, image id...); ``None``: one group.
         color_by: ``"band"`` — the paper's layer groups (see :func:`paper_layer_bands`); ``"layer"`` — a continuous
             colour scale with a colour bar.
-        bands: Custom bands (``color_by="band"``).
+        bands: Custom bands (``color_by="band"``): :class:`LayerBand` objects, or any objects with ``name`` and
+            ``layers`` (e.g. ``evolens.geometry.StageGroup``; coloured in order).
         connect: Join each group's points in layer order (its trajectory).
         label_groups: Write each group's name beside its deepest point (``True``), or a mapping group -> label.
         title: Figure title.
@@ -128,13 +139,12 @@ def embedding_figure(
     elif color_by == "band":
         chosen = list(bands) if bands is not None else paper_layer_bands(max(n_layers, 2))
         covered = np.zeros(xy.shape[0], dtype=bool)
-        for band in chosen:
-            mask = (layer_idx >= band.first) & (layer_idx <= band.last)
+        for i, band in enumerate(chosen):
+            label, members, color = _band(band, i)
+            mask = np.isin(layer_idx, members)
             covered |= mask
             if mask.any():
-                ax.scatter(
-                    xy[mask, 0], xy[mask, 1], color=band.color, s=point_size, label=band.label, zorder=2
-                )
+                ax.scatter(xy[mask, 0], xy[mask, 1], color=color, s=point_size, label=label, zorder=2)
         if not covered.all():
             ax.scatter(
                 xy[~covered, 0],
