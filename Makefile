@@ -7,7 +7,7 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.evolens-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup lint format test demo bench clean
+.PHONY: setup browser lint format test demo bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -18,6 +18,16 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+# Headless Chromium for the report's browser test (tests/report/test_browser.py). Idempotent: nothing to do when
+# /usr/bin/chromium exists; installed with apt when running as root (CI); otherwise a note (the test then skips,
+# unless EVOLENS_REQUIRE_BROWSER=1). Playwright drives this Chromium; it never downloads a browser of its own.
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium (apt-get) for the browser test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	else echo "note: /usr/bin/chromium is missing (sudo apt-get install chromium); the browser test will be skipped"; fi
+
 lint: setup
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/ruff format --check src tests
@@ -27,7 +37,7 @@ format: setup
 	$(VENV)/bin/ruff format src tests
 	$(VENV)/bin/ruff check --fix src tests
 
-test: lint
+test: lint browser
 	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
 
 demo: setup

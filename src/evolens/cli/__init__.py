@@ -18,6 +18,7 @@ from evolens.errors import EvolensError
 # Command modules register their commands on ``app`` when imported.
 from evolens.cli import core  # noqa: F401  isort: skip
 from evolens.cli import run  # noqa: F401  isort: skip
+from evolens.cli import viz  # noqa: F401  isort: skip
 
 
 def one_line(message: str) -> str:

@@ -1,0 +1,627 @@
+"""Build the self-contained HTML report of a run: one file, no network, opened by double-click.
+
+Layout: a run summary (dataset statistics, summary figures, a table linking every item), then one section per item
+(image, prompt, generated text with coloured and flagged tokens; a click on a token shows its candidates'
+probability curves, its JSD column and a logit-lens grid; the adjacent-layer JSD heatmap; optional layer-skipping,
+geometry, figure and table sections added by later stages).
+
+Untrusted strings (model outputs, prompts, dataset fields, file names) go through :mod:`evolens.report.escape`:
+HTML-escaped in the markup, and script-safe JSON in the data block, which the page's script only ever writes with
+``textContent``. A Content-Security-Policy allows no network access and only the report's own script (by hash).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import logging
+import statistics
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from evolens import __version__
+from evolens.errors import SettingsError, StoreError
+from evolens.report import extras as ex
+from evolens.report.escape import json_for_script, text
+from evolens.report.media import figure_uri, image_uri, trace_image
+from evolens.report.payload import (
+    JSD_SCALE,
+    PROB_SCALE,
+    TOP1_DESCRIPTION,
+    TOP1_SERIES,
+    first_stable_top1_layer,
+    trace_payload,
+)
+from evolens.store.atomic import atomic_write_text
+from evolens.trace import Trace
+from evolens.viz.style import cmap_hex
+
+logger = logging.getLogger(__name__)
+
+TraceSource = Trace | str | Path
+HEATMAP_TOKENS = 40  # the paper's heatmap shows the first 40 tokens
+COMPRESS_ABOVE = 4_000_000  # characters of JSON above which the data block is gzip-compressed (compress=None)
+
+
+def _asset(name: str) -> str:
+    return (resources.files("evolens.report") / "assets" / name).read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------------------- inputs
+def is_trace_dir(path: Path) -> bool:
+    """Whether ``path`` holds a saved trace (a ``manifest.json`` of kind ``evolens.trace``)."""
+    from evolens.store.trace_io import KIND, MANIFEST
+
+    manifest = path / MANIFEST
+    if not manifest.is_file():
+        return False
+    try:
+        import json
+
+        return json.loads(manifest.read_text(encoding="utf-8")).get("kind") == KIND
+    except (OSError, ValueError):
+        return False
+
+
+def collect_trace_dirs(paths: Iterable[str | Path]) -> list[Path]:
+    """Trace directories named by ``paths``: each path is a trace directory, or a directory searched (recursively,
+    in sorted order, hidden entries skipped) for trace directories — e.g. a run directory.
+
+    Raises:
+        StoreError: A path does not exist, or no trace directory is found under it.
+    """
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise StoreError(f"{path} does not exist")
+        if not path.is_dir():
+            raise StoreError(f"{path} is not a directory: give trace directories or run directories")
+        if is_trace_dir(path):
+            found.append(path)
+            continue
+        inside = sorted(
+            p.parent
+            for p in path.rglob("manifest.json")
+            if not any(part.startswith(".") for part in p.relative_to(path).parts) and is_trace_dir(p.parent)
+        )
+        if not inside:
+            raise StoreError(f"no evolens trace found under {path} (a trace directory holds manifest.json)")
+        found.extend(inside)
+    return list(dict.fromkeys(found))
+
+
+def _iter_traces(sources: Sequence[TraceSource]) -> Iterator[Trace]:
+    for source in sources:
+        yield source if isinstance(source, Trace) else Trace.load(source)
+
+
+def _resolve_sources(traces: Iterable[TraceSource] | str | Path) -> list[TraceSource]:
+    if isinstance(traces, str | Path):
+        return list(collect_trace_dirs([traces]))
+    sources: list[TraceSource] = []
+    for entry in traces:
+        if isinstance(entry, Trace):
+            sources.append(entry)
+        elif isinstance(entry, str | Path):
+            sources.extend(collect_trace_dirs([entry]))
+        else:
+            raise SettingsError(f"expected Trace objects or directories, got {type(entry).__name__}")
+    if not sources:
+        raise SettingsError("no traces given: nothing to report")
+    return sources
+
+
+# ------------------------------------------------------------------------------------ item sections
+@dataclass
+class _Series:
+    key: str
+    label: str
+    description: str
+    kind: str = "layer"  # layer | number | category
+    categories: list[str] = field(default_factory=list)
+    min: float = float("inf")
+    max: float = float("-inf")
+    integral_in_range: bool = True
+
+    def observe(self, values: Sequence[Any], n_layers: int) -> None:
+        for v in values:
+            if v is None:
+                continue
+            if isinstance(v, str):
+                self.kind = "category"
+                if v not in self.categories:
+                    self.categories.append(v)
+                continue
+            self.min, self.max = min(self.min, v), max(self.max, v)
+            if not (float(v).is_integer() and 0 <= v <= n_layers):
+                self.integral_in_range = False
+
+    def to_json(self) -> dict[str, Any]:
+        kind = self.kind if self.kind == "category" else "layer" if self.integral_in_range else "number"
+        finite = self.min <= self.max
+        return {
+            "key": self.key,
+            "label": self.label,
+            "description": self.description,
+            "kind": kind,
+            "categories": self.categories,
+            "min": self.min if finite else 0.0,
+            "max": self.max if finite else 1.0,
+        }
+
+
+def _token_spans(tokens: Sequence[str], flags: Mapping[str, Sequence[bool]], flag_names: list[str]) -> str:
+    spans = []
+    for step, token in enumerate(tokens):
+        classes = ["tok"] + [f"flag-{flag_names.index(n) % 4}" for n, vals in flags.items() if vals[step]]
+        spans.append(
+            f'<span class="{" ".join(classes)}" data-step="{step}" tabindex="0" role="button">{text(token)}</span>'
+        )
+    return "".join(spans)
+
+
+def _gallery(entries: Sequence[tuple[str, Any]]) -> str:
+    figures = []
+    for title, figure in entries:
+        caption = f"<figcaption>{text(title)}</figcaption>" if title else ""
+        figures.append(
+            f'<figure><img alt="{text(title or "figure")}" src="{figure_uri(figure)}">{caption}</figure>'
+        )
+    return f'<div class="gallery">{"".join(figures)}</div>'
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return text(f"{value:.4g}")
+    return text(value)
+
+
+def _tables(entries: Sequence[Mapping[str, Any]]) -> str:
+    parts = []
+    for entry in entries:
+        if entry["title"]:
+            parts.append(f"<h4>{text(entry['title'])}</h4>")
+        head = "".join(f"<th>{text(c)}</th>" for c in entry["columns"])
+        body = "".join(
+            "<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>" for row in entry["rows"]
+        )
+        parts.append(f'<table class="extra"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
+    return "".join(parts)
+
+
+def _skip_section(
+    tokens: Sequence[str], original_flags: Sequence[bool] | None, variants: Sequence[Mapping[str, Any]]
+) -> str:
+    def render(toks: Sequence[str], flags: Sequence[str | None]) -> str:
+        return "".join(
+            f'<span class="skip-{flag}">{text(t)}</span>' if flag else text(t)
+            for t, flag in zip(toks, flags, strict=True)
+        )
+
+    first = (
+        [("hallucinated" if f else None) for f in original_flags] if original_flags else [None] * len(tokens)
+    )
+    rows = [f'<tr><th>original</th><td></td><td class="skip-text">{render(tokens, first)}</td></tr>']
+    for v in variants:
+        rows.append(
+            f"<tr><th>{text(v['name'])}</th><td>{text(v['note'])}</td>"
+            f'<td class="skip-text">{render(v["tokens"], v["flags"])}</td></tr>'
+        )
+    legend = (
+        '<p class="note"><span class="skip-hallucinated">hallucinated</span> · '
+        '<span class="skip-corrected">corrected</span></p>'
+    )
+    return (
+        '<section class="skip-results"><h3>Layer skipping</h3>'
+        f'<table class="skip"><thead><tr><th>variant</th><th>layers</th><th>output</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>{legend}</section>"
+    )
+
+
+def _image_block(trace: Trace, item_extras: Mapping[str, Any], image_root: Path | None) -> str:
+    uri, note = None, ""
+    if "image" in item_extras:
+        uri = image_uri(item_extras["image"])
+    elif trace.image is not None:
+        uri, note = trace_image(trace.image.source, trace.image.sha256, image_root)
+    if trace.image is None and uri is None:
+        return '<div class="no-image">text-only input (no image)</div>'
+    info = trace.image
+    caption = text(info.source if info else "image")
+    if info:
+        caption += f" · {info.width}×{info.height}"
+    if note:
+        caption += f" · {text(note)}"
+    if uri is None:
+        return f'<div class="no-image">{caption}</div>'
+    return f'<figure class="item-image"><img alt="input image" src="{uri}"><figcaption>{caption}</figcaption></figure>'
+
+
+def _item_section(
+    index: int,
+    trace: Trace,
+    item_extras: Mapping[str, Any],
+    flags: Mapping[str, Sequence[bool]],
+    flag_names: list[str],
+    image_root: Path | None,
+) -> str:
+    meta = [
+        ("prompt", trace.prompt),
+        ("model", f"{trace.model.source} ({trace.model.family}, {trace.n_layers} layers)"),
+        ("lens", trace.lens_mode),
+        ("tokens", f"{trace.n_steps} (stopped by {trace.stop_reason})"),
+    ]
+    meta_html = "".join(f"<dt>{text(k)}</dt><dd>{text(v)}</dd>" for k, v in meta)
+    notes = ex.notes(item_extras.get("notes", []), f"extras[{trace.item_id!r}].notes")
+    notes_html = "".join(f'<p class="note">{text(n)}</p>' for n in notes)
+    parts = [
+        f'<section class="item" id="item-{index}" data-item="{index}">',
+        f'<header><h2>#{index + 1} · {text(trace.item_id)}</h2><a href="#summary">back to the summary</a></header>',
+        notes_html,
+        f'<div class="item-head">{_image_block(trace, item_extras, image_root)}<dl class="meta">{meta_html}</dl></div>',
+        "<h3>Generated text</h3>",
+        '<p class="hint">Each token is coloured by the series chosen at the top; click a token (or focus it and press '
+        "Enter) for its candidates, its JSD column and the logit-lens grid.</p>",
+        f'<div class="text" data-item="{index}">{_token_spans(trace.tokens, flags, flag_names)}</div>',
+        '<div class="detail" hidden></div>',
+        "<h3>Adjacent-layer JSD</h3>",
+        '<p class="hint">Rows: generated tokens; columns: decoder layers (divergence between a layer\'s input and '
+        "output). Click a row to inspect that token.</p>",
+        '<div class="hm-controls"><select class="hm-view" aria-label="heatmap view">'
+        '<option value="raw">JSD in bits</option>'
+        '<option value="maxabs">JSD in bits, scaled per layer (MaxAbs)</option>'
+        '<option value="paper">paper reduction, scaled per layer (the paper\'s Fig. 4)</option>'
+        f'</select> <label><input type="checkbox" class="hm-all"> all tokens (default: first {HEATMAP_TOKENS})'
+        "</label></div>",
+        f'<div class="heatmap-wrap"><div class="heatmap" data-item="{index}"></div></div>',
+    ]
+    where = f"extras[{trace.item_id!r}]"
+    if "skip" in item_extras:
+        variants = ex.skip_variants(item_extras["skip"], f"{where}.skip")
+        parts.append(_skip_section(trace.tokens, flags.get("hallucinated"), variants))
+    if "geometry" in item_extras:
+        geometry = ex.figure_entries(item_extras["geometry"], f"{where}.geometry")
+        parts.append(f'<section class="geometry"><h3>Feature geometry</h3>{_gallery(geometry)}</section>')
+    if "figures" in item_extras:
+        figures = ex.figure_entries(item_extras["figures"], f"{where}.figures")
+        parts.append(f'<section class="figures"><h3>Figures</h3>{_gallery(figures)}</section>')
+    if "tables" in item_extras:
+        tables = ex.tables(item_extras["tables"], f"{where}.tables")
+        parts.append(f'<section class="tables"><h3>Tables</h3>{_tables(tables)}</section>')
+    parts.append("</section>")
+    return "".join(parts)
+
+
+# ------------------------------------------------------------------------------------------ summary
+@dataclass
+class _RunStats:
+    n_items: int = 0
+    n_tokens: list[int] = field(default_factory=list)
+    models: Counter[str] = field(default_factory=Counter)
+    lenses: Counter[str] = field(default_factory=Counter)
+    layers: Counter[int] = field(default_factory=Counter)
+    stops: Counter[str] = field(default_factory=Counter)
+    with_image: int = 0
+    flagged: Counter[str] = field(default_factory=Counter)
+    top1: list[float] = field(default_factory=list)
+    jsd: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    rows: list[str] = field(default_factory=list)
+
+    def table(self, flag_names: Sequence[str], extra: Mapping[str, Any]) -> list[tuple[str, Any]]:
+        """Rows of the statistics table (raw values; the caller escapes them)."""
+        tokens = sum(self.n_tokens)
+        per_item = (
+            f"mean {statistics.fmean(self.n_tokens):.1f}, min {min(self.n_tokens)}, max {max(self.n_tokens)}"
+            if self.n_tokens
+            else "—"
+        )
+        rows = [
+            ("items", str(self.n_items)),
+            ("generated tokens", str(tokens)),
+            ("tokens per item", per_item),
+            ("items with an image", f"{self.with_image} ({self.n_items - self.with_image} text-only)"),
+            ("models", ", ".join(f"{m} ({n})" for m, n in self.models.items())),
+            ("decoder layers", ", ".join(str(n) for n in sorted(self.layers))),
+            ("lens", ", ".join(f"{m} ({n})" for m, n in self.lenses.items())),
+            ("stopped by", ", ".join(f"{m} ({n})" for m, n in self.stops.items())),
+        ]
+        for name in flag_names:
+            share = self.flagged[name] / tokens if tokens else 0.0
+            rows.append((f"tokens flagged {name}", f"{self.flagged[name]} ({share:.1%})"))
+        if self.top1:
+            rows.append((f"{TOP1_SERIES}, median", f"{statistics.median(self.top1):g}"))
+        rows.extend((str(k), v) for k, v in extra.items())
+        return rows
+
+    def figures(self, flag_names: Sequence[str]) -> list[tuple[str, Any]]:
+        from evolens.viz import jsd_profile_figure, layer_histogram_figure
+
+        if len(self.layers) != 1:
+            return []  # several depths: per-layer summaries would mix different layers
+        n_layers = next(iter(self.layers))
+        figures: list[tuple[str, Any]] = []
+        if self.top1:
+            fig = layer_histogram_figure(
+                self.top1,
+                n_layers=n_layers,
+                xlabel=TOP1_SERIES,
+                title=f"{TOP1_SERIES} over all generated tokens",
+            )
+            figures.append((f"{TOP1_SERIES}: {TOP1_DESCRIPTION}", fig))
+        groups = {name: torch.cat(parts, dim=1) for name, parts in self.jsd.items() if parts}
+        groups = {name: values for name, values in groups.items() if values.shape[1]}
+        if groups:
+            fig = jsd_profile_figure(groups, title="adjacent-layer JSD per decoder layer (mean and IQR)")
+            label = "Mean JSD per decoder layer" + (f", {flag_names[0]} tokens apart" if flag_names else "")
+            figures.append((label, fig))
+        return figures
+
+
+def _summary_section(
+    title: str,
+    stats: _RunStats,
+    flag_names: list[str],
+    summary: Mapping[str, Any],
+    summary_figures: bool,
+) -> str:
+    extra_stats = summary.get("statistics", {})
+    if not isinstance(extra_stats, Mapping):
+        raise SettingsError("summary['statistics'] must map a name to a value")
+    rows = "".join(
+        f"<tr><th>{text(k)}</th><td>{_cell(v)}</td></tr>" for k, v in stats.table(flag_names, extra_stats)
+    )
+    figures = stats.figures(flag_names) if summary_figures else []
+    figures += ex.figure_entries(summary.get("figures", []), "summary.figures")
+    geometry = ex.figure_entries(summary.get("geometry", []), "summary.geometry")
+    tables = ex.tables(summary.get("tables", []), "summary.tables")
+    notes = ex.notes(summary.get("notes", []), "summary.notes")
+    flag_heads = "".join(f"<th>{text(n)}</th>" for n in flag_names)
+    parts = [
+        '<section id="summary">',
+        f"<h1>{text(title)}</h1>",
+        f'<p class="sub">evolens {text(__version__)} report · {stats.n_items} items · self-contained, works offline</p>',
+        "".join(f'<p class="note">{text(n)}</p>' for n in notes),
+        '<h2>Dataset statistics</h2><table class="stats"><tbody>',
+        rows,
+        "</tbody></table>",
+        _gallery(figures) if figures else "",
+        f"<h2>Feature geometry</h2>{_gallery(geometry)}" if geometry else "",
+        f"<h2>Tables</h2>{_tables(tables)}" if tables else "",
+        '<h2>Items</h2><table class="items"><thead><tr><th>#</th><th>item</th><th>prompt</th><th>tokens</th>',
+        flag_heads,
+        "<th>text</th></tr></thead><tbody>",
+        "".join(stats.rows),
+        "</tbody></table></section>",
+    ]
+    return "".join(parts)
+
+
+def _item_row(
+    index: int, trace: Trace, flags: Mapping[str, Sequence[bool]], flag_names: Sequence[str]
+) -> str:
+    prompt = trace.prompt if len(trace.prompt) <= 90 else trace.prompt[:89] + "…"
+    snippet = trace.text if len(trace.text) <= 160 else trace.text[:159] + "…"
+    counts = "".join(f"<td>{sum(flags[n]) if n in flags else '—'}</td>" for n in flag_names)
+    return (
+        f'<tr><td><a href="#item-{index}">{index + 1}</a></td><td><a href="#item-{index}">{text(trace.item_id)}</a></td>'
+        f'<td>{text(prompt)}</td><td>{trace.n_steps}</td>{counts}<td class="text">{text(snippet)}</td></tr>'
+    )
+
+
+# -------------------------------------------------------------------------------------------- build
+def build_report(
+    traces: Iterable[TraceSource] | str | Path,
+    *,
+    extras: Mapping[str, Mapping[str, Any]] | None = None,
+    summary: Mapping[str, Any] | None = None,
+    title: str | None = None,
+    topk: int = 5,
+    from_layer: int | None = None,
+    max_items: int | None = None,
+    image_root: str | Path | None = None,
+    summary_figures: bool = True,
+    compress: bool | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> str:
+    """The HTML of a self-contained report on ``traces``.
+
+    Args:
+        traces: :class:`~evolens.Trace` objects and/or directories (a trace directory, or a run directory searched
+            for trace directories); loaded one at a time.
+        extras: Per-item additions keyed by ``item_id`` (see :mod:`evolens.report.extras`): ``token_values``,
+            ``token_flags``, ``image``, ``skip``, ``geometry``, ``figures``, ``tables``, ``notes``.
+        summary: Run-level additions: ``statistics``, ``figures``, ``geometry``, ``tables``, ``notes``.
+        title: Page title (default: "evolens report").
+        topk: Tokens per layer in the logit-lens grid (at most what the traces kept).
+        from_layer: First layer whose top-1 tokens count as candidates (default: each trace's default, the last
+            40% of its layers).
+        max_items: Report only the first ``max_items`` traces.
+        image_root: Where to look for image files whose recorded path is relative or has moved.
+        summary_figures: Draw the run-level summary figures (top-1 layer histogram, JSD profile).
+        compress: Embed the data gzip-compressed (base64; the browser decompresses it) — about 4x smaller. ``None``
+            compresses when the JSON exceeds 4 MB (a few dozen items).
+        progress: Called as ``progress(done, total)`` after each item.
+
+    Raises:
+        SettingsError: Bad options or extras (unknown keys, lengths that do not match an item's tokens).
+        StoreError: A directory holds no trace, or a trace cannot be read.
+    """
+    if topk < 1:
+        raise SettingsError(f"topk must be >= 1, got {topk}")
+    if max_items is not None and max_items < 1:
+        raise SettingsError(f"max_items must be >= 1, got {max_items}")
+    sources = _resolve_sources(traces)
+    if max_items is not None:
+        sources = sources[:max_items]
+    extras = dict(extras or {})
+    summary = dict(summary or {})
+    ex.check_keys(summary, ex.SUMMARY_KEYS, "summary")
+    for item_id, item_extras in extras.items():
+        if not isinstance(item_extras, Mapping):
+            raise SettingsError(f"extras[{item_id!r}] must be a mapping, got {type(item_extras).__name__}")
+        ex.check_keys(item_extras, ex.ITEM_KEYS, f"extras[{item_id!r}]")
+    root = Path(image_root) if image_root is not None else None
+
+    series: dict[str, _Series] = {TOP1_SERIES: _Series(TOP1_SERIES, TOP1_SERIES, TOP1_DESCRIPTION)}
+    flag_names: list[str] = []
+    for item_extras in extras.values():
+        for name in item_extras.get("token_flags", {}) or {}:
+            if str(name) not in flag_names:
+                flag_names.append(str(name))
+    stats = _RunStats()
+    payloads: list[dict[str, Any]] = []
+    sections: list[str] = []
+    seen_ids: Counter[str] = Counter()
+    for index, trace in enumerate(_iter_traces(sources)):
+        seen_ids[trace.item_id] += 1
+        item_extras = extras.get(trace.item_id, {})
+        if item_extras and seen_ids[trace.item_id] > 1:
+            raise SettingsError(
+                f"item id {trace.item_id!r} appears more than once, so its extras are ambiguous; give the items "
+                "distinct item_ids"
+            )
+        where = f"extras[{trace.item_id!r}]"
+        values = ex.token_series(
+            item_extras.get("token_values", {}), trace.n_steps, f"{where}.token_values", flags=False
+        )
+        flags = ex.token_series(
+            item_extras.get("token_flags", {}), trace.n_steps, f"{where}.token_flags", flags=True
+        )
+        top1 = first_stable_top1_layer(trace.token_ranks())
+        values = {**values, TOP1_SERIES: top1}
+        for key, entries in values.items():
+            if key not in series:
+                series[key] = _Series(key, key, f"{key} (given with the report's extra data)")
+            series[key].observe(entries, trace.n_layers)
+
+        payload = trace_payload(trace, topk=topk, from_layer=from_layer)
+        payload.update(
+            {
+                "id": trace.item_id,
+                "values": values,
+                "flags": {k: [int(v) for v in vs] for k, vs in flags.items()},
+            }
+        )
+        payloads.append(payload)
+        sections.append(_item_section(index, trace, item_extras, flags, flag_names, root))
+
+        stats.n_items += 1
+        stats.n_tokens.append(trace.n_steps)
+        stats.models[trace.model.source] += 1
+        stats.lenses[trace.lens_mode] += 1
+        stats.layers[trace.n_layers] += 1
+        stats.stops[trace.stop_reason] += 1
+        stats.with_image += trace.image is not None
+        stats.top1.extend(float(v) for v in top1 if v is not None)
+        for name, vs in flags.items():
+            stats.flagged[name] += sum(vs)
+        jsd = trace.jsd("bits")
+        if flag_names:
+            mask = torch.tensor(flags.get(flag_names[0], [False] * trace.n_steps), dtype=torch.bool)
+            stats.jsd.setdefault(flag_names[0], []).append(jsd[:, mask])
+            stats.jsd.setdefault("other tokens", []).append(jsd[:, ~mask])
+        else:
+            stats.jsd.setdefault("all tokens", []).append(jsd)
+        stats.rows.append(_item_row(index, trace, flags, flag_names))
+        if progress is not None:
+            progress(index + 1, len(sources))
+
+    ordered = list(series.values())
+    default_key = next((s.key for s in ordered if s.key != TOP1_SERIES), TOP1_SERIES)
+    data = {
+        "version": 1,
+        "prob_scale": PROB_SCALE,
+        "jsd_scale": JSD_SCALE,
+        "heatmap_tokens": HEATMAP_TOKENS,
+        "series": [s.to_json() for s in ordered],
+        "default_series": default_key,
+        "flags": flag_names,
+        "palettes": {
+            "values": cmap_hex("viridis", 11),
+            "jsd": cmap_hex("Purples", 9),
+            "candidates": cmap_hex("tab20", 20),
+            "categories": cmap_hex("tab10", 10),
+        },
+        "items": payloads,
+    }
+    page_title = title or "evolens report"
+    summary_html = _summary_section(page_title, stats, flag_names, summary, summary_figures)
+    return _page(page_title, summary_html, "".join(sections), data, flag_names, compress)
+
+
+_FLAG_STYLES = ("wavy red underline", "orange underline", "blue double underline", "purple dotted overline")
+
+
+def _data_block(data: Mapping[str, Any], compress: bool | None) -> str:
+    encoded = json_for_script(data)
+    if compress is False or (compress is None and len(encoded) <= COMPRESS_ABOVE):
+        return f'<script type="application/json" id="evolens-data">{encoded}</script>'
+    packed = base64.b64encode(gzip.compress(encoded.encode("utf-8"), compresslevel=6, mtime=0)).decode(
+        "ascii"
+    )
+    return f'<script type="application/octet-stream" id="evolens-data" data-encoding="gzip+base64">{packed}</script>'
+
+
+def _page(
+    title: str,
+    summary_html: str,
+    items_html: str,
+    data: Mapping[str, Any],
+    flag_names: list[str],
+    compress: bool | None,
+) -> str:
+    script = _asset("report.js")
+    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
+    csp = (
+        "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+        f"script-src 'sha256-{digest}'; base-uri 'none'; form-action 'none'"
+    )
+    flag_legend = " ".join(
+        f'<span class="flag-{i % 4}">{text(name)}</span> <span class="note">({_FLAG_STYLES[i % 4]})</span>'
+        for i, name in enumerate(flag_names)
+    )
+    controls = (
+        '<div class="controls"><span><label for="series">Colour tokens by</label> <select id="series"></select></span>'
+        '<span class="scale" id="scale"></span>'
+        + (f"<span><strong>Marked:</strong> {flag_legend}</span>" if flag_names else "")
+        + "</div>"
+    )
+    return "".join(
+        [
+            "<!DOCTYPE html>\n",
+            '<html lang="en"><head><meta charset="utf-8">',
+            f'<meta http-equiv="Content-Security-Policy" content="{text(csp)}">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            '<meta name="generator" content="evolens">',
+            '<link rel="icon" href="data:,">',
+            f"<title>{text(title)}</title>",
+            f"<style>{_asset('report.css')}</style></head><body>",
+            "<noscript><p>This report draws its charts with JavaScript; the texts and tables below are readable "
+            "without it.</p></noscript>",
+            controls,
+            summary_html,
+            items_html,
+            _data_block(data, compress),
+            f"<script>{script}</script>",
+            "</body></html>\n",
+        ]
+    )
+
+
+def write_report(path: str | Path, traces: Iterable[TraceSource] | str | Path, **options: Any) -> Path:
+    """Build the report (see :func:`build_report` for the options) and write it to ``path`` atomically."""
+    target = Path(path)
+    if target.suffix.lower() not in (".html", ".htm"):
+        raise SettingsError(f"the report is an HTML file: give a path ending in .html, got {target.name!r}")
+    html = build_report(traces, **options)
+    atomic_write_text(target, html)
+    logger.info("report written to %s (%.1f MB)", target, len(html) / 1e6)
+    return target

@@ -1,0 +1,148 @@
+"""What later stages may add to a report, per item and per run, and how it is checked.
+
+Per item (a mapping keyed by the item's ``item_id``; every key optional):
+
+``token_values``
+    ``{name: [value per generated token]}`` — numbers (layers: coloured on a 0..L scale) or strings (categories,
+    e.g. stages); ``None`` where there is no value. The first series given becomes the default colouring.
+``token_flags``
+    ``{name: [bool per generated token]}`` — e.g. ``"hallucinated"``, ``"mutation"``; flagged tokens are marked.
+``image``
+    The item's image (a path, a PIL image or encoded PNG/JPEG bytes), when the trace's own image file is not at
+    hand.
+``skip``
+    ``[{"name": "skip.1", "tokens": [...], "flags": ["hallucinated" | "corrected" | None, ...], "note": "..."}]``
+    — layer-skipping variants shown under the original output.
+``geometry`` / ``figures``
+    ``[{"title": "...", "figure": Figure | PNG/JPEG/SVG bytes | path}]`` — feature-geometry plots / other figures.
+``tables``
+    ``[{"title": "...", "columns": [...], "rows": [[...], ...]}]`` — small tables of numbers or strings.
+``notes``
+    ``[str]`` — short remarks shown under the item's heading.
+
+Per run (``summary``): ``statistics`` (``{name: value}``), ``figures``, ``geometry``, ``tables``, ``notes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from evolens.errors import SettingsError
+
+ITEM_KEYS = ("token_values", "token_flags", "image", "skip", "geometry", "figures", "tables", "notes")
+SUMMARY_KEYS = ("statistics", "figures", "geometry", "tables", "notes")
+SKIP_FLAGS = ("hallucinated", "corrected")
+
+
+def check_keys(data: Mapping[str, Any], known: Sequence[str], where: str) -> None:
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise SettingsError(f"unknown key(s) {unknown} in {where}; known: {', '.join(known)}")
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise SettingsError(f"{where} must be a list, got {type(value).__name__}")
+    return list(value)
+
+
+def token_series(data: Any, n_steps: int, where: str, *, flags: bool) -> dict[str, list[Any]]:
+    """Check a ``{name: [one entry per token]}`` mapping; values become floats/strings/None (or bools for flags)."""
+    if not isinstance(data, Mapping):
+        raise SettingsError(f"{where} must map a name to one value per token, got {type(data).__name__}")
+    series: dict[str, list[Any]] = {}
+    for name, values in data.items():
+        entries = _list(values, f"{where}[{name!r}]")
+        if len(entries) != n_steps:
+            raise SettingsError(
+                f"{where}[{name!r}] has {len(entries)} values but the item has {n_steps} tokens"
+            )
+        if flags:
+            series[str(name)] = [bool(v) for v in entries]
+            continue
+        clean: list[Any] = []
+        for v in entries:
+            if v is None or isinstance(v, str):
+                clean.append(v)
+            elif isinstance(v, bool):
+                raise SettingsError(
+                    f"{where}[{name!r}]: use numbers or strings, not booleans (flags go in token_flags)"
+                )
+            else:
+                try:
+                    clean.append(float(v))
+                except (TypeError, ValueError):
+                    raise SettingsError(
+                        f"{where}[{name!r}] holds {v!r}; use numbers, strings or None"
+                    ) from None
+        kinds = {type(v) for v in clean if v is not None}
+        if len(kinds) > 1:
+            raise SettingsError(f"{where}[{name!r}] mixes numbers and strings")
+        series[str(name)] = [None if isinstance(v, float) and v != v else v for v in clean]
+    return series
+
+
+def skip_variants(data: Any, where: str) -> list[dict[str, Any]]:
+    """Check the layer-skipping variants of an item."""
+    variants = []
+    for i, entry in enumerate(_list(data, where)):
+        if not isinstance(entry, Mapping):
+            raise SettingsError(f"{where}[{i}] must be a mapping with 'name' and 'tokens'")
+        check_keys(entry, ("name", "tokens", "flags", "note"), f"{where}[{i}]")
+        if "name" not in entry or "tokens" not in entry:
+            raise SettingsError(f"{where}[{i}] needs 'name' and 'tokens'")
+        tokens = [str(t) for t in _list(entry["tokens"], f"{where}[{i}].tokens")]
+        flags = entry.get("flags")
+        flag_list = [None] * len(tokens) if flags is None else _list(flags, f"{where}[{i}].flags")
+        if len(flag_list) != len(tokens):
+            raise SettingsError(f"{where}[{i}] has {len(tokens)} tokens but {len(flag_list)} flags")
+        bad = {f for f in flag_list if f not in (None, *SKIP_FLAGS)}
+        if bad:
+            raise SettingsError(
+                f"{where}[{i}] flags must be 'hallucinated', 'corrected' or None, got {sorted(bad)}"
+            )
+        variants.append(
+            {
+                "name": str(entry["name"]),
+                "tokens": tokens,
+                "flags": flag_list,
+                "note": str(entry.get("note", "")),
+            }
+        )
+    return variants
+
+
+def figure_entries(data: Any, where: str) -> list[tuple[str, Any]]:
+    """``(title, figure)`` pairs from ``[{"title": ..., "figure": ...}]``."""
+    entries = []
+    for i, entry in enumerate(_list(data, where)):
+        if not isinstance(entry, Mapping) or "figure" not in entry:
+            raise SettingsError(f"{where}[{i}] must be a mapping with a 'figure' (and a 'title')")
+        check_keys(entry, ("title", "figure"), f"{where}[{i}]")
+        entries.append((str(entry.get("title", "")), entry["figure"]))
+    return entries
+
+
+def tables(data: Any, where: str) -> list[dict[str, Any]]:
+    """Check ``[{"title", "columns", "rows"}]``; cells are kept as numbers or strings."""
+    checked = []
+    for i, entry in enumerate(_list(data, where)):
+        if not isinstance(entry, Mapping):
+            raise SettingsError(f"{where}[{i}] must be a mapping with 'columns' and 'rows'")
+        check_keys(entry, ("title", "columns", "rows"), f"{where}[{i}]")
+        columns = [str(c) for c in _list(entry.get("columns", []), f"{where}[{i}].columns")]
+        rows = []
+        for r, row in enumerate(_list(entry.get("rows", []), f"{where}[{i}].rows")):
+            cells = _list(row, f"{where}[{i}].rows[{r}]")
+            if columns and len(cells) != len(columns):
+                raise SettingsError(
+                    f"{where}[{i}].rows[{r}] has {len(cells)} cells for {len(columns)} columns"
+                )
+            rows.append(cells)
+        checked.append({"title": str(entry.get("title", "")), "columns": columns, "rows": rows})
+    return checked
+
+
+def notes(data: Any, where: str) -> list[str]:
+    return [str(n) for n in _list(data, where)]
