@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from evolens.analysis.io import read_result, write_result
+from evolens.analysis.io import clean_json, read_result, write_result
 from evolens.analysis.params import NOT_FOUND, DetectorParams
 from evolens.analysis.trace_analysis import TraceAnalysis
 from evolens.errors import SettingsError
@@ -56,7 +56,8 @@ class Estimate:
     unit: str
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain dict; NaN becomes ``None`` (strict JSON)."""
+        return clean_json(asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Estimate:
@@ -95,9 +96,9 @@ class LayerDistribution:
             "counts": list(self.counts),
             "n_tokens": self.n_tokens,
             "n_found": self.n_found,
-            "found_rate": self.found_rate,
+            "found_rate": clean_json(self.found_rate),
             "median": self.median.to_dict(),
-            "mean": self.mean,
+            "mean": clean_json(self.mean),
         }
 
     @classmethod

@@ -254,7 +254,8 @@ def mutation_layers(
 
     A state ``m`` in ``(critical, L]`` is a candidate when
       - *spike*: ``jsd[m - 1] > threshold`` (:func:`spike_threshold`), and/or
-      - *flip*: ``top1[m] != top1[m - 1]``, the new top-1 stays top-1 over ``[m, min(m + n_persist - 1, L)]``
+      - *flip*: the dominant token changes: ``top1[m] != top1[m - 1]``, the old top-1 held over
+        ``[max(critical, m - n_persist), m - 1]``, the new one holds over ``[m, min(m + n_persist - 1, L)]``,
         and its probability at ``m`` is at least ``prob_min_peak``;
     combined by ``mutation_rule`` (``"jsd"``, ``"top1"``, ``"either"``, ``"both"``). ``critical = -1`` gives no
     mutation layers.
@@ -299,6 +300,7 @@ def mutation_layers(
             before, after = int(ids[m - 1]), int(ids[m])
             flip = (
                 before != after
+                and bool((ids[max(critical, m - n) : m] == before).all())
                 and bool((ids[m : min(m + n, n_layers + 1)] == after).all())
                 and float(probs[m]) >= params.prob_min_peak
             )
