@@ -103,3 +103,37 @@ def make_metrics(
         lens_mode="logit",
         vocab_size=vocab_size,
     )
+
+
+def make_trace(
+    metrics: LayerMetrics, tokens: list[str] | None = None, *, item_id: str = "0", eos: bool = False
+):
+    """A :class:`~evolens.trace.Trace` around synthetic metrics (no model, no hidden states)."""
+    from evolens.capture.generate import GenerationSettings
+    from evolens.trace import ModelInfo, Trace, metrics_token_ids
+
+    ids = metrics.target_ids
+    tokens = tokens if tokens is not None else [f" w{int(i)}" for i in ids.tolist()]
+    vocab = {i: f" w{i}" for i in metrics_token_ids(metrics)}
+    vocab.update({int(i): t for i, t in zip(ids.tolist(), tokens, strict=True)})
+    return Trace(
+        text="".join(tokens),
+        tokens=tokens,
+        generated_ids=ids.clone(),
+        metrics=metrics,
+        hidden_states=None,
+        prompt="describe the image",
+        rendered_prompt="USER: describe the image ASSISTANT:",
+        prompt_ids=torch.tensor([1, 2, 3]),
+        prompt_tokens=["<s>", "a", "b"],
+        image_token_positions=torch.zeros(0, dtype=torch.long),
+        prompt_hidden_states=None,
+        image=None,
+        stop_reason="eos" if eos else "max_new_tokens",
+        generation=GenerationSettings(max_new_tokens=len(tokens)),
+        model=ModelInfo(
+            "synthetic", "llava", "llava", metrics.n_layers, 8, metrics.vocab_size, "float32", "0"
+        ),
+        vocab=vocab,
+        item_id=item_id,
+    )

@@ -45,7 +45,8 @@ from evolens.analysis.trace_analysis import analyze_trace
 from evolens.capture.generate import GenerationSettings, eos_token_ids, generate_with_capture
 from evolens.capture.hooks import _hidden_from
 from evolens.errors import PromptError, SettingsError
-from evolens.models.inputs import ImageInput, check_prompt, load_image
+from evolens.experiments.items import pair_items
+from evolens.models.inputs import load_image
 
 if TYPE_CHECKING:
     from evolens.api import LVLM
@@ -306,30 +307,6 @@ class Generation:
     stop_reason: str
 
 
-def _as_items(images: Any, prompts: str | Sequence[str]) -> tuple[list[ImageInput | None], list[str]]:
-    """Pair images and prompts like :meth:`evolens.LVLM.trace` does (one image or a list; one prompt or a list)."""
-    image_list: list[ImageInput | None]
-    if images is None or isinstance(images, (str, Path)) or not isinstance(images, Sequence):
-        image_list = [images]
-    else:
-        image_list = list(images)
-    if isinstance(prompts, str):
-        prompt_list = [prompts] * len(image_list)
-    else:
-        prompt_list = list(prompts)
-        if len(image_list) == 1 and len(prompt_list) > 1:
-            image_list = image_list * len(prompt_list)
-    if len(prompt_list) != len(image_list):
-        raise PromptError(
-            f"got {len(image_list)} images but {len(prompt_list)} prompts; they pair up one to one"
-        )
-    if not prompt_list:
-        raise PromptError("no items: give at least one prompt")
-    for prompt in prompt_list:
-        check_prompt(prompt)
-    return image_list, prompt_list
-
-
 def generate_skipped(
     lvlm: LVLM,
     images: Any,
@@ -369,7 +346,7 @@ def generate_skipped(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise SettingsError(f"batch_size must be a positive integer, got {batch_size!r}")
     settings = GenerationSettings(**generation)
-    image_list, prompt_list = _as_items(images, prompts)
+    image_list, prompt_list = pair_items(images, prompts)
     if not lvlm.is_vlm and any(i is not None for i in image_list):
         raise PromptError(f"{lvlm.loaded.source} is a text-only model; pass image=None")
     loaded = [load_image(i)[0] if i is not None else None for i in image_list]
@@ -673,7 +650,7 @@ def run_skip(
     unknown_opts = set(trace_options) - allowed
     if unknown_opts:
         raise SettingsError(f"unknown option(s) {sorted(unknown_opts)} for run_skip")
-    image_list, prompt_list = _as_items(images, prompts)
+    image_list, prompt_list = pair_items(images, prompts)
     n_items = len(prompt_list)
     ids = [str(i) for i in (item_ids if item_ids is not None else range(n_items))]
     if len(ids) != n_items or len(set(ids)) != n_items:
