@@ -20,8 +20,27 @@ from evolens.errors import (
 
 __version__ = "0.1.0"
 
+from evolens.analysis import (
+    AnalysisSummary,
+    Annotations,
+    DetectorParams,
+    ProfileComparison,
+    TraceAnalysis,
+    analyze_trace,
+    summarize,
+)
 from evolens.api import LVLM, load
 from evolens.capture.generate import GenerationSettings
+from evolens.experiments import (
+    SkipReport,
+    TokenComparison,
+    compare_hallucinations,
+    compare_text_only,
+    compare_tokens,
+    generate_skipped,
+    run_skip,
+    skip_layers,
+)
 from evolens.lens.logit_lens import LogitLens
 from evolens.metrics.compute import LayerMetrics
 from evolens.models.registry import Family, register_family, supported_families
@@ -29,7 +48,10 @@ from evolens.trace import Candidates, ModelInfo, TopK, Trace
 
 __all__ = [
     "LVLM",
+    "AnalysisSummary",
+    "Annotations",
     "Candidates",
+    "DetectorParams",
     "EvolensError",
     "Family",
     "GenerationSettings",
@@ -41,14 +63,26 @@ __all__ = [
     "ModelInfo",
     "ModelLoadError",
     "NotAModelError",
+    "ProfileComparison",
     "PromptError",
     "SettingsError",
+    "SkipReport",
+    "TokenComparison",
     "TopK",
     "Trace",
+    "TraceAnalysis",
     "UnsafeCheckpointError",
     "UnsupportedModelError",
     "__version__",
+    "analyze_trace",
+    "compare_hallucinations",
+    "compare_text_only",
+    "compare_tokens",
+    "generate_skipped",
     "load",
     "register_family",
+    "run_skip",
+    "skip_layers",
+    "summarize",
     "supported_families",
 ]

@@ -2,17 +2,20 @@
 
 from evolens.experiments.hallucination import TokenComparison, compare_hallucinations, compare_tokens
 from evolens.experiments.skip import (
+    Generation,
     SkipReport,
     SkipResult,
     VariantOutput,
     VariantSummary,
     check_skip_layers,
+    generate_skipped,
     run_skip,
     skip_layers,
 )
 from evolens.experiments.text_only import compare_text_only
 
 __all__ = [
+    "Generation",
     "SkipReport",
     "SkipResult",
     "TokenComparison",
@@ -22,6 +25,7 @@ __all__ = [
     "compare_hallucinations",
     "compare_text_only",
     "compare_tokens",
+    "generate_skipped",
     "run_skip",
     "skip_layers",
 ]
