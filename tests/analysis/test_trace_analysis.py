@@ -116,3 +116,45 @@ def test_bad_inputs() -> None:
         analyze_metrics(metrics, tokens=["a"])
     with pytest.raises(SettingsError, match="first_layer"):
         analyze_metrics(metrics, DetectorParams(first_layer=15))
+
+
+def _last_layer_jumps(n_tokens: int = 10):
+    """Every token's last transition jumps (a layer effect); tokens 0 and 1 also spike at transition 19."""
+    rng = np.random.default_rng(3)
+    n = 24
+    probs = np.stack([step_probs(rng, n, 12) for _ in range(n_tokens)], axis=1)
+    jsd = np.stack([step_jsd(rng, n, 12, [19] if t < 2 else []).jsd for t in range(n_tokens)], axis=1)
+    jsd[-1] = rng.uniform(0.25, 0.35, n_tokens)
+    return probs, jsd
+
+
+def test_layer_baseline_separates_layer_effects_from_mutations() -> None:
+    probs, jsd = _last_layer_jumps()
+    metrics = make_metrics(probs, jsd)
+    a = analyze_metrics(metrics)
+    assert a.baseline_jsd is not None and a.baseline_jsd[-1] > 0.2
+    assert a.mutation_layers == [[20], [20]] + [[]] * 8
+    off = analyze_metrics(metrics, DetectorParams(spike_layer_ratio=0.0))
+    assert off.baseline_jsd is None
+    assert off.mutation_layers == [[20, 24], [20, 24]] + [[24]] * 8
+    # a trace too short for its own baseline (a one-word answer) gets one from the dataset
+    short = make_metrics(probs[:, :2], jsd[:, :2])
+    assert analyze_metrics(short).mutation_layers == [[20, 24], [20, 24]]
+    given = analyze_metrics(short, baseline_jsd=np.median(jsd, axis=1))
+    assert given.mutation_layers == [[20], [20]]
+    assert TraceAnalysis.from_dict(given.to_dict()).baseline_jsd.tolist() == given.baseline_jsd.tolist()
+    with pytest.raises(SettingsError, match="baseline_jsd"):
+        analyze_metrics(short, baseline_jsd=[0.1, 0.2])
+
+
+def test_jsd_baseline_over_traces() -> None:
+    from evolens.analysis import jsd_baseline
+    from tests.analysis.synthetic import make_trace
+
+    probs, jsd = _last_layer_jumps()
+    traces = [
+        make_trace(make_metrics(probs[:, :5], jsd[:, :5]), eos=True),
+        make_trace(make_metrics(probs[:, 5:], jsd[:, 5:])),
+    ]
+    expected = np.median(np.concatenate([jsd[:, :4], jsd[:, 5:]], axis=1), axis=1)
+    np.testing.assert_allclose(jsd_baseline(traces), expected, rtol=1e-6)

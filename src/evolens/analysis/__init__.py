@@ -53,7 +53,7 @@ from evolens.analysis.layers import (
 )
 from evolens.analysis.params import NOT_FOUND, DetectorParams
 from evolens.analysis.profiles import ProfileComparison, ProfileSummary, compare_profiles, profile_summary
-from evolens.analysis.trace_analysis import TraceAnalysis, analyze_metrics, analyze_trace
+from evolens.analysis.trace_analysis import TraceAnalysis, analyze_metrics, analyze_trace, jsd_baseline
 
 __all__ = [
     "MUTATION",
@@ -92,6 +92,7 @@ __all__ = [
     "default_keep_last",
     "hierarchy_score",
     "item_layers",
+    "jsd_baseline",
     "jsd_change_point",
     "median_from_counts",
     "mentions",

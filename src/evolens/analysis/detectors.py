@@ -249,11 +249,13 @@ def mutation_layers(
     *,
     top1_ids: Curve | None = None,
     top1_probs: Curve | None = None,
+    baseline: Curve | None = None,
 ) -> list[Mutation]:
     """Mutation layers of one token after its critical layer (paper §3.2 and §4.1 #2), ascending.
 
     A state ``m`` in ``(critical, L]`` is a candidate when
-      - *spike*: ``jsd[m - 1] > threshold`` (:func:`spike_threshold`), and/or
+      - *spike*: ``jsd[m - 1] > threshold`` (:func:`spike_threshold`) and, with a layer ``baseline``,
+        ``jsd[m - 1] > spike_layer_ratio * baseline[m - 1]``; and/or
       - *flip*: the dominant token changes: ``top1[m] != top1[m - 1]``, the old top-1 held over
         ``[max(critical, m - n_persist), m - 1]``, the new one holds over ``[m, min(m + n_persist - 1, L)]``,
         and its probability at ``m`` is at least ``prob_min_peak``;
@@ -266,6 +268,7 @@ def mutation_layers(
         params: Detector parameters.
         top1_ids: ``[L + 1]`` top-1 token id at each state (needed by the "top1" and "both" rules).
         top1_probs: ``[L + 1]`` its probability.
+        baseline: ``[L]`` typical JSD of each transition (e.g. its median over the trace's tokens), or ``None``.
     """
     params = params or DetectorParams()
     curve = as_curve(jsd, "jsd")
@@ -289,11 +292,19 @@ def mutation_layers(
         if ids.size != n_layers + 1 or probs.size != n_layers + 1:
             raise SettingsError(f"top-1 curves must have {n_layers + 1} entries (states 0..L)")
     threshold, level = spike_threshold(curve, critical, params)
+    thresholds = np.full(n_layers, threshold)
+    if baseline is not None:
+        base = as_curve(baseline, "baseline")
+        if base.size != n_layers:
+            raise SettingsError(
+                f"baseline must have {n_layers} entries (one per transition), got {base.size}"
+            )
+        thresholds = np.maximum(thresholds, params.spike_layer_ratio * base)
     n = params.n_persist(n_layers)
     found: list[Mutation] = []
     for m in range(critical + 1, n_layers + 1):
         value = float(curve[m - 1])
-        spike = value > threshold
+        spike = bool(value > thresholds[m - 1])
         flip = False
         before = after = NOT_FOUND
         if ids is not None and probs is not None:

@@ -53,6 +53,12 @@ class DetectorParams:
             and ``scale`` 1.4826 * MAD of the transitions from the critical layer on [3.0].
         spike_mads: See ``spike_ratio`` [5.0].
         spike_min_bits: See ``spike_ratio``; bits only [0.01].
+        spike_layer_ratio: A spike must also exceed this multiple of the *layer baseline* — the median JSD of the
+            same transition over the tokens of the trace (or a baseline given for a dataset) — so a transition that
+            jumps for every token (often the last layer) is a property of the layer, not a mutation of the token
+            (the paper's Fig. 4 likewise scales each layer pair by its maximum over tokens) [2.0]; 0 turns it off.
+        baseline_min_tokens: The trace's own layer baseline is used only when it has at least this many tokens
+            (EOS left out); shorter traces (e.g. one-word answers) get no baseline unless one is given [8].
         mutation_rule: Which evidence makes a mutation layer: ``"jsd"`` (a spike), ``"top1"`` (the top-1 token
             changes and the new one persists), ``"either"`` or ``"both"`` ["either"].
         stage_critical: Which critical layer delimits the stages: ``"jsd"`` (paper §4.2: stages read off the JSD
@@ -74,6 +80,8 @@ class DetectorParams:
     spike_ratio: float = 3.0
     spike_mads: float = 5.0
     spike_min_bits: float = 0.01
+    spike_layer_ratio: float = 2.0
+    baseline_min_tokens: int = 8
     mutation_rule: MutationRule = "either"
     stage_critical: StageCritical = "jsd"
     stage_fallback: bool = True
@@ -107,6 +115,15 @@ class DetectorParams:
         _check_range("spike_mads", self.spike_mads, 0.0, math.inf)
         _check_range("jsd_min_gap_bits", self.jsd_min_gap_bits, 0.0, 1.0)
         _check_range("spike_min_bits", self.spike_min_bits, 0.0, 1.0)
+        _check_range("spike_layer_ratio", self.spike_layer_ratio, 0.0, math.inf)
+        if (
+            isinstance(self.baseline_min_tokens, bool)
+            or not isinstance(self.baseline_min_tokens, int)
+            or self.baseline_min_tokens < 1
+        ):
+            raise SettingsError(
+                f"baseline_min_tokens must be a positive integer, got {self.baseline_min_tokens!r}"
+            )
 
     # ------------------------------------------------------------ depth
     def n_persist(self, n_layers: int) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,8 @@ class TraceAnalysis:
             ``critical_layer``.
         rapid_jsd: ``[T]`` median JSD of transitions ``first_layer .. critical - 1`` (NaN without critical layer).
         plateau_jsd: ``[T]`` median JSD of transitions ``critical .. L - 1`` (NaN without critical layer).
+        baseline_jsd: ``[L]`` the layer baseline the spikes were held against (median JSD of each transition over
+            the trace's tokens, or the one given), or ``None`` when there was none.
         lens_mode: The lens of the metrics analysed.
         model_source: Which model produced the trace ("" if unknown).
     """
@@ -66,6 +69,7 @@ class TraceAnalysis:
     mutations: list[list[Mutation]]
     rapid_jsd: np.ndarray
     plateau_jsd: np.ndarray
+    baseline_jsd: np.ndarray | None = None
     lens_mode: str = "logit"
     model_source: str = ""
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -139,6 +143,7 @@ class TraceAnalysis:
             "mutations": [[m.to_dict() for m in ms] for ms in self.mutations],
             "rapid_jsd": [None if math.isnan(v) else v for v in self.rapid_jsd.tolist()],
             "plateau_jsd": [None if math.isnan(v) else v for v in self.plateau_jsd.tolist()],
+            "baseline_jsd": self.baseline_jsd.tolist() if self.baseline_jsd is not None else None,
             "stages": self.stages.T.tolist(),
         }
 
@@ -163,6 +168,11 @@ class TraceAnalysis:
             mutations=[[Mutation.from_dict(m) for m in ms] for ms in data["mutations"]],
             rapid_jsd=floats("rapid_jsd"),
             plateau_jsd=floats("plateau_jsd"),
+            baseline_jsd=(
+                np.asarray(data["baseline_jsd"], dtype=np.float64)
+                if data.get("baseline_jsd") is not None
+                else None
+            ),
             lens_mode=str(data.get("lens_mode", "logit")),
             model_source=str(data.get("model_source", "")),
         )
@@ -186,6 +196,7 @@ def analyze_metrics(
     item_id: str = "0",
     ends_with_eos: bool = False,
     model_source: str = "",
+    baseline_jsd: np.ndarray | Sequence[float] | None = None,
 ) -> TraceAnalysis:
     """Run every detector on every step of ``metrics`` (see :func:`analyze_trace`).
 
@@ -196,6 +207,9 @@ def analyze_metrics(
         item_id: Name of the item.
         ends_with_eos: The last step is the EOS token.
         model_source: Which model produced the metrics.
+        baseline_jsd: ``[L]`` layer baseline for the spikes (e.g. :func:`jsd_baseline` over a dataset); default:
+            the median over this trace's tokens (EOS left out) when it has at least ``baseline_min_tokens`` of
+            them, else none. Only used when ``params.spike_layer_ratio > 0``.
     """
     params = params or DetectorParams()
     n_layers, n_steps = metrics.n_layers, metrics.n_steps
@@ -212,6 +226,17 @@ def analyze_metrics(
     top1_ids = metrics.topk_ids[..., 0].numpy()
     top1_probs = metrics.topk_logprobs[..., 0].double().exp().numpy()
     first = params.first_layer
+    is_eos = np.zeros(n_steps, dtype=bool)
+    if ends_with_eos and n_steps:
+        is_eos[-1] = True
+    baseline: np.ndarray | None = None
+    if baseline_jsd is not None:
+        baseline = np.asarray(baseline_jsd, dtype=np.float64).reshape(-1)
+        if baseline.size != n_layers or not np.all(np.isfinite(baseline)):
+            raise SettingsError(f"baseline_jsd must be {n_layers} finite values, one per transition")
+    elif int((~is_eos).sum()) >= params.baseline_min_tokens:
+        baseline = np.median(jsd[:, ~is_eos], axis=1)
+    spike_baseline = baseline if params.spike_layer_ratio > 0 else None
 
     crit_prob = np.full(n_steps, NOT_FOUND, dtype=np.int64)
     crit_jsd = np.full(n_steps, NOT_FOUND, dtype=np.int64)
@@ -235,11 +260,15 @@ def analyze_metrics(
         if c < n_layers:
             plateau[t] = float(np.median(jsd[c:, t]))
         mutations.append(
-            mutation_layers(jsd[:, t], c, params, top1_ids=top1_ids[:, t], top1_probs=top1_probs[:, t])
+            mutation_layers(
+                jsd[:, t],
+                c,
+                params,
+                top1_ids=top1_ids[:, t],
+                top1_probs=top1_probs[:, t],
+                baseline=spike_baseline,
+            )
         )
-    is_eos = np.zeros(n_steps, dtype=bool)
-    if ends_with_eos and n_steps:
-        is_eos[-1] = True
     return TraceAnalysis(
         item_id=item_id,
         n_layers=n_layers,
@@ -253,16 +282,39 @@ def analyze_metrics(
         mutations=mutations,
         rapid_jsd=rapid,
         plateau_jsd=plateau,
+        baseline_jsd=spike_baseline,
         lens_mode=metrics.lens_mode,
         model_source=model_source,
     )
 
 
-def analyze_trace(trace: Trace, params: DetectorParams | None = None) -> TraceAnalysis:
+def jsd_baseline(traces: Sequence[Trace], params: DetectorParams | None = None) -> np.ndarray:
+    """``[L]`` median JSD of each transition over every token (EOS left out) of ``traces``: a dataset-wide layer
+    baseline for :func:`analyze_trace` (useful for short answers, whose own traces are too short for one)."""
+    params = params or DetectorParams()
+    if not traces:
+        raise SettingsError("give at least one trace")
+    depths = {t.n_layers for t in traces}
+    if len(depths) != 1:
+        raise SettingsError(f"traces come from models of different depths {sorted(depths)}")
+    columns = []
+    for trace in traces:
+        jsd = trace.jsd(params.jsd_reduction).double().numpy()
+        keep = trace.n_steps - 1 if trace.stop_reason == "eos" and trace.n_steps > 1 else trace.n_steps
+        columns.append(jsd[:, :keep])
+    return np.median(np.concatenate(columns, axis=1), axis=1)
+
+
+def analyze_trace(
+    trace: Trace,
+    params: DetectorParams | None = None,
+    *,
+    baseline_jsd: np.ndarray | Sequence[float] | None = None,
+) -> TraceAnalysis:
     """Critical layers (probability- and JSD-based), mutation layers and stages of every token of ``trace``.
 
     Pure: reads only ``trace.metrics`` (works on loaded traces, no model needed). Definitions: README section
-    "Detectors" and :mod:`evolens.analysis.detectors`.
+    "Detectors" and :mod:`evolens.analysis.detectors`. ``baseline_jsd``: see :func:`analyze_metrics`.
 
     Example:
         >>> from evolens.analysis import DetectorParams, analyze_trace
@@ -276,4 +328,5 @@ def analyze_trace(trace: Trace, params: DetectorParams | None = None) -> TraceAn
         item_id=trace.item_id,
         ends_with_eos=trace.stop_reason == "eos",
         model_source=trace.model.source,
+        baseline_jsd=baseline_jsd,
     )
