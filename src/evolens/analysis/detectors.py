@@ -38,7 +38,8 @@ class Mutation:
     Attributes:
         layer: State index ``m`` (``critical < m <= L``): decoder layer ``m`` produced the mutated state.
         jsd: JSD of the transition into it, ``jsd[m - 1]`` (units of ``DetectorParams.jsd_reduction``).
-        ratio: ``jsd / level``, with ``level`` the median JSD from the critical layer on (``inf`` if level is 0).
+        ratio: ``jsd / level``, with ``level`` the median JSD from the critical layer on (``inf`` if level is 0;
+            ``None`` in :meth:`to_dict`).
         is_spike: The transition exceeded the spike threshold.
         is_flip: The top-1 token changed at ``m`` and the new one persisted (``False`` when top-1 ids were not
             given).
@@ -91,7 +92,8 @@ class HierarchyScore:
 
     Attributes:
         ratio: ``mean_before / mean_after`` at the best split (``inf`` if ``mean_after`` is 0, ``nan`` if the
-            profile is too short to split). About 1 for a profile without stages; large for the LVLM pattern.
+            profile is too short to split; both ``None`` in :meth:`to_dict`). About 1 for a profile without
+            stages; large for the LVLM pattern.
         split_layer: The best split (state index) whether or not it passes the critical-layer test, or ``-1``.
         critical_layer: The JSD critical layer of the profile (the split, if it passes the test), or ``-1``.
         mean_before: Mean JSD of transitions ``first_layer..split-1``.
@@ -141,7 +143,7 @@ def robust_level(values: np.ndarray) -> tuple[float, float]:
 
 
 def _json_float(value: float) -> float | None:
-    return None if math.isnan(value) else value if math.isfinite(value) else (None if value < 0 else value)
+    return value if math.isfinite(value) else None
 
 
 def _float_from_json(value: Any, *, default: float) -> float:

@@ -22,9 +22,9 @@ def resolve_path(path: str | Path, default_name: str) -> Path:
 
 
 def clean_json(value: Any) -> Any:
-    """``value`` with NaN turned into ``None`` (strict JSON) and tuples into lists, recursively."""
+    """``value`` with NaN and infinities turned into ``None`` (strict JSON) and tuples into lists, recursively."""
     if isinstance(value, float):
-        return None if math.isnan(value) else value
+        return value if math.isfinite(value) else None
     if isinstance(value, dict):
         return {str(k): clean_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -39,7 +39,7 @@ def write_result(path: str | Path, kind: str, data: dict[str, Any], default_name
 
     target = resolve_path(path, default_name)
     payload = {"kind": kind, "schema": SCHEMA_VERSION, "evolens": __version__, "data": clean_json(data)}
-    atomic_write_text(target, json.dumps(payload, indent=1, allow_nan=True) + "\n")
+    atomic_write_text(target, json.dumps(payload, indent=1, allow_nan=False) + "\n")
     return target
 
 

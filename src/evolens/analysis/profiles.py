@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from evolens.analysis.detectors import MUTATION, RAPID, STABLE, UNKNOWN, HierarchyScore, hierarchy_score
-from evolens.analysis.io import read_result, write_result
+from evolens.analysis.io import clean_json, read_result, write_result
 from evolens.analysis.params import NOT_FOUND, DetectorParams
 from evolens.analysis.trace_analysis import TraceAnalysis, analyze_trace
 from evolens.errors import SettingsError
@@ -67,9 +67,9 @@ class ProfileSummary:
     texts: list[str]
 
     def to_dict(self) -> dict[str, Any]:
-        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        data["hierarchy"] = self.hierarchy.to_dict()
-        return data
+        """Plain dict; undefined numbers (NaN) are ``None``."""
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "hierarchy"}
+        return {**clean_json(data), "hierarchy": self.hierarchy.to_dict()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProfileSummary:

@@ -38,7 +38,7 @@ from evolens.analysis.compare import (
     similarity,
     token_diff,
 )
-from evolens.analysis.io import read_result, write_result
+from evolens.analysis.io import clean_json, read_result, write_result
 from evolens.analysis.layers import PRESETS, ItemLayers, item_layers, skip_presets
 from evolens.analysis.params import DetectorParams
 from evolens.analysis.trace_analysis import analyze_trace
@@ -525,11 +525,15 @@ class VariantSummary:
     n_introduced: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        """Plain dict; the means are ``None`` (not NaN) when the variant ran nowhere."""
+        return clean_json({k: getattr(self, k) for k in self.__dataclass_fields__})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> VariantSummary:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        values = {k: data[k] for k in cls.__dataclass_fields__}
+        for key in ("mean_similarity", "mean_common_prefix"):
+            values[key] = float("nan") if values[key] is None else float(values[key])
+        return cls(**values)
 
 
 @dataclass(frozen=True)
