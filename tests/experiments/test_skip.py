@@ -41,8 +41,9 @@ def _greedy_no_cache(lvlm, image, prompt: str, skip: tuple[int, ...], n_new: int
     out: list[int] = []
     with identity_hooks(lvlm.loaded.roles.decoder_layers, skip), torch.inference_mode():
         for _ in range(n_new):
+            # per-position inputs (token_type_ids...) grow by repeating their last column, as generate() does
             extra = {
-                k: torch.cat([v, torch.zeros_like(v[:, :1]).expand(v.shape[0], ids.shape[1] - v.shape[1])], 1)
+                k: torch.cat([v, v[:, -1:].expand(v.shape[0], ids.shape[1] - v.shape[1])], 1)
                 if isinstance(v, torch.Tensor) and v.dim() == 2 and v.shape[1] < ids.shape[1]
                 else v
                 for k, v in inputs.items()
@@ -147,10 +148,8 @@ def test_rebuilt_stack_restores_everything(family: str, tiny_models) -> None:
     with pytest.raises(RuntimeError, match="boom"), rebuilt_stack(model, layers, (1, 3)) as shorter:
         assert len(shorter) == len(layers) - 2
         assert model.config.get_text_config().num_hidden_layers == len(layers) - 2
-        assert [getattr(m.self_attn, "layer_idx", None) for m in shorter if hasattr(m, "self_attn")] in (
-            [0, 1],
-            [],
-        )
+        renumbered = [getattr(m.self_attn, "layer_idx", None) for m in shorter if hasattr(m, "self_attn")]
+        assert renumbered in (list(range(len(shorter))), [])
         raise RuntimeError("boom")
     assert snapshot() == before
     assert any(c is layers for c in owner.children())
