@@ -47,6 +47,15 @@ from evolens.errors import (
 
 __version__ = "0.1.0"
 
+from evolens.analysis import (
+    AnalysisSummary,
+    Annotations,
+    DetectorParams,
+    ProfileComparison,
+    TraceAnalysis,
+    analyze_trace,
+    summarize,
+)
 from evolens.api import LVLM, load
 from evolens.capture.generate import GenerationSettings
 from evolens.data import (
@@ -66,6 +75,16 @@ from evolens.data import (
     layer_statistics,
     open_dataset,
 )
+from evolens.experiments import (
+    SkipReport,
+    TokenComparison,
+    compare_hallucinations,
+    compare_text_only,
+    compare_tokens,
+    generate_skipped,
+    run_skip,
+    skip_layers,
+)
 from evolens.geometry import (
     FeatureMap,
     JumpSettings,
@@ -84,11 +103,14 @@ from evolens.trace import Candidates, ModelInfo, TopK, Trace
 __all__ = [
     "LVLM",
     "Amber",
+    "AnalysisSummary",
+    "Annotations",
     "Candidates",
     "Coco",
     "DataItem",
     "Dataset",
     "DatasetError",
+    "DetectorParams",
     "Evaluation",
     "EvolensError",
     "Family",
@@ -106,23 +128,32 @@ __all__ = [
     "ModelLoadError",
     "NotAModelError",
     "Pope",
+    "ProfileComparison",
     "PromptError",
     "ReducerSettings",
     "RunResults",
     "RunSummary",
     "SettingsError",
+    "SkipReport",
     "StageGroup",
+    "TokenComparison",
     "TokenLabels",
     "TokenLayers",
     "TopK",
     "Trace",
+    "TraceAnalysis",
     "UnsafeCheckpointError",
     "UnsafePathError",
     "UnsupportedModelError",
     "__version__",
+    "analyze_trace",
+    "compare_hallucinations",
+    "compare_text_only",
+    "compare_tokens",
     "evaluate",
     "evaluate_dataset",
     "finalize_run",
+    "generate_skipped",
     "label_tokens",
     "layer_statistics",
     "load",
@@ -130,6 +161,9 @@ __all__ = [
     "open_dataset",
     "register_family",
     "run",
+    "run_skip",
     "single_image_map",
+    "skip_layers",
+    "summarize",
     "supported_families",
 ]

@@ -1,0 +1,34 @@
+"""Experiments that run the model: layer skipping, hallucinated vs correct tokens, LVLM vs text-only."""
+
+from evolens.experiments.hallucination import TokenComparison, compare_hallucinations, compare_tokens
+from evolens.experiments.paper import PaperMutations, paper_mutation_layers
+from evolens.experiments.skip import (
+    Generation,
+    SkipReport,
+    SkipResult,
+    VariantOutput,
+    VariantSummary,
+    check_skip_layers,
+    generate_skipped,
+    run_skip,
+    skip_layers,
+)
+from evolens.experiments.text_only import compare_text_only
+
+__all__ = [
+    "Generation",
+    "PaperMutations",
+    "SkipReport",
+    "SkipResult",
+    "TokenComparison",
+    "VariantOutput",
+    "VariantSummary",
+    "check_skip_layers",
+    "compare_hallucinations",
+    "compare_text_only",
+    "compare_tokens",
+    "generate_skipped",
+    "paper_mutation_layers",
+    "run_skip",
+    "skip_layers",
+]
