@@ -358,7 +358,9 @@ class LVLM:
             **self.loaded.family.processor_kwargs,
         }
         if images:
-            kwargs["images"] = list(images)
+            # One list per prompt: the unambiguous batch layout (a flat list is one prompt's images for some
+            # processors, e.g. Gemma 3 and SmolVLM).
+            kwargs["images"] = [[image] for image in images]
         return self.processor(**kwargs)
 
     def _trace_batch(
