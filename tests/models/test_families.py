@@ -64,8 +64,13 @@ def _generate(lvlm: evolens.LVLM, trace: evolens.Trace, image: Image.Image | Non
         )
 
 
-def _check_lens_against_generate(lvlm: evolens.LVLM, trace: evolens.Trace, image: Image.Image | None) -> None:
-    out = _generate(lvlm, trace, image)
+@pytest.fixture(scope="module")
+def generated(lvlm: evolens.LVLM, first: evolens.Trace) -> Any:
+    """Hugging Face's own generation of the first item (raw logits and hidden states)."""
+    return _generate(lvlm, first, IMAGES[0] if lvlm.is_vlm else None)
+
+
+def _check_lens_against_generate(lvlm: evolens.LVLM, trace: evolens.Trace, out: Any) -> None:
     prompt_len = out.sequences.shape[1] - len(out.logits)
     assert out.sequences[0, prompt_len:].tolist() == trace.generated_ids.tolist()
     assert trace.n_steps == len(out.logits) >= 1
@@ -80,20 +85,22 @@ def test_family_is_chosen_from_model_type(lvlm: evolens.LVLM) -> None:
     assert lvlm.n_layers == 4
 
 
-def test_lens_at_last_layer_equals_model_logits_every_step(lvlm: evolens.LVLM, first: evolens.Trace) -> None:
+def test_lens_at_last_layer_equals_model_logits_every_step(
+    lvlm: evolens.LVLM, first: evolens.Trace, generated: Any
+) -> None:
     assert first.hidden_states is not None
     assert first.hidden_states.shape[:2] == (lvlm.n_layers + 1, first.n_steps)
-    _check_lens_against_generate(lvlm, first, IMAGES[0] if lvlm.is_vlm else None)
+    _check_lens_against_generate(lvlm, first, generated)
 
 
 def test_paper_lens_equals_head_on_hugging_face_hidden_states(
-    lvlm: evolens.LVLM, first: evolens.Trace
+    lvlm: evolens.LVLM, first: evolens.Trace, generated: Any
 ) -> None:
     image = IMAGES[0] if lvlm.is_vlm else None
     paper = lvlm.trace(image, PROMPTS[0], max_new_tokens=MAX_NEW, lens="paper")
     assert paper.lens_mode == "paper"
     assert paper.generated_ids.tolist() == first.generated_ids.tolist()
-    out = _generate(lvlm, paper, image)
+    out = generated  # Hugging Face's generation of the same input (same tokens, as just checked)
     # hidden_states[step][boundary] is [batch, positions, d]; the state predicting the next token is the last.
     hf_states = torch.stack([torch.stack([h[0, -1] for h in step]) for step in out.hidden_states], dim=1)
     assert hf_states.shape == (lvlm.n_layers + 1, paper.n_steps, lvlm.loaded.roles.d_model)
@@ -138,7 +145,7 @@ def test_text_only_input_on_a_vision_language_model(
     lvlm = evolens.load(save_tiny(family, tmp_path_factory.mktemp(f"{family}-text")), device="cpu")
     trace = lvlm.trace(None, PROMPTS[0], max_new_tokens=MAX_NEW)
     assert trace.image is None and trace.image_token_positions.numel() == 0
-    _check_lens_against_generate(lvlm, trace, None)
+    _check_lens_against_generate(lvlm, trace, _generate(lvlm, trace, None))
     cross_layers = getattr(lvlm.model.config.get_text_config(), "cross_attention_layers", None) or []
     assert trace.hidden_states is not None
     for layer_idx in cross_layers:  # Mllama skips them without an image: the stream passes through unchanged

@@ -73,6 +73,27 @@ BUILTIN_FAMILIES: tuple[Family, ...] = (
         description="Idefics2 (SigLIP + perceiver resampler + Mistral); decoder at model.text_model",
     ),
     Family(
+        name="lighton_ocr",
+        model_types=("lighton_ocr",),
+        description="LightOnOCR (Pixtral tower + patch merger + Qwen3)",
+    ),
+    Family(
+        name="deepseek_vl",
+        model_types=("deepseek_vl",),
+        description="DeepSeek-VL (SigLIP + aligner + DeepSeek LLM)",
+    ),
+    Family(
+        name="janus",
+        model_types=("janus",),
+        description="Janus / Janus-Pro, understanding path (SigLIP + aligner + DeepSeek LLM)",
+    ),
+    Family(
+        name="ovis2",
+        model_types=("ovis2",),
+        extra_image_token_attrs=("visual_indicator_token_ids",),
+        description="Ovis2 (visual tokenizer with a visual vocabulary + Qwen2)",
+    ),
+    Family(
         name="qwen2_vl",
         model_types=("qwen2_vl",),
         extra_image_token_attrs=("video_token_id", "vision_start_token_id", "vision_end_token_id"),

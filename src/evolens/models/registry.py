@@ -41,8 +41,9 @@ class Family:
         norm_attr: Attribute of the decoder holding the final norm.
         image_token_attrs: Config attributes (top-level config first, then its text config) that hold the id of
             the placeholder token standing for image features. The first one found is the family's image token.
-        extra_image_token_attrs: Config attributes of other image-related special tokens (start/end markers);
-            they are suppressed during generation but are not counted as image positions.
+        extra_image_token_attrs: Config attributes of other image-related special tokens (start/end markers; an
+            attribute may hold one id or a list); they are suppressed during generation but are not counted as
+            image positions.
         logit_config_attrs: Text-config attributes the model's forward applies to its head's output, which the
             lens must apply too: ``logit_scale`` (multiply), ``logits_scaling`` (divide), ``final_logit_softcapping``
             (``cap * tanh(x / cap)``). Some vision-language wrappers ignore their text config's values (Aya Vision

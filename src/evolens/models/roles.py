@@ -89,6 +89,17 @@ def _config_value(config: Any, attrs: tuple[str, ...]) -> tuple[str, int] | None
     return None
 
 
+def _token_ids(value: Any) -> tuple[int, ...]:
+    """A config value holding one token id or a list of them, as a tuple (``()`` for anything else)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,)
+    if isinstance(value, (list, tuple)) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        return tuple(value)
+    return ()
+
+
 def _logit_transform(text_config: Any, attrs: tuple[str, ...]) -> LogitTransform:
     """The scaling/soft-capping of the ``attrs`` (of :data:`LOGIT_CONFIG_ATTRS`) set in ``text_config``."""
     unknown = set(attrs) - set(LOGIT_CONFIG_ATTRS)
@@ -161,9 +172,7 @@ def resolve_roles(model: nn.Module, family: Family) -> ModelRoles:
             )
         image_token_id = found[1]
         extra = tuple(
-            v
-            for attr in family.extra_image_token_attrs
-            if (v := getattr(config, attr, None)) is not None and isinstance(v, int)
+            i for attr in family.extra_image_token_attrs for i in _token_ids(getattr(config, attr, None))
         )
     transform = _logit_transform(text_config, family.logit_config_attrs)
     if not math.isfinite(transform.scale):

@@ -30,10 +30,12 @@ def text_kwargs(
     }
 
 
-def llama_text_config(vocab_size: int, *, n_layers: int = 4, **extra: Any) -> Any:
+def llama_text_config(
+    vocab_size: int, *, n_layers: int = 4, bos: int = 1, eos: int = 2, pad: int = 3, **extra: Any
+) -> Any:
     from transformers import LlamaConfig
 
-    return LlamaConfig(**{**text_kwargs(vocab_size, n_layers), **extra})
+    return LlamaConfig(**{**text_kwargs(vocab_size, n_layers, bos=bos, eos=eos, pad=pad), **extra})
 
 
 def clip_vision_config(image_size: int = 32, patch_size: int = 8) -> Any:
