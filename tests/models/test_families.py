@@ -154,3 +154,14 @@ def test_text_only_input_on_a_vision_language_model(
 
 def test_every_builtin_family_has_a_tiny_builder() -> None:
     assert set(supported_families()) <= set(TINY_BUILDERS)
+
+
+def test_a_family_that_needs_an_image_refuses_text_only_prompts(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from evolens.errors import PromptError
+
+    assert get_family("paligemma").needs_image
+    lvlm = evolens.load(save_tiny("paligemma", tmp_path_factory.mktemp("paligemma-text")), device="cpu")
+    with pytest.raises(PromptError, match="'paligemma' needs an image"):
+        lvlm.trace(None, PROMPTS[0], max_new_tokens=2)

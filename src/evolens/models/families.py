@@ -145,12 +145,22 @@ BUILTIN_FAMILIES: tuple[Family, ...] = (
         description="GLM-4.1V / GLM-4.5V-style (patch-merging ViT + GLM-4 decoder with M-RoPE)",
     ),
     Family(
+        name="paddleocr_vl",
+        model_types=("paddleocr_vl",),
+        extra_image_token_attrs=("video_token_id", "vision_start_token_id", "vision_end_token_id"),
+        processor_kwargs=MappingProxyType({"return_mm_token_type_ids": True}),
+        description="PaddleOCR-VL (NaViT-style tower + ERNIE-4.5 with M-RoPE; needs mm_token_type_ids)",
+    ),
+    Family(
         name="gemma3",
         model_types=("gemma3",),
         image_token_attrs=("image_token_index", "image_token_id"),
         extra_image_token_attrs=("boi_token_index", "eoi_token_index"),
         logit_config_attrs=(),  # Gemma3ForConditionalGeneration does not soft-cap (Gemma3ForCausalLM does)
-        description="Gemma 3 (SigLIP + Gemma 3 decoder; (1 + w) norms, scaled embeddings, logit soft-capping)",
+        description=(
+            "Gemma 3 (SigLIP + Gemma 3 decoder; (1 + w) norms and scaled embeddings, via the model's own "
+            "modules; the wrapper does not soft-cap)"
+        ),
     ),
     Family(
         name="idefics3",
@@ -167,7 +177,11 @@ BUILTIN_FAMILIES: tuple[Family, ...] = (
         model_types=("paligemma",),
         image_token_attrs=("image_token_index", "image_token_id"),
         prompt_builder=_paligemma_prompt,
-        description="PaliGemma 1/2 (SigLIP + Gemma), prompt without chat template",
+        needs_image=True,
+        description=(
+            "PaliGemma 1/2 (SigLIP + Gemma / Gemma 2; the wrapper applies Gemma 2's soft-capping); no chat "
+            "template, an image with every prompt"
+        ),
     ),
     Family(
         name="mllama",

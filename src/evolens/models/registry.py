@@ -49,6 +49,8 @@ class Family:
             (``cap * tanh(x / cap)``). Some vision-language wrappers ignore their text config's values (Aya Vision
             ignores ``logit_scale``, Gemma 3 ignores ``final_logit_softcapping``): their families list fewer.
         processor_kwargs: Extra keyword arguments for the processor call (e.g. ``return_mm_token_type_ids``).
+        needs_image: The processor refuses prompts without an image (PaliGemma's): text-only traces are refused
+            with a clear error instead.
         prompt_builder: Builds the rendered prompt when the family needs something other than the processor's
             chat template (``None``: chat template, else ``"<image>\\n"`` + prompt).
         description: One line shown in the list of supported families.
@@ -64,6 +66,7 @@ class Family:
     extra_image_token_attrs: tuple[str, ...] = ()
     logit_config_attrs: tuple[str, ...] = LOGIT_CONFIG_ATTRS
     processor_kwargs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    needs_image: bool = False
     prompt_builder: PromptBuilder | None = None
     description: str = ""
 

@@ -52,6 +52,7 @@ TINY_BUILDERS: dict[str, Builder] = {
     "qwen3_vl_moe": tiny_qwen.build_qwen3_vl_moe,
     "qwen3_5": tiny_qwen.build_qwen3_5,
     "glm4v": tiny_qwen.build_glm4v,
+    "paddleocr_vl": tiny_qwen.build_paddleocr_vl,
     "gemma3": tiny_gemma.build_gemma3,
     "paligemma": tiny_gemma.build_paligemma,
     "idefics3": tiny_gemma.build_idefics3,

@@ -288,3 +288,58 @@ def build_qwen3_5(n_layers: int = 4) -> tuple[nn.Module, Any]:
     )
     config = Qwen3_5Config(text_config=text, vision_config=_qwen3_vision(), **_qwen_ids(tokenizer))
     return Qwen3_5ForConditionalGeneration(config), _qwen_processor(Qwen3VLProcessor, tokenizer)
+
+
+def build_paddleocr_vl(n_layers: int = 4) -> tuple[nn.Module, Any]:
+    """A tiny PaddleOCR-VL: NaViT-style tower with patch merging, ERNIE-4.5 decoder with M-RoPE."""
+    from transformers import (
+        PaddleOCRVLConfig,
+        PaddleOCRVLForConditionalGeneration,
+        PaddleOCRVLImageProcessorPil,
+        PaddleOCRVLProcessor,
+    )
+
+    template = (
+        "<|begin_of_sentence|>{% for m in messages %}{% if m['role'] == 'user' %}User: "
+        "{% for c in m['content'] %}{% if c['type'] == 'image' %}<|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>"
+        "{% endif %}{% endfor %}"
+        "{% for c in m['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{{ '\\n' }}"
+        "{% endif %}{% endfor %}{% if add_generation_prompt %}Assistant: {% endif %}"
+    )
+    special = ("<|begin_of_sentence|>", "</s>", "<|IMAGE_START|>", "<|IMAGE_END|>", "<|IMAGE_PLACEHOLDER|>")
+    tokenizer = word_tokenizer(
+        (*special, "<|video_pad|>"),
+        add_bos=False,
+        bos_token="<|begin_of_sentence|>",
+        eos_token="</s>",
+        chat_template=template,
+        named_tokens={"image_token": "<|IMAGE_PLACEHOLDER|>", "video_token": "<|video_pad|>"},
+    )
+    ids = tokenizer.convert_tokens_to_ids
+    text = text_kwargs(
+        len(tokenizer), n_layers, bos=ids("<|begin_of_sentence|>"), eos=ids("</s>"), pad=ids("<pad>")
+    )
+    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1]}
+    config = PaddleOCRVLConfig(
+        text_config=text,
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+        }
+        | {"image_size": 32, "patch_size": 8, "spatial_merge_size": 2},
+        image_token_id=ids("<|IMAGE_PLACEHOLDER|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|IMAGE_START|>"),
+        vision_end_token_id=ids("<|IMAGE_END|>"),
+        tie_word_embeddings=False,
+    )
+    sizes: dict[str, Any] = {"patch_size": 8, "merge_size": 2, "temporal_patch_size": 1}
+    image_processor = PaddleOCRVLImageProcessorPil(
+        size={"shortest_edge": 32 * 32, "longest_edge": 64 * 64}, **sizes
+    )
+    processor = PaddleOCRVLProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=template
+    )
+    return PaddleOCRVLForConditionalGeneration(config), processor
