@@ -163,6 +163,12 @@ BUILTIN_FAMILIES: tuple[Family, ...] = (
         ),
     ),
     Family(
+        name="gemma4",
+        model_types=("gemma4",),
+        extra_image_token_attrs=("boi_token_id", "eoi_token_id", "video_token_id"),
+        description="Gemma 4 (pooled vision soft tokens, per-layer embeddings; the wrapper soft-caps the logits)",
+    ),
+    Family(
         name="idefics3",
         model_types=("idefics3",),
         description="Idefics3 (SigLIP tiles + pixel shuffle + Llama 3); decoder at model.text_model",

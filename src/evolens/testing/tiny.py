@@ -54,6 +54,7 @@ TINY_BUILDERS: dict[str, Builder] = {
     "glm4v": tiny_qwen.build_glm4v,
     "paddleocr_vl": tiny_qwen.build_paddleocr_vl,
     "gemma3": tiny_gemma.build_gemma3,
+    "gemma4": tiny_gemma.build_gemma4,
     "paligemma": tiny_gemma.build_paligemma,
     "idefics3": tiny_gemma.build_idefics3,
     "smolvlm": tiny_gemma.build_smolvlm,

@@ -240,3 +240,94 @@ def build_idefics2(n_layers: int = 4) -> tuple[nn.Module, Any]:
         chat_template=idefics3_template(""),
     )
     return Idefics2ForConditionalGeneration(config), processor
+
+
+GEMMA4_TEMPLATE = (
+    "<bos>{% for m in messages %}<|turn>"
+    "{% if m['role'] == 'assistant' %}model{% else %}{{ m['role'] }}{% endif %}{{ '\\n' }}"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}"
+    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<|image|>{% endif %}{% endfor %}"
+    "{% for c in m['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
+    "{% endif %}<turn|>{{ '\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}<|turn>model{{ '\\n' }}{% endif %}"
+)
+
+
+def build_gemma4(n_layers: int = 4) -> tuple[nn.Module, Any]:
+    """A tiny Gemma 4: pooled vision soft tokens, per-layer embeddings (PLE), sliding/global layers, soft-capping."""
+    from transformers import (
+        Gemma4AudioFeatureExtractor,
+        Gemma4Config,
+        Gemma4ForConditionalGeneration,
+        Gemma4ImageProcessorPil,
+        Gemma4Processor,
+        Gemma4TextConfig,
+        Gemma4VisionConfig,
+    )
+
+    named = {
+        "boi_token": "<|image>",
+        "eoi_token": "<image|>",
+        "image_token": "<|image|>",
+        "boa_token": "<|audio>",
+        "eoa_token": "<audio|>",
+        "audio_token": "<|audio|>",
+    }
+    tokenizer = word_tokenizer(
+        ("<bos>", "<eos>", "<|turn>", "<turn|>", *named.values(), "<|video|>"),
+        add_bos=False,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        chat_template=GEMMA4_TEMPLATE,
+        named_tokens=named,
+    )
+    ids = tokenizer.convert_tokens_to_ids
+    text_ids = text_kwargs(len(tokenizer), n_layers, bos=ids("<bos>"), eos=ids("<eos>"), pad=ids("<pad>"))
+    global_layers: dict[str, Any] = {"global_head_dim": 16}  # head width of the full-attention layers
+    text = Gemma4TextConfig(
+        **text_ids,
+        **global_layers,
+        sliding_window=8,
+        layer_types=["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(n_layers)],
+        final_logit_softcapping=1.0,  # Gemma4ForConditionalGeneration applies it
+        vocab_size_per_layer_input=len(tokenizer),
+        hidden_size_per_layer_input=8,
+    )
+    vision = Gemma4VisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=16,
+        patch_size=8,
+        pooling_kernel_size=2,
+        position_embedding_size=64,
+    )
+    config = Gemma4Config(
+        text_config=text,
+        vision_config=vision,
+        audio_config=None,
+        boi_token_id=ids("<|image>"),
+        eoi_token_id=ids("<image|>"),
+        image_token_id=ids("<|image|>"),
+        video_token_id=ids("<|video|>"),
+        boa_token_id=ids("<|audio>"),
+        eoa_token_index=ids("<audio|>"),
+        audio_token_id=ids("<|audio|>"),
+    )
+    sizes: dict[str, Any] = {
+        "patch_size": 8,
+        "max_soft_tokens": 70,
+        "pooling_kernel_size": 2,
+    }  # 70 is the least allowed
+    image_processor = Gemma4ImageProcessorPil(**sizes)
+    processor = image_only_processor_class(Gemma4Processor)(
+        feature_extractor=Gemma4AudioFeatureExtractor(),
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=None,
+        chat_template=GEMMA4_TEMPLATE,
+        image_seq_length=70,
+    )
+    return Gemma4ForConditionalGeneration(config), processor
