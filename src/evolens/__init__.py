@@ -28,6 +28,8 @@ torch.Size([5, 6, 32])
 >>> path = trace.save(tempfile.mkdtemp() + "/dog")
 >>> evolens.Trace.load(path).text == trace.text
 True
+>>> {"llava", "qwen2_vl", "llama"} <= set(evolens.supported_families())
+True
 """
 
 from evolens.errors import (

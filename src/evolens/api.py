@@ -295,6 +295,10 @@ class LVLM:
             check_prompt(p)
         if not self.is_vlm and any(i is not None for i in image_list):
             raise PromptError(f"{self.loaded.source} is a text-only model ({self.family}); pass image=None")
+        if self.loaded.family.needs_image and any(i is None for i in image_list):
+            raise PromptError(
+                f"family {self.family!r} needs an image with every prompt (its processor refuses text-only input)"
+            )
         settings = GenerationSettings(
             max_new_tokens=max_new_tokens,
             do_sample=do_sample,
@@ -358,7 +362,9 @@ class LVLM:
             **self.loaded.family.processor_kwargs,
         }
         if images:
-            kwargs["images"] = list(images)
+            # One list per prompt: the unambiguous batch layout (a flat list is one prompt's images for some
+            # processors, e.g. Gemma 3 and SmolVLM).
+            kwargs["images"] = [[image] for image in images]
         return self.processor(**kwargs)
 
     def _trace_batch(

@@ -2,7 +2,8 @@
 
 For a stack of L decoder layers the recorder keeps L + 1 states per forward call: the input of layer 0 (the
 embeddings as the decoder receives them: image features merged, Gemma's scaling applied) and the output of every
-layer — all *before* the final norm. Hooks live only inside :func:`record_residual_stream`; they are removed on
+layer — all *before* the final norm. A layer the decoder skips in a forward call (Mllama's cross-attention layers
+without an image) passes the stream through: its output state is its input. Hooks live only inside :func:`record_residual_stream`; they are removed on
 exit, also when the body raises.
 """
 
@@ -66,12 +67,35 @@ class ResidualRecording:
             raise CaptureError(
                 f"expected hidden states [batch, positions, d_model], got shape {tuple(hidden.shape)}"
             )
+        if boundary == 0:
+            self.finish_call()
+        else:
+            self._pass_through(boundary)
+        self._append(boundary, hidden[:, -1, :].detach().clone(), hidden.detach().clone())
+
+    def _append(self, boundary: int, last: torch.Tensor, full: torch.Tensor) -> None:
         first_call = len(self.last[boundary]) == 0
-        self.last[boundary].append(hidden[:, -1, :].detach().clone())
+        self.last[boundary].append(last)
         if self.keep_prompt and first_call:
             if self.prompt is None:
                 self.prompt = [torch.empty(0)] * self.n_boundaries
-            self.prompt[boundary] = hidden.detach().clone()
+            self.prompt[boundary] = full
+
+    def _pass_through(self, upto: int) -> None:
+        # A decoder may skip a layer in a forward call (Mllama skips its cross-attention layers when there is no
+        # image): the residual stream then passes through unchanged, so the skipped layer's output is its input.
+        n_calls = len(self.last[0])
+        for boundary in range(1, upto):
+            if len(self.last[boundary]) < n_calls:
+                full = self.prompt[boundary - 1] if self.keep_prompt and self.prompt is not None else None
+                self._append(
+                    boundary, self.last[boundary - 1][-1], full if full is not None else torch.empty(0)
+                )
+
+    def finish_call(self) -> None:
+        """Complete the current forward call: layers at its end that did not run pass the stream through."""
+        if self.last[0]:
+            self._pass_through(self.n_boundaries)
 
 
 @contextmanager
@@ -104,3 +128,4 @@ def record_residual_stream(
     finally:
         for handle in handles:
             handle.remove()
+        recording.finish_call()

@@ -23,6 +23,7 @@ from evolens.errors import (
     SettingsError,
     UnsafeCheckpointError,
 )
+from evolens.models.processors import load_processor
 from evolens.models.registry import Family, family_for_model_type, get_family
 from evolens.models.roles import ModelRoles, resolve_roles
 
@@ -262,7 +263,7 @@ def load_model(
         dtype, torch_device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     )
 
-    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
 
     auto_model = AutoModelForImageTextToText if fam.kind == "vlm" else AutoModelForCausalLM
     kwargs: dict[str, Any] = {
@@ -284,7 +285,7 @@ def load_model(
     model.requires_grad_(False)
     try:
         if fam.kind == "vlm":
-            processor = AutoProcessor.from_pretrained(local_dir, trust_remote_code=trust_remote_code)
+            processor = load_processor(local_dir, config, trust_remote_code=trust_remote_code)
         else:
             processor = AutoTokenizer.from_pretrained(local_dir, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError, TypeError) as err:

@@ -20,6 +20,8 @@ from evolens.errors import UnsupportedModelError
 
 FamilyKind = Literal["vlm", "text"]
 
+LOGIT_CONFIG_ATTRS = ("logit_scale", "logits_scaling", "final_logit_softcapping")
+
 # (processor, user_prompt, n_images) -> the prompt as the model sees it
 PromptBuilder = Callable[[Any, str, int], str]
 
@@ -39,9 +41,16 @@ class Family:
         norm_attr: Attribute of the decoder holding the final norm.
         image_token_attrs: Config attributes (top-level config first, then its text config) that hold the id of
             the placeholder token standing for image features. The first one found is the family's image token.
-        extra_image_token_attrs: Config attributes of other image-related special tokens (start/end markers);
-            they are suppressed during generation but are not counted as image positions.
+        extra_image_token_attrs: Config attributes of other image-related special tokens (start/end markers; an
+            attribute may hold one id or a list); they are suppressed during generation but are not counted as
+            image positions.
+        logit_config_attrs: Text-config attributes the model's forward applies to its head's output, which the
+            lens must apply too: ``logit_scale`` (multiply), ``logits_scaling`` (divide), ``final_logit_softcapping``
+            (``cap * tanh(x / cap)``). Some vision-language wrappers ignore their text config's values (Aya Vision
+            ignores ``logit_scale``, Gemma 3 ignores ``final_logit_softcapping``): their families list fewer.
         processor_kwargs: Extra keyword arguments for the processor call (e.g. ``return_mm_token_type_ids``).
+        needs_image: The processor refuses prompts without an image (PaliGemma's): text-only traces are refused
+            with a clear error instead.
         prompt_builder: Builds the rendered prompt when the family needs something other than the processor's
             chat template (``None``: chat template, else ``"<image>\\n"`` + prompt).
         description: One line shown in the list of supported families.
@@ -55,7 +64,9 @@ class Family:
     norm_attr: str = "norm"
     image_token_attrs: tuple[str, ...] = ("image_token_id", "image_token_index")
     extra_image_token_attrs: tuple[str, ...] = ()
+    logit_config_attrs: tuple[str, ...] = LOGIT_CONFIG_ATTRS
     processor_kwargs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    needs_image: bool = False
     prompt_builder: PromptBuilder | None = None
     description: str = ""
 

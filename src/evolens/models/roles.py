@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from evolens.errors import AdapterError
-from evolens.models.registry import Family
+from evolens.models.registry import LOGIT_CONFIG_ATTRS, Family
 
 
 @dataclass(frozen=True)
@@ -89,17 +89,38 @@ def _config_value(config: Any, attrs: tuple[str, ...]) -> tuple[str, int] | None
     return None
 
 
-def _logit_transform(text_config: Any) -> LogitTransform:
+def _token_ids(value: Any) -> tuple[int, ...]:
+    """A config value holding one token id or a list of them, as a tuple (``()`` for anything else)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,)
+    if isinstance(value, (list, tuple)) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        return tuple(value)
+    return ()
+
+
+def _logit_transform(text_config: Any, attrs: tuple[str, ...]) -> LogitTransform:
+    """The scaling/soft-capping of the ``attrs`` (of :data:`LOGIT_CONFIG_ATTRS`) set in ``text_config``."""
+    unknown = set(attrs) - set(LOGIT_CONFIG_ATTRS)
+    if unknown:
+        raise AdapterError(f"unknown logit_config_attrs {sorted(unknown)}; known: {list(LOGIT_CONFIG_ATTRS)}")
+
+    def number(attr: str) -> float | None:
+        value = getattr(text_config, attr, None) if attr in attrs else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        return None
+
     scale = 1.0
-    logit_scale = getattr(text_config, "logit_scale", None)
-    if isinstance(logit_scale, (int, float)) and not isinstance(logit_scale, bool):
-        scale *= float(logit_scale)
-    logits_scaling = getattr(text_config, "logits_scaling", None)
-    if isinstance(logits_scaling, (int, float)) and logits_scaling not in (0, 1):
-        scale /= float(logits_scaling)
-    softcap = getattr(text_config, "final_logit_softcapping", None)
-    softcap = float(softcap) if isinstance(softcap, (int, float)) and softcap > 0 else None
-    return LogitTransform(scale=scale, softcap=softcap)
+    logit_scale = number("logit_scale")
+    if logit_scale is not None:
+        scale *= logit_scale
+    logits_scaling = number("logits_scaling")
+    if logits_scaling is not None and logits_scaling not in (0.0, 1.0):
+        scale /= logits_scaling
+    softcap = number("final_logit_softcapping")
+    return LogitTransform(scale=scale, softcap=softcap if softcap is not None and softcap > 0 else None)
 
 
 def resolve_roles(model: nn.Module, family: Family) -> ModelRoles:
@@ -151,11 +172,9 @@ def resolve_roles(model: nn.Module, family: Family) -> ModelRoles:
             )
         image_token_id = found[1]
         extra = tuple(
-            v
-            for attr in family.extra_image_token_attrs
-            if (v := getattr(config, attr, None)) is not None and isinstance(v, int)
+            i for attr in family.extra_image_token_attrs for i in _token_ids(getattr(config, attr, None))
         )
-    transform = _logit_transform(text_config)
+    transform = _logit_transform(text_config, family.logit_config_attrs)
     if not math.isfinite(transform.scale):
         raise AdapterError(f"{where}: logit scale {transform.scale} is not finite")
     return ModelRoles(

@@ -8,143 +8,86 @@ it would read a real checkpoint.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-WORDS = (
-    "a an the this that is are of in on at to and with image picture photo describe please detail what "
-    "color shape how many there left right top bottom red blue green yellow black white circle square heart "
-    "moon star triangle dog cat boy girl man woman ball field grass tree house sky water beach sand playing "
-    "standing running sitting one two three yes no . , ? ! : USER: ASSISTANT: user assistant system"
-).split()
+from evolens.testing import tiny_gemma, tiny_llava, tiny_other, tiny_qwen, tiny_text
+from evolens.testing.tokenizer import LLAVA_TEMPLATE, WORDS, word_tokenizer
 
-LLAVA_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'system' %}{{ message['content'][0]['text'] }} "
-    "{% elif message['role'] == 'user' %}USER: "
-    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<image> {% endif %}{% endfor %}"
-    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %} "
-    "{% else %}ASSISTANT: {{ message['content'][0]['text'] }}</s> {% endif %}"
-    "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
-)
+__all__ = [
+    "LLAVA_TEMPLATE",
+    "TINY_BUILDERS",
+    "TINY_REQUIREMENTS",
+    "WORDS",
+    "build_tiny",
+    "save_tiny",
+    "tiny_unavailable",
+    "word_tokenizer",
+]
 
+Builder = Callable[..., tuple[torch.nn.Module, Any]]
 
-def word_tokenizer(
-    special: Sequence[str] = (),
-    *,
-    extra_words: Sequence[str] = (),
-    chat_template: str | None = None,
-    add_bos: bool = True,
-) -> Any:
-    """A word-level fast tokenizer: ``<unk> <s> </s> <pad>``, then ``special``, then the words.
-
-    Encoding prepends ``<s>`` (as Llama's tokenizer does) unless ``add_bos`` is false; decoding joins words
-    with single spaces.
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    base = ["<unk>", "<s>", "</s>", "<pad>", *special]
-    words = [w for w in (*WORDS, *extra_words) if w not in base]
-    vocab = {w: i for i, w in enumerate(dict.fromkeys([*base, *words]))}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)
-    if add_bos:
-        tok.post_processor = processors.TemplateProcessing(
-            single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", vocab["<s>"])]
-        )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        additional_special_tokens=list(special),
-    )
-    if chat_template is not None:
-        fast.chat_template = chat_template
-    return fast
-
-
-def _llama_text_config(vocab_size: int, *, n_layers: int = 4, hidden: int = 32, **extra: Any) -> Any:
-    from transformers import LlamaConfig
-
-    return LlamaConfig(
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=n_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=vocab_size,
-        max_position_embeddings=512,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=3,
-        tie_word_embeddings=False,
-        **extra,
-    )
-
-
-def _clip_vision_config(image_size: int = 32, patch_size: int = 8) -> Any:
-    from transformers import CLIPVisionConfig
-
-    return CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=image_size,
-        patch_size=patch_size,
-        projection_dim=32,
-    )
-
-
-def build_llava(n_layers: int = 4) -> tuple[torch.nn.Module, Any]:
-    """A tiny LLaVA-1.5 (llava-hf layout): CLIP tower, 2-layer MLP projector, Llama decoder."""
-    from transformers import CLIPImageProcessorPil, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
-
-    tokenizer = word_tokenizer(["<image>"])
-    image_token_id = tokenizer.convert_tokens_to_ids("<image>")
-    config = LlavaConfig(
-        vision_config=_clip_vision_config(),
-        text_config=_llama_text_config(len(tokenizer), n_layers=n_layers),
-        image_token_index=image_token_id,
-        vision_feature_layer=-2,
-        vision_feature_select_strategy="default",
-    )
-    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    processor = LlavaProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=8,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        chat_template=LLAVA_TEMPLATE,
-    )
-    return LlavaForConditionalGeneration(config), processor
-
-
-def build_llama(n_layers: int = 4) -> tuple[torch.nn.Module, Any]:
-    """A tiny Llama causal LM with a chat template."""
-    from transformers import LlamaForCausalLM
-
-    template = (
-        "{% for m in messages %}{% if m['role'] == 'user' %}USER: {{ m['content'] }} "
-        "{% elif m['role'] == 'system' %}{{ m['content'] }} {% else %}ASSISTANT: {{ m['content'] }}</s> {% endif %}"
-        "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
-    )
-    tokenizer = word_tokenizer(chat_template=template)
-    return LlamaForCausalLM(_llama_text_config(len(tokenizer), n_layers=n_layers)), tokenizer
-
-
-TINY_BUILDERS: dict[str, Callable[..., tuple[torch.nn.Module, Any]]] = {
-    "llava": build_llava,
-    "llama": build_llama,
+# family name -> builder(n_layers=4) -> (model, processor or tokenizer)
+TINY_BUILDERS: dict[str, Builder] = {
+    "llava": tiny_llava.build_llava,
+    "llava_next": tiny_llava.build_llava_next,
+    "llava_onevision": tiny_llava.build_llava_onevision,
+    "mistral3": tiny_llava.build_mistral3,
+    "internvl": tiny_llava.build_internvl,
+    "aya_vision": tiny_llava.build_aya_vision,
+    "vipllava": tiny_llava.build_vipllava,
+    "llava_next_video": tiny_llava.build_llava_next_video,
+    "video_llava": tiny_llava.build_video_llava,
+    "lighton_ocr": tiny_llava.build_lighton_ocr,
+    "deepseek_vl": tiny_llava.build_deepseek_vl,
+    "janus": tiny_llava.build_janus,
+    "ovis2": tiny_llava.build_ovis2,
+    "idefics2": tiny_gemma.build_idefics2,
+    "qwen2_vl": tiny_qwen.build_qwen2_vl,
+    "qwen2_5_vl": tiny_qwen.build_qwen2_5_vl,
+    "qwen3_vl": tiny_qwen.build_qwen3_vl,
+    "qwen3_vl_moe": tiny_qwen.build_qwen3_vl_moe,
+    "qwen3_5": tiny_qwen.build_qwen3_5,
+    "glm4v": tiny_qwen.build_glm4v,
+    "paddleocr_vl": tiny_qwen.build_paddleocr_vl,
+    "gemma3": tiny_gemma.build_gemma3,
+    "gemma4": tiny_gemma.build_gemma4,
+    "paligemma": tiny_gemma.build_paligemma,
+    "idefics3": tiny_gemma.build_idefics3,
+    "smolvlm": tiny_gemma.build_smolvlm,
+    "mllama": tiny_other.build_mllama,
+    "llama": tiny_text.build_llama,
+    "mistral": tiny_text.build_mistral,
+    "qwen2": tiny_text.build_qwen2,
+    "qwen3": tiny_text.build_qwen3,
+    "gemma": tiny_text.build_gemma,
+    "gemma2": tiny_text.build_gemma2,
+    "gemma3_text": tiny_text.build_gemma3_text,
+    "phi3": tiny_text.build_phi3,
+    "phi": tiny_text.build_phi,
+    "granite": tiny_text.build_granite,
+    "cohere": tiny_text.build_cohere,
+    "olmo2": tiny_text.build_olmo2,
 }
+
+
+# Packages a builder needs beyond evolens' own dependencies (PixtralProcessor imports torchvision).
+TINY_REQUIREMENTS: dict[str, tuple[str, ...]] = {"mistral3": ("torchvision",)}
+
+
+def tiny_unavailable(family: str) -> str | None:
+    """Why ``family``'s tiny checkpoint cannot be built here (a missing package), or ``None`` if it can."""
+    import importlib.util
+
+    missing = [p for p in TINY_REQUIREMENTS.get(family, ()) if importlib.util.find_spec(p) is None]
+    return (
+        f"the tiny {family} checkpoint needs {', '.join(missing)}, which is not installed"
+        if missing
+        else None
+    )
 
 
 def build_tiny(family: str, *, seed: int = 0, **kwargs: Any) -> tuple[torch.nn.Module, Any]:
@@ -153,6 +96,9 @@ def build_tiny(family: str, *, seed: int = 0, **kwargs: Any) -> tuple[torch.nn.M
         builder = TINY_BUILDERS[family]
     except KeyError:
         raise KeyError(f"no tiny builder for {family!r}; have {sorted(TINY_BUILDERS)}") from None
+    reason = tiny_unavailable(family)
+    if reason is not None:
+        raise ImportError(reason)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model, processor = builder(**kwargs)
