@@ -12,14 +12,20 @@ from evolens.cli.common import app, out, quiet_transformers
 
 @app.command()
 def families() -> None:
-    """List the supported model families and the model types each handles.
+    """List the supported model families: kind, the model types each handles, and notes.
 
     Example: evolens families
     """
-    from evolens.models import supported_families
+    from rich.table import Table
 
-    for name, types in supported_families().items():
-        out.print(f"{name:14s} {', '.join(types)}")
+    from evolens.models import get_family, supported_families
+
+    table = Table("family", "kind", "model types", "notes", show_lines=False, highlight=False)
+    for name in supported_families():
+        fam = get_family(name)
+        kind = "vision-language" if fam.kind == "vlm" else "text"
+        table.add_row(name, kind, ", ".join(fam.model_types), fam.description)
+    out.print(table)
 
 
 @app.command()
