@@ -100,3 +100,17 @@ def test_item_layers_validation() -> None:
     with pytest.raises(SettingsError, match="need a critical"):
         ItemLayers(32, NOT_FOUND, (5,))
     assert ItemLayers.from_dict(ItemLayers(32, 18, (27,)).to_dict()) == ItemLayers(32, 18, (27,))
+
+
+def test_mention_spans_locate_every_mention() -> None:
+    from evolens.analysis.compare import mention_spans
+
+    text = "Two Dogs and a dog; dogged? A traffic  light."
+    spans = mention_spans(text, ["dog", "traffic light"])
+    assert spans == [(4, 8, "dog"), (15, 18, "dog"), (30, 44, "traffic light")]
+    assert [text[a:b] for a, b, _ in spans] == ["Dogs", "dog", "traffic  light"]
+    assert mentions(text, ["dog", "traffic light"]) == {"dog": 2, "traffic light": 1}
+    # lower() lengthens "İ": offsets still index the original text
+    assert [("İstanbul dog"[a:b], w) for a, b, w in mention_spans("İstanbul dog", ["dog"])] == [
+        ("dog", "dog")
+    ]

@@ -148,19 +148,30 @@ def _normalise(word: str) -> str:
     return " ".join(str(word).lower().split())
 
 
-def mentions(text: str, words: Iterable[str]) -> dict[str, int]:
-    """Occurrences of each word or phrase in ``text``: case-insensitive, on word boundaries, plural ``s``/``es``
-    allowed, any whitespace between the words of a phrase. Words not mentioned are left out."""
-    lowered = text.lower()
-    found: dict[str, int] = {}
+def mention_spans(text: str, words: Iterable[str]) -> list[tuple[int, int, str]]:
+    """Every occurrence of each word or phrase in ``text`` as ``(start, end, word)`` character spans, sorted by
+    position: case-insensitive, on word boundaries, plural ``s``/``es`` allowed (inside the span), any whitespace
+    between the words of a phrase. ``word`` is the normalised (lower-case) word that matched."""
+    haystack, flags = text.lower(), 0
+    if len(haystack) != len(text):  # lower() changed the length (rare Unicode): keep offsets into ``text``
+        haystack, flags = text, re.IGNORECASE
+    spans: list[tuple[int, int, str]] = []
     for word in sorted({_normalise(w) for w in words}):
         if not word:
             continue
         body = r"\s+".join(re.escape(part) for part in word.split())
-        n = len(re.findall(rf"(?<!\w){body}(?:s|es)?(?!\w)", lowered))
-        if n:
-            found[word] = n
-    return found
+        pattern = re.compile(rf"(?<!\w){body}(?:s|es)?(?!\w)", flags)
+        spans.extend((m.start(), m.end(), word) for m in pattern.finditer(haystack))
+    return sorted(spans)
+
+
+def mentions(text: str, words: Iterable[str]) -> dict[str, int]:
+    """Occurrences of each word or phrase in ``text`` (see :func:`mention_spans` for the matching rules). Words not
+    mentioned are left out."""
+    found: dict[str, int] = {}
+    for _, _, word in mention_spans(text, words):
+        found[word] = found.get(word, 0) + 1
+    return dict(sorted(found.items()))
 
 
 def count_hallucinations(

@@ -19,6 +19,7 @@ from evolens.errors import EvolensError
 from evolens.cli import core  # noqa: F401  isort: skip
 from evolens.cli import run  # noqa: F401  isort: skip
 from evolens.cli import viz  # noqa: F401  isort: skip
+from evolens.cli import analyze, compare, contrast, embed, skip  # noqa: F401  isort: skip
 
 
 def one_line(message: str) -> str:

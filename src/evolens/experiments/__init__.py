@@ -1,6 +1,12 @@
 """Experiments that run the model: layer skipping, hallucinated vs correct tokens, LVLM vs text-only."""
 
-from evolens.experiments.hallucination import TokenComparison, compare_hallucinations, compare_tokens
+from evolens.experiments.hallucination import (
+    TokenComparison,
+    compare_hallucinations,
+    compare_tokens,
+    load_comparisons,
+    save_comparisons,
+)
 from evolens.experiments.paper import PaperMutations, paper_mutation_layers
 from evolens.experiments.skip import (
     Generation,
@@ -28,7 +34,9 @@ __all__ = [
     "compare_text_only",
     "compare_tokens",
     "generate_skipped",
+    "load_comparisons",
     "paper_mutation_layers",
     "run_skip",
+    "save_comparisons",
     "skip_layers",
 ]

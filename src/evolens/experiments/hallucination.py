@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from evolens.analysis.detectors import crossings
+from evolens.analysis.io import read_result, write_result
 from evolens.analysis.params import NOT_FOUND, DetectorParams
 from evolens.analysis.trace_analysis import TraceAnalysis, analyze_trace
 from evolens.errors import SettingsError
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
     from evolens.trace import Trace
 
 AlternativeSource = Literal["given", "ground_truth", "competitor"]
+KIND = "evolens.token_comparisons"
+DEFAULT_NAME = "contrast.json"
 
 
 @dataclass(frozen=True)
@@ -253,3 +257,14 @@ def compare_hallucinations(
     truth = _ids(ground_truth, lvlm)
     steps = [t for t, token in enumerate(trace.generated_ids.tolist()) if int(token) in wanted]
     return [compare_tokens(trace, t, ground_truth=truth, lvlm=lvlm, analysis=analysis) for t in steps]
+
+
+def save_comparisons(path: str | Path, comparisons: Sequence[TokenComparison]) -> Path:
+    """Write token comparisons atomically as JSON (a ``.json`` file, or a directory — e.g. the trace's — that
+    receives ``contrast.json``); returns the file."""
+    return write_result(path, KIND, {"comparisons": [c.to_dict() for c in comparisons]}, DEFAULT_NAME)
+
+
+def load_comparisons(path: str | Path) -> list[TokenComparison]:
+    """Read what :func:`save_comparisons` wrote."""
+    return [TokenComparison.from_dict(c) for c in read_result(path, KIND, DEFAULT_NAME)["comparisons"]]

@@ -1,0 +1,228 @@
+"""``evolens analyze``: critical layers, mutation layers and stages of saved traces (the analysis detectors)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import typer
+
+from evolens.analysis.params import DetectorParams
+from evolens.cli.common import ConfigOption, app, examples, out
+from evolens.cli.options import (
+    Dpi,
+    FigureFormats,
+    cells,
+    detector_options,
+    new_table,
+    progress_bar,
+    say,
+    trace_dirs,
+    write_figure,
+)
+from evolens.errors import SettingsError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from evolens.analysis.aggregate import AnalysisSummary, Estimate, ItemSummary
+    from evolens.trace import Trace
+
+BaselineMode = Literal["auto", "trace", "dataset"]
+
+
+def _model_key(trace: Trace) -> tuple[str, str, int]:
+    """Traces that may share a layer baseline: same weights, lens and depth."""
+    return (trace.model.weights_hash or trace.model.source, trace.lens_mode, trace.n_layers)
+
+
+def _n_words(trace: Trace) -> int:
+    """Generated tokens besides a final EOS."""
+    return trace.n_steps - 1 if trace.stop_reason == "eos" and trace.n_steps > 0 else trace.n_steps
+
+
+def layer_baselines(
+    traces: Sequence[Trace], params: DetectorParams, mode: BaselineMode
+) -> tuple[list[np.ndarray | None], list[str]]:
+    """The layer baseline to give each trace (``None``: its own, as :func:`~evolens.analysis.analyze_trace` does)
+    and a line describing each model's choice.
+
+    ``dataset``: one baseline per model (same weights, lens and depth), :func:`~evolens.analysis.jsd_baseline` over
+    all its traces. ``trace``: each trace's own. ``auto``: the dataset baseline for a model whose traces are mostly
+    too short for their own (more than half have fewer than ``baseline_min_tokens`` tokens besides EOS, e.g.
+    one-word answers) when it has at least two traces; else each trace's own.
+    """
+    from evolens.analysis import jsd_baseline
+
+    groups: dict[tuple[str, str, int], list[int]] = {}
+    for index, trace in enumerate(traces):
+        groups.setdefault(_model_key(trace), []).append(index)
+    chosen: list[np.ndarray | None] = [None] * len(traces)
+    lines: list[str] = []
+    if params.spike_layer_ratio == 0:
+        return chosen, ["layer baseline: off (spike_layer_ratio = 0)"]
+    for members in groups.values():
+        group = [traces[i] for i in members]
+        short = sum(_n_words(t) < params.baseline_min_tokens for t in group)
+        use_dataset = mode == "dataset" or (mode == "auto" and len(group) >= 2 and short * 2 > len(group))
+        name = group[0].model.source
+        if use_dataset:
+            baseline = jsd_baseline(group, params)
+            for i in members:
+                chosen[i] = baseline
+            n_tokens = sum(_n_words(t) for t in group)
+            lines.append(
+                f"layer baseline ({name}): dataset, median over {len(group)} traces, {n_tokens} tokens"
+            )
+        else:
+            lines.append(
+                f"layer baseline ({name}): each trace's own ({short} of {len(group)} traces have fewer than "
+                f"{params.baseline_min_tokens} tokens and get none)"
+            )
+    return chosen, lines
+
+
+def _estimate(est: Estimate, *, percent: bool = False) -> str:
+    if not math.isfinite(est.value):
+        return "–"
+    fmt = (lambda v: f"{v:.0%}") if percent else (lambda v: f"{v:.1f}".removesuffix(".0"))
+    if math.isfinite(est.ci_low) and math.isfinite(est.ci_high):
+        return f"{fmt(est.value)} [{fmt(est.ci_low)}, {fmt(est.ci_high)}]"
+    return fmt(est.value)
+
+
+def _found(dist_found: int, n_tokens: int) -> str:
+    return f"{dist_found}/{n_tokens}"
+
+
+def _row(name: str, item: ItemSummary | AnalysisSummary, n_tokens: int) -> list[str]:
+    d = item.distributions
+    return [
+        name,
+        str(n_tokens),
+        f"{_estimate(d['critical_layer_prob'].median)} ({_found(d['critical_layer_prob'].n_found, n_tokens)})",
+        f"{_estimate(d['critical_layer_jsd'].median)} ({_found(d['critical_layer_jsd'].n_found, n_tokens)})",
+        _estimate(item.mutation_rate, percent=True),
+        _estimate(item.agreement_rate, percent=True),
+    ]
+
+
+def print_summary(summary: AnalysisSummary, max_rows: int) -> None:
+    """The per-item table and the dataset row (medians with bootstrap intervals)."""
+    level = f"{summary.level:.0%}"
+    table = new_table(
+        f"L = {summary.n_layers}: median layer [{level} bootstrap interval] (tokens found)",
+        ("item", "tokens", "critical (prob)", "critical (JSD)", "with mutation", "agreement"),
+    )
+    shown = summary.items if max_rows == 0 else summary.items[:max_rows]
+    for item in shown:
+        table.add_row(*cells(*_row(item.item_id, item, item.n_tokens)))
+    if len(shown) < len(summary.items):
+        table.add_row(*cells(f"… {len(summary.items) - len(shown)} more items (--max-rows 0 shows all)"))
+    if summary.n_items > 1:
+        table.add_section()
+        table.add_row(*cells(*_row(f"all {summary.n_items} items", summary, summary.n_tokens)))
+    out.print(table)
+    say(
+        "critical: median state index (0 = embeddings); with mutation: share of tokens with a critical layer that "
+        "have a mutation layer; agreement: probability- and JSD-based critical layers within tolerance"
+        + ("; dataset intervals resample items" if summary.n_items > 1 else "")
+    )
+
+
+@app.command(
+    "analyze",
+    epilog=examples(
+        "evolens analyze runs/dog",
+        "evolens analyze runs/amber --summary runs/amber/analysis_summary.json --figure figs/layers",
+        "evolens analyze runs/vqa --baseline dataset --mutation-rule jsd --spike-ratio 4",
+        "evolens analyze runs/amber --config detectors.toml --no-write",
+    ),
+)
+@detector_options
+def analyze(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Trace directories, or run directories searched for traces", show_default=False),
+    ],
+    baseline: Annotated[
+        BaselineMode,
+        typer.Option(
+            help="Layer baseline of the JSD spikes: trace (each trace's own), dataset (one per model over all "
+            "traces given) or auto (dataset when most traces are too short for their own, e.g. one-word answers)"
+        ),
+    ] = "auto",
+    write: Annotated[bool, typer.Option(help="Write analysis.json into each trace directory")] = True,
+    summary: Annotated[
+        Path | None, typer.Option(help="Also write the dataset summary (JSON) to this file")
+    ] = None,
+    figure: Annotated[
+        Path | None, typer.Option(help="Also draw histograms of the detected layers (file stem or name)")
+    ] = None,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples of the intervals (0: none)", min=0)] = 2000,
+    level: Annotated[float, typer.Option(help="Confidence level of the intervals")] = 0.95,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap")] = 0,
+    include_eos: Annotated[bool, typer.Option(help="Count the final EOS tokens in the summary")] = False,
+    max_rows: Annotated[int, typer.Option(help="Items shown in the table (0: all)", min=0)] = 30,
+    formats: FigureFormats = None,
+    dpi: Dpi = 150,
+    config: ConfigOption = None,
+    *,
+    params: DetectorParams,
+) -> None:
+    """Detect critical layers, mutation layers and stages of every token of saved traces; write analysis.json next to each trace and print medians with bootstrap intervals per item and for the whole set.
+
+    Definitions and defaults: README, "Detectors". The detectors read only the stored metrics (no model).
+    """
+    from evolens.analysis import analyze_trace, summarize
+    from evolens.trace import Trace
+    from evolens.viz import analysis_summary_figure
+
+    if not 0.0 < level < 1.0:
+        raise SettingsError(f"--level must be in (0, 1), got {level}")
+    dirs = trace_dirs(paths)
+    traces: list[Trace] = []
+    with progress_bar("loading traces", len(dirs)) as advance:
+        for directory in dirs:
+            trace = Trace.load(directory)
+            params.check_depth(trace.n_layers)
+            trace.hidden_states = trace.prompt_hidden_states = None  # only the metrics are needed
+            traces.append(trace)
+            advance(1)
+    depths = sorted({t.n_layers for t in traces})
+    if (summary is not None or figure is not None) and len(depths) > 1:
+        raise SettingsError(
+            f"the traces come from models of {len(depths)} depths {depths}; write summaries and figures for each "
+            "model apart"
+        )
+    baselines, lines = layer_baselines(traces, params, baseline)
+    analyses = []
+    with progress_bar("analysing", len(traces)) as advance:
+        for directory, trace, layer_baseline in zip(dirs, traces, baselines, strict=True):
+            analysis = analyze_trace(trace, params, baseline_jsd=layer_baseline)
+            if write:
+                analysis.save(directory)
+            analyses.append(analysis)
+            advance(1)
+    for line in lines:
+        say(line)
+    summaries = [
+        summarize(
+            [a for a in analyses if a.n_layers == depth],
+            n_boot=n_boot,
+            level=level,
+            seed=seed,
+            include_eos=include_eos,
+        )
+        for depth in depths
+    ]
+    for result in summaries:
+        print_summary(result, max_rows)
+    if write:
+        say(f"wrote analysis.json into {len(dirs)} trace director{'y' if len(dirs) == 1 else 'ies'}")
+    if summary is not None:
+        say(f"wrote {summaries[0].save(summary)}")
+    if figure is not None:
+        write_figure(analysis_summary_figure(summaries[0]), figure, formats, dpi)

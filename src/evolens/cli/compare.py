@@ -1,0 +1,158 @@
+"""``evolens compare``: an LVLM with and without its image, and optionally a text-only LM, side by side (paper §6)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import typer
+
+from evolens.analysis.params import DetectorParams
+from evolens.cli.common import ConfigOption, app, examples, out, quiet_transformers
+from evolens.cli.options import (
+    Dpi,
+    FigureFormats,
+    cells,
+    detector_options,
+    new_table,
+    say,
+    spinner,
+    write_figure,
+)
+from evolens.errors import SettingsError
+
+if TYPE_CHECKING:
+    from evolens.analysis.profiles import ProfileComparison
+
+
+def _num(value: float, spec: str) -> str:
+    return format(value, spec) if math.isfinite(value) else "–"
+
+
+def print_comparison(comparison: ProfileComparison) -> None:
+    """One row per condition: its hierarchy ratio, split, critical layers and mutation rate."""
+    table = new_table(
+        "JSD profiles side by side",
+        (
+            "condition",
+            "model",
+            "L",
+            "items",
+            "tokens",
+            "ratio",
+            "split",
+            "crit. found",
+            "median crit.",
+            "mutation",
+        ),
+    )
+    for p in comparison.profiles:
+        split = p.hierarchy.split_layer
+        row = (
+            p.label,
+            Path(p.model_source).name or p.model_source,
+            str(p.n_layers),
+            str(p.n_items),
+            str(p.n_tokens),
+            _num(p.hierarchy.ratio, ".2f"),
+            f"{split} ({_num(p.relative_split, '.0%')})" if split >= 0 else "–",
+            _num(p.critical_found_rate, ".0%"),
+            _num(p.median_critical_layer, "g"),
+            _num(p.mutation_rate, ".0%"),
+        )
+        table.add_row(*cells(*row))
+    out.print(table)
+    say(
+        "ratio: hierarchy ratio, the mean JSD before / after the profile's best split (about 1: no stages; >> 1: "
+        "the LVLM pattern); split: that state (fraction of L); crit. found: tokens with a critical layer; mutation: "
+        "of those, the share with a mutation layer"
+    )
+    for p in comparison.profiles:
+        for text in p.texts[:3]:
+            say(f"  {p.label}: {text[:160] + ('…' if len(text) > 160 else '')}")
+
+
+@app.command(
+    "compare",
+    epilog=examples(
+        "evolens compare llava-hf/llava-1.5-7b-hf -i dog.jpg -p 'Please describe this image in detail.' -o runs/cmp",
+        "evolens compare MODEL -i a.jpg -i b.jpg -p 'Describe the image.' --text-model lmsys/vicuna-7b-v1.5 "
+        "--text-prompt 'Who was the first Indian to win an academy award?' -o runs/cmp",
+    ),
+)
+@detector_options
+def compare(
+    model: Annotated[str, typer.Argument(help="The vision-language model (local directory or hub id)")],
+    image: Annotated[list[Path], typer.Option("--image", "-i", help="Image file (repeat for several)")],
+    prompt: Annotated[
+        list[str], typer.Option("--prompt", "-p", help="One prompt, or one per image (repeat)")
+    ],
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Output directory (profiles.json and the figure)")
+    ],
+    text_model: Annotated[
+        str | None, typer.Option(help="A text-only causal LM traced the same way (local directory or hub id)")
+    ] = None,
+    text_prompt: Annotated[
+        list[str] | None, typer.Option(help="Prompts for --text-model (repeat) [default: the same prompts]")
+    ] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Most tokens to generate", min=1)] = 128,
+    lens: Annotated[Literal["logit", "paper"], typer.Option(help="logit or paper")] = "logit",
+    seed: Annotated[int, typer.Option(help="Sampling seed")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Items per generate call", min=1)] = 8,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16")] = "auto",
+    allow_pickle: Annotated[bool, typer.Option(help="Accept pickle-only checkpoints (unsafe)")] = False,
+    trust_remote_code: Annotated[bool, typer.Option(help="Run code shipped with the checkpoint")] = False,
+    formats: FigureFormats = None,
+    dpi: Dpi = 150,
+    config: ConfigOption = None,
+    *,
+    params: DetectorParams,
+) -> None:
+    """Trace the model with the images, the same model and prompts without them, and optionally a text-only LM; compare their adjacent-layer JSD profiles and stage structure, with one hierarchy ratio each (paper §6).
+
+    Writes OUT/profiles.json (ProfileComparison) and the profiles figure OUT/profiles.png and .svg.
+    """
+    import evolens
+    from evolens.models.inputs import check_prompt, load_image
+    from evolens.viz import profile_comparison_figure
+
+    for p in [*prompt, *(text_prompt or [])]:
+        check_prompt(p)
+    if len(prompt) not in (1, len(image)):
+        raise SettingsError(
+            f"give one --prompt, or one per --image: got {len(prompt)} for {len(image)} images"
+        )
+    if text_prompt and text_model is None:
+        raise SettingsError("--text-prompt needs --text-model")
+    for path in image:
+        load_image(path)
+    quiet_transformers()
+    load: dict[str, Any] = {
+        "device": device,
+        "dtype": dtype,
+        "allow_pickle": allow_pickle,
+        "trust_remote_code": trust_remote_code,
+    }
+    with spinner("loading the models and tracing"):
+        lvlm = evolens.load(model, **load)
+        llm = evolens.load(text_model, **load) if text_model is not None else None
+        comparison = evolens.compare_text_only(
+            lvlm,
+            list(image),
+            prompt[0] if len(prompt) == 1 else list(prompt),
+            llm=llm,
+            llm_prompts=list(text_prompt) if text_prompt else None,
+            params=params,
+            max_new_tokens=max_new_tokens,
+            lens=lens,
+            seed=seed,
+            batch_size=batch_size,
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    saved = comparison.save(out_dir / "profiles.json")
+    print_comparison(comparison)
+    say(f"wrote {saved}")
+    write_figure(profile_comparison_figure(comparison), out_dir / "profiles", formats, dpi)

@@ -1,0 +1,239 @@
+"""Options and helpers shared by the analysis and experiment commands (``analyze``, ``skip``, ``embed``,
+``compare``, ``contrast``): the detector parameters as options, progress bars, trace loading, figure output and
+small parsers for layer lists and word lists."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_type_hints
+
+import typer
+
+from evolens.analysis.params import DetectorParams
+from evolens.cli.common import err_console, out
+from evolens.errors import SettingsError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from rich.table import Table
+    from rich.text import Text
+
+    from evolens.trace import Trace
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DETECTOR_PANEL = "Detector parameters (README: Detectors)"
+DETECTOR_HELP: dict[str, str] = {
+    "first_layer": "First state analysed (0 includes the embedding state)",
+    "jsd_reduction": "JSD curve read: bits (eq. 3-4) or paper (the paper code's reduction)",
+    "prob_curve": "Probability curve of the probability-based critical layer: generated or top1",
+    "prob_rel": "Surge threshold relative to the curve's peak",
+    "prob_min_peak": "Least peak probability for a token to stand out (and of a new top-1 token at a mutation)",
+    "persistence": "Minimum persistence as a fraction of L (n = max(2, round(persistence * L)) states)",
+    "jsd_drop_ratio": "Median JSD before the critical layer must be at least this times the median after",
+    "jsd_min_gap_bits": "... and exceed it by at least this many bits",
+    "spike_ratio": "A JSD spike exceeds this times the plateau level ...",
+    "spike_mads": "... and the level plus this many scaled MADs ...",
+    "spike_min_bits": "... and this many bits ...",
+    "spike_layer_ratio": "... and this times the layer baseline (0: no baseline)",
+    "baseline_min_tokens": "A trace's own layer baseline needs at least this many tokens",
+    "mutation_rule": "Mutation evidence: jsd (spike), top1 (flip), either or both",
+    "stage_critical": "Critical layer that delimits the stages: jsd or prob",
+    "stage_fallback": "Use the other critical layer for tokens without the chosen one",
+    "agreement_tolerance": "The two critical layers agree within max(1, round(tolerance * L)) layers",
+}
+
+
+def detector_options(func: F) -> F:
+    """Give a command one option per :class:`~evolens.analysis.DetectorParams` field (``--spike-ratio`` ...), all
+    under one help panel, and call it with ``params=DetectorParams(...)`` built from them.
+
+    The command declares a keyword parameter ``params: DetectorParams``; the options take the fields' names, so a
+    ``--config`` file sets them by those names (``spike_ratio = 4``). Bad values raise
+    :class:`~evolens.errors.SettingsError` (exit code 2).
+    """
+    signature = inspect.signature(func, eval_str=True)
+    if "params" not in signature.parameters:
+        raise TypeError(f"{func.__name__} needs a 'params' parameter to receive the DetectorParams")
+    hints = get_type_hints(DetectorParams)
+    own = [p for p in signature.parameters.values() if p.name != "params"]
+    taken = {p.name for p in own}
+    added = []
+    for field in fields(DetectorParams):
+        if field.name in taken:
+            raise TypeError(f"{func.__name__} has a parameter {field.name!r} that shadows a detector option")
+        option = typer.Option(
+            f"--{field.name.replace('_', '-')}",
+            help=DETECTOR_HELP[field.name],
+            rich_help_panel=DETECTOR_PANEL,
+        )
+        added.append(
+            inspect.Parameter(
+                field.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=field.default,
+                annotation=Annotated[hints[field.name], option],
+            )
+        )
+    names = [f.name for f in fields(DetectorParams)]
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        values = {name: kwargs.pop(name) for name in names if name in kwargs}
+        return func(*args, params=DetectorParams(**values), **kwargs)
+
+    parameters = [*own, *added]
+    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+    return wrapper  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------------------------- progress
+@contextmanager
+def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr (shown on a terminal, for two or more units of work); yields ``advance(n)``."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    disable = total < 2 or not err_console.is_terminal
+    with Progress(*columns, console=err_console, transient=True, disable=disable) as bar:
+        task = bar.add_task(description, total=total)
+
+        def advance(n: int = 1) -> None:
+            bar.advance(task, n)
+
+        yield advance
+
+
+@contextmanager
+def spinner(description: str) -> Iterator[None]:
+    """A rich spinner on stderr while one long step runs (shown on a terminal only)."""
+    if not err_console.is_terminal:
+        yield
+        return
+    with err_console.status(description):
+        yield
+
+
+# --------------------------------------------------------------------------------------------- traces
+def trace_dirs(paths: Sequence[Path]) -> list[Path]:
+    """Trace directories named by ``paths`` (trace directories, or directories searched for them, e.g. runs)."""
+    from evolens.report import collect_trace_dirs
+
+    return collect_trace_dirs(paths)
+
+
+def load_traces(directories: Sequence[Path], description: str = "loading traces") -> list[Trace]:
+    """Load saved traces with a progress bar."""
+    from evolens.trace import Trace
+
+    traces = []
+    with progress_bar(description, len(directories)) as advance:
+        for directory in directories:
+            traces.append(Trace.load(directory))
+            advance(1)
+    return traces
+
+
+# --------------------------------------------------------------------------------------------- output
+FigureFormats = Annotated[
+    list[str] | None,
+    typer.Option("--format", "-f", help="Figure formats (repeat: -f png -f pdf); default png and svg"),
+]
+Dpi = Annotated[int, typer.Option(help="Resolution of PNG figures", min=30, max=1200)]
+
+
+def write_figure(fig: Figure, stem: Path, formats: Sequence[str] | None, dpi: int) -> list[Path]:
+    """Save ``fig`` as ``stem.<format>`` for each format (default PNG and SVG) and print each path."""
+    from evolens.viz import save_figure
+
+    written = save_figure(fig, stem.with_name(stem.name), list(formats) if formats else None, dpi=dpi)
+    for path in written:
+        out.print(f"wrote {path}", highlight=False, soft_wrap=True, markup=False)
+    return written
+
+
+def new_table(title: str, columns: Sequence[str]) -> Table:
+    """A compact rich table (no outer border, narrow padding) with ``columns`` whose cells wrap."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(
+        title=Text(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1)
+    )
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def cells(*values: str) -> list[Text]:
+    """Table cells as plain text (model and dataset strings may hold rich markup such as ``[bold]``)."""
+    from rich.text import Text
+
+    return [Text(v) for v in values]
+
+
+def say(message: str) -> None:
+    """Print one line of plain text (no markup: model strings may hold brackets)."""
+    out.print(message, highlight=False, soft_wrap=True, markup=False)
+
+
+# --------------------------------------------------------------------------------------------- parsers
+def parse_layers(spec: str, what: str = "--layers") -> tuple[int, ...]:
+    """``"18-31"``, ``"19,20,27"`` or ``"3-5,9"`` -> sorted unique layer numbers.
+
+    >>> parse_layers("3-5,9,4")
+    (3, 4, 5, 9)
+    """
+    layers: set[int] = set()
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        low, dash, high = part.partition("-")
+        try:
+            a, b = (int(low), int(high)) if dash else (int(part), int(part))
+        except ValueError:
+            raise SettingsError(
+                f"{what}: cannot read {part!r}; give layer numbers and ranges such as 18-31 or 19,20,27"
+            ) from None
+        if a > b:
+            raise SettingsError(f"{what}: the range {part!r} runs backwards; write {b}-{a}")
+        layers.update(range(a, b + 1))
+    if not layers:
+        raise SettingsError(f"{what}: no layers in {spec!r}")
+    return tuple(sorted(layers))
+
+
+def parse_words(values: Sequence[str] | None) -> list[str]:
+    """Words from repeated options, each possibly comma-separated: ``["dog,cat", "tree"]`` -> three words."""
+    words: list[str] = []
+    for value in values or ():
+        words.extend(w.strip() for w in value.split(",") if w.strip())
+    return list(dict.fromkeys(words))
+
+
+def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
+    """``value`` if it is one of ``choices``, else a :class:`SettingsError` naming the option."""
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
