@@ -77,26 +77,24 @@ def test_contrast_automatic_choice_and_hallucinated_words(tiny_run, tmp_path: Pa
     assert code == 0, err
     auto = load_comparisons(tmp_path / "auto" / "contrast.json")
     assert [c.step for c in auto] == [1, 2] and {c.alternative_source for c in auto} == {"competitor"}
-    generated = trace.vocab[int(trace.generated_ids[0])]
-    truth = trace.vocab[int(trace.metrics.candidate_ids[1, 1])]
-    argv = [
-        "contrast",
-        trace_dir,
-        "--hallu",
-        generated,
-        "--truth",
-        truth,
-        "-o",
-        tmp_path / "hallu",
-        "-f",
-        "png",
-    ]
-    # step 0 did not store the truth word's probabilities: the model computes them
-    assert_user_error(run(capsys, *argv), "give --model")
-    code, _, err = run(capsys, *argv, "--model", tiny_run[0] / "model", "--device", "cpu")
+    # the token generated at step 1 plays the hallucination; step 1's second candidate the ground truth
+    generated = trace.vocab[int(trace.generated_ids[1])]
+    truth_id = int(trace.metrics.candidate_ids[1, 1])
+    truth = trace.vocab[truth_id]
+    wanted = [s for s, i in enumerate(trace.generated_ids.tolist()) if trace.vocab[i] == generated]
+    # a word the trace stored somewhere, but at none of the steps that generated `generated`
+    missing = next(
+        trace.vocab[i]
+        for i in sorted(trace.vocab)
+        if trace.vocab[i] != generated
+        and i not in trace.metrics.tracked_ids.tolist()
+        and all(i not in trace.metrics.candidate_ids[s].tolist() for s in wanted)
+    )
+    argv = ["contrast", trace_dir, "--hallu", generated, "-o", tmp_path / "hallu", "-f", "png"]
+    assert_user_error(run(capsys, *argv, "--truth", missing), "give --model")
+    code, _, err = run(capsys, *argv, "--truth", truth, "--model", tiny_run[0] / "model", "--device", "cpu")
     assert code == 0, err
     found = load_comparisons(tmp_path / "hallu" / "contrast.json")
-    wanted = [s for s, i in enumerate(trace.generated_ids.tolist()) if trace.vocab[i] == generated]
     assert [c.step for c in found] == wanted
     assert all(c.alternative_token == truth and c.alternative_source == "ground_truth" for c in found)
     # a stored step matches what the trace stored
@@ -131,13 +129,21 @@ def test_contrast_with_the_model_computes_tokens_the_trace_did_not_store(
     [
         ([], "give --step"),
         (["--step", "99"], "--step must be in [0, 6)"),
-        (["--hallu", "user", "--step", "1"], "leave out --step"),
+        (["--hallu", "boy", "--step", "1"], "leave out --step"),
         (["--hallu", "zebra"], "not among the tokens stored"),
-        (["--step", "1", "--alternative", "user"], "is the generated token itself"),
         (["--step", "1", "--prob-min-peak", "7"], "prob_min_peak"),
     ],
 )
 def test_contrast_user_errors(tiny_run, tmp_path: Path, capsys, argv, message) -> None:
     trace_dir = tiny_run[0] / "traces" / "item0"
     assert_user_error(run(capsys, "contrast", trace_dir, *argv, "-o", tmp_path), message)
+    assert not (tmp_path / "contrast.json").exists()
+
+
+def test_contrast_refuses_the_generated_token_as_alternative(tiny_run, tmp_path: Path, capsys) -> None:
+    trace_dir = tiny_run[0] / "traces" / "item0"
+    trace = Trace.load(trace_dir)
+    generated = trace.vocab[int(trace.generated_ids[1])].strip()
+    argv = ["contrast", trace_dir, "--step", "1", "--alternative", generated, "-o", tmp_path]
+    assert_user_error(run(capsys, *argv), "is the generated token itself")
     assert not (tmp_path / "contrast.json").exists()
