@@ -148,19 +148,25 @@ def _normalise(word: str) -> str:
     return " ".join(str(word).lower().split())
 
 
-def mentions(text: str, words: Iterable[str]) -> dict[str, int]:
-    """Occurrences of each word or phrase in ``text``: case-insensitive, on word boundaries, plural ``s``/``es``
-    allowed, any whitespace between the words of a phrase. Words not mentioned are left out."""
+def mention_spans(text: str, words: Iterable[str]) -> dict[str, list[tuple[int, int]]]:
+    """Character spans ``(start, end)`` of every occurrence of each word or phrase in ``text``, matched as
+    :func:`mentions` counts them (words normalised; words not mentioned are left out)."""
     lowered = text.lower()
-    found: dict[str, int] = {}
+    found: dict[str, list[tuple[int, int]]] = {}
     for word in sorted({_normalise(w) for w in words}):
         if not word:
             continue
         body = r"\s+".join(re.escape(part) for part in word.split())
-        n = len(re.findall(rf"(?<!\w){body}(?:s|es)?(?!\w)", lowered))
-        if n:
-            found[word] = n
+        spans = [m.span() for m in re.finditer(rf"(?<!\w){body}(?:s|es)?(?!\w)", lowered)]
+        if spans:
+            found[word] = spans
     return found
+
+
+def mentions(text: str, words: Iterable[str]) -> dict[str, int]:
+    """Occurrences of each word or phrase in ``text``: case-insensitive, on word boundaries, plural ``s``/``es``
+    allowed, any whitespace between the words of a phrase. Words not mentioned are left out."""
+    return {word: len(spans) for word, spans in mention_spans(text, words).items()}
 
 
 def count_hallucinations(
