@@ -54,7 +54,6 @@ class RunContext:
         status: ``item_id -> "done" | "failed" | "pending"``.
         failures: ``item_id -> failure record`` of failed items.
         summary: ``results/summary.json`` (``None`` before the merge).
-        items: ``results/items.parquet``.
         tokens: ``results/tokens.parquet``.
         evaluation: ``results/evaluation.json``.
         statistics: ``results/statistics.json``.
@@ -69,7 +68,6 @@ class RunContext:
     status: dict[str, str]
     failures: dict[str, dict[str, Any]] = field(default_factory=dict)
     summary: dict[str, Any] | None = None
-    items: pd.DataFrame | None = None
     tokens: pd.DataFrame | None = None
     evaluation: Evaluation | None = None
     statistics: LayerStatistics | None = None
@@ -102,20 +100,6 @@ class RunContext:
                     "object": [None if pd.isna(v) else str(v) for v in frame["object"]],
                 }
         return self._labels.get(item_id)
-
-    def item_row(self, item_id: str) -> dict[str, Any] | None:
-        """The item's row of ``items.parquet`` (NaN as ``None``), or ``None``."""
-        if self.items is None:
-            return None
-        rows = self.items[self.items["item"] == item_id]
-        if rows.empty:
-            return None
-        import pandas as pd
-
-        return {
-            k: (None if not isinstance(v, list | tuple) and pd.isna(v) else v)
-            for k, v in rows.iloc[0].items()
-        }
 
 
 def load_run(path: str | Path) -> RunContext:
@@ -150,13 +134,12 @@ def load_run(path: str | Path) -> RunContext:
         return context
     readers: list[tuple[str, Any]] = [
         (res.SUMMARY, lambda p: json.loads(p.read_text(encoding="utf-8"))),
-        (res.ITEMS_TABLE, lambda p: pq.read_table(p).to_pandas()),
         (res.TOKENS_TABLE, lambda p: pq.read_table(p).to_pandas()),
         (res.EVALUATION, lambda p: Evaluation.from_dict(json.loads(p.read_text(encoding="utf-8")))),
         (res.STATISTICS, lambda p: LayerStatistics.from_dict(json.loads(p.read_text(encoding="utf-8")))),
         (res.ANALYSIS_SUMMARY, AnalysisSummary.load),
     ]
-    attributes = ("summary", "items", "tokens", "evaluation", "statistics", "analysis_summary")
+    attributes = ("summary", "tokens", "evaluation", "statistics", "analysis_summary")
     for (name, reader), attribute in zip(readers, attributes, strict=True):
         target = folder / name
         if not target.is_file():
