@@ -98,8 +98,8 @@ from evolens.geometry import (
 from evolens.lens.logit_lens import LogitLens
 from evolens.metrics.compute import LayerMetrics
 from evolens.models.registry import Family, register_family, supported_families
-from evolens.runner import RunSummary, run
-from evolens.store.results import RunResults, finalize_run
+from evolens.runner import RunSummary, finalize_run, run
+from evolens.store.results import RunResults
 from evolens.trace import Candidates, ModelInfo, TopK, Trace
 
 __all__ = [

@@ -14,7 +14,8 @@ Guarantees:
 * **One configuration per directory.** Re-running into a directory created with other settings, another dataset
   or another model is refused, with the differences listed.
 
-When every rank is done, rank 0 merges the results (:func:`evolens.store.results.finalize_run`).
+When every rank is done, rank 0 merges the results (:func:`finalize_run`): evaluation, per-token labels, the
+analysis of every item (``items/<id>/analysis.json``), dataset statistics and figures.
 """
 
 from __future__ import annotations
@@ -27,14 +28,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from evolens.analysis.params import DetectorParams
 from evolens.api import LVLM
 from evolens.data.items import DataItem, Dataset
-from evolens.data.stats import LayerDetector, Unit
+from evolens.data.stats import Unit
 from evolens.data.text import MethodName, TextTools
 from evolens.errors import DatasetError, SettingsError
 from evolens.models.inputs import load_image
 from evolens.parallel import DistInfo, barrier, dist_info, process_group, rank_device
-from evolens.store.results import finalize_run
+from evolens.store import results as merge
+from evolens.store.results import AUTO, DetectorChoice, coerce_params
 from evolens.store.run import RunDirectory, dataset_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -197,9 +200,11 @@ def run(
     trust_remote_code: bool = False,
     merge: bool = True,
     method: MethodName = "auto",
-    layer_detector: LayerDetector | None = None,
+    layer_detector: DetectorChoice = AUTO,
+    detector_params: DetectorParams | dict[str, Any] | None = None,
     unit: Unit = "first_token",
     merge_metrics: bool = True,
+    figures: bool = True,
     progress: bool | Progress = True,
     dist_timeout_s: float = 24 * 3600.0,
 ) -> RunSummary:
@@ -222,9 +227,14 @@ def run(
             over a node's GPUs — one process per node).
         merge: Merge the results when the run is complete (rank 0).
         method: Text tools for the benchmark evaluation: ``"auto"``, ``"exact"`` or ``"fallback"``.
-        layer_detector: Per-token critical/mutation layers for the dataset statistics (``Trace -> TokenLayers``).
+        layer_detector: Per-token critical/mutation layers for the dataset statistics: ``"auto"`` (default) runs
+            :func:`evolens.analysis.analyze_trace` on every item and writes its ``analysis.json`` (see
+            :func:`finalize_run`); a function ``Trace -> TokenLayers``; or ``None`` (no analysis, no statistics).
+        detector_params: Parameters of the ``"auto"`` detector (a :class:`~evolens.analysis.DetectorParams` or its
+            dict); part of the run's configuration (``config.analysis.params``). Default: ``DetectorParams()``.
         unit: Unit of the hallucinated-vs-grounded statistics.
         merge_metrics: Write the merged long table too.
+        figures: Draw the dataset figures into ``results/figures`` (PNG and SVG).
         progress: Show a progress bar (rank 0 only), or a :class:`Progress` to report to.
         dist_timeout_s: How long ranks wait for each other at barriers.
 
@@ -241,6 +251,7 @@ def run(
         raise SettingsError(f"unit must be 'first_token' or 'all_tokens', got {unit!r}")
     if merge:
         TextTools(method)  # refuses an unknown method, or "exact" without the data, before any tracing
+    params = coerce_params(detector_params) or DetectorParams()
     info = dist_info()
     items = _select(dataset, limit)
     trace_options = {
@@ -266,10 +277,15 @@ def run(
         },
         "trace": trace_options,
         "save": {"hidden_states": hidden_states, "batch_size": batch_size},
+        "analysis": {"params": params.to_dict()},
     }
     run_dir = RunDirectory(out_dir)
     if run_dir.exists():  # cheap refusal before an expensive model load
-        run_dir.check_config(config, only=["dataset", "trace", "save"])
+        if "analysis" not in run_dir.read_manifest()["config"]:
+            del config[
+                "analysis"
+            ]  # a run created before detector parameters were recorded: nothing to compare
+        run_dir.check_config(config, only=[k for k in config if k != "model"])
     load_options = {
         "dtype": dtype,
         "device_map": device_map,
@@ -279,6 +295,8 @@ def run(
     }
     lvlm = _load_model(model, info, device, load_options)
     model_info = lvlm.model_info()
+    if layer_detector == AUTO:
+        params.check_depth(model_info.n_layers)  # before hours of tracing, not at the merge
     config["model"] = {
         "weights_hash": model_info.weights_hash,
         "family": model_info.family,
@@ -323,11 +341,53 @@ def run(
                 run_dir.root,
                 method=method,
                 layer_detector=layer_detector,
+                detector_params=params,
                 unit=unit,
                 merge_metrics=merge_metrics,
+                figures=figures,
             )
             summary = RunSummary(**{**summary.__dict__, "results": results})
     return summary
+
+
+def finalize_run(
+    run_dir: str | Path,
+    *,
+    method: MethodName = "auto",
+    layer_detector: DetectorChoice = AUTO,
+    detector_params: DetectorParams | dict[str, Any] | None = None,
+    unit: Unit = "first_token",
+    n_bootstrap: int = 1000,
+    merge_metrics: bool = True,
+    figures: bool = True,
+) -> dict[str, Any]:
+    """Merge a run whose items are all finished or failed into ``results/``, reading only stored traces.
+
+    Evaluates every response with the benchmark's rules, labels the tokens, analyses every item (the default
+    ``layer_detector="auto"``: :func:`evolens.analysis.analyze_trace` with the run's detector parameters, written
+    to ``items/<id>/analysis.json``; answers too short for a layer baseline of their own get the run's, see
+    :mod:`evolens.store.results`), writes the layer statistics, the analyses' dataset summary and, with
+    ``figures``, the dataset figures (``results/figures``, PNG and SVG). Deterministic: merging again gives the
+    same files. Arguments as :func:`evolens.store.results.finalize_run`.
+
+    Returns:
+        The summary written to ``results/summary.json``.
+    """
+    writer = None
+    if figures:
+        from evolens.report.figures import write_summary_figures
+
+        writer = write_summary_figures
+    return merge.finalize_run(
+        run_dir,
+        method=method,
+        layer_detector=layer_detector,
+        detector_params=detector_params,
+        unit=unit,
+        n_bootstrap=n_bootstrap,
+        merge_metrics=merge_metrics,
+        figure_writer=writer,
+    )
 
 
 def _trace_shard(

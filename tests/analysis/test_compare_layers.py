@@ -12,6 +12,7 @@ from evolens.analysis import (
     count_hallucinations,
     default_keep_last,
     item_layers,
+    mention_spans,
     mentions,
     similarity,
     skip_presets,
@@ -41,6 +42,9 @@ def test_similarity_and_diff() -> None:
 def test_mentions_and_hallucination_counts() -> None:
     text = "A Dog and two dogs near the traffic  light; a bus. Dogma is not a dog word."
     assert mentions(text, ["dog", "traffic light", "bus", "cat"]) == {"dog": 3, "traffic light": 1, "bus": 1}
+    spans = mention_spans(text, ["dog", "traffic light"])
+    assert [text[a:b] for a, b, w in spans if w == "dog"] == ["Dog", "dogs", "dog"]
+    assert [text[a:b] for a, b, w in spans if w == "traffic light"] == ["traffic  light"]
     ann = Annotations.of(ground_truth=["Dog", "bus"], hallucination=["cat", "frisbee", "traffic light"])
     original = count_hallucinations("a dog with a cat and a frisbee", ann)
     assert original.hallucinated == ["cat", "frisbee"] and original.n_hallucinated == 2

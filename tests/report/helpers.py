@@ -49,3 +49,36 @@ def data_block(html: str) -> dict:
 def script_blocks(html: str) -> list[str]:
     """Everything between <script ...> and </script> (what the HTML parser treats as script content)."""
     return re.findall(r"<script\b[^>]*>(.*?)</script>", html, flags=re.S | re.I)
+
+
+def synthetic_analysis(trace: Trace, critical: list[int], mutations: list[list[int]]):
+    """A :class:`TraceAnalysis` of ``trace`` with the given stage critical layers (-1: none) and mutation layers;
+    the probability-based critical layer is one layer earlier, the JSD-based one equal (known answers for the
+    report, independent of the tiny model's flat profiles)."""
+    import numpy as np
+
+    from evolens.analysis import DetectorParams, TraceAnalysis
+    from evolens.analysis.detectors import Mutation
+
+    n = trace.n_steps
+    assert len(critical) == n and len(mutations) == n
+    crit = np.array(critical, dtype=np.int64)
+    top1 = trace.metrics.topk_ids[..., 0]
+    muts = [
+        [Mutation(m, 0.25, 6.5, True, True, int(top1[m - 1, step]), int(top1[m, step])) for m in layers]
+        for step, layers in enumerate(mutations)
+    ]
+    return TraceAnalysis(
+        item_id=trace.item_id,
+        n_layers=trace.n_layers,
+        params=DetectorParams(),
+        tokens=list(trace.tokens),
+        token_ids=trace.generated_ids.numpy().astype(np.int64),
+        is_eos=np.zeros(n, dtype=bool),
+        critical_layer_prob=np.where(crit > 0, crit - 1, crit),
+        critical_layer_jsd=crit.copy(),
+        critical_layer=crit,
+        mutations=muts,
+        rapid_jsd=np.full(n, np.nan),
+        plateau_jsd=np.full(n, np.nan),
+    )

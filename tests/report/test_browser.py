@@ -16,6 +16,7 @@ import pytest
 
 from evolens.report import write_report
 from evolens.report.payload import TOP1_SERIES
+from evolens.trace import Trace
 
 from .helpers import EVIL, hostile
 
@@ -157,3 +158,70 @@ def test_a_missing_browser_fails_in_ci_and_skips_visibly_elsewhere(monkeypatch, 
     monkeypatch.delenv("EVOLENS_REQUIRE_BROWSER")
     with pytest.raises(pytest.skip.Exception, match="EVOLENS_REQUIRE_BROWSER=1"):
         _browser_or_skip()
+
+
+@pytest.mark.browser
+def test_run_report_colouring_toggle_and_token_analysis(
+    browser_context, analysed_run: Path, tmp_path: Path
+) -> None:
+    path = write_report(tmp_path / "run.html", analysed_run)
+    n_layers = Trace.load(analysed_run / "items" / "1").n_layers
+    page = browser_context.new_page()
+    problems: list[str] = []
+    requests: list[str] = []
+    dialogs: list[str] = []
+    page.on(
+        "console",
+        lambda msg: problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None,
+    )
+    page.on("pageerror", lambda err: problems.append(f"page error: {err}"))
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(path.as_uri())
+    page.wait_for_selector("body[data-ready='1']", timeout=10_000)
+
+    controls = page.locator(".controls").inner_text()
+    assert "labelled hallucinated by the benchmark evaluation" in controls
+    assert "the analysis detected a mutation layer" in controls
+
+    # coloured by critical layer by default; the toggle switches to the stages across layers and back
+    token = page.locator("#item-0 .tok[data-step='0']")
+    buttons = page.locator("button.colour-toggle")
+    assert buttons.count() == 2
+    assert (
+        page.locator("button.colour-toggle[data-series='critical layer']").get_attribute("aria-pressed")
+        == "true"
+    )
+    assert token.evaluate("el => el.style.background").startswith("rgb(")
+    page.locator("button.colour-toggle[data-series='stages']").click()
+    assert "linear-gradient" in token.evaluate("el => el.style.background")
+    assert page.locator("#series").input_value() == "stages"
+    assert "rapid evolution" in page.locator("#scale").inner_text()
+    assert "mutation layers: 4" in (token.get_attribute("title") or "")
+    page.locator("button.colour-toggle[data-series='critical layer']").click()
+    assert token.evaluate("el => el.style.background").startswith("rgb(")
+
+    # a click shows the token's critical layers, its mutation and its stage bar
+    token.click()
+    panel = page.locator("#item-0 .detail .panel.analysis")
+    panel.wait_for(state="visible")
+    facts = panel.locator("table.facts").inner_text()
+    assert "critical layer (stages, jsd-based)\tlayer 2" in facts
+    assert "critical layer, probability-based\tlayer 1" in facts and "agree" in facts
+    assert "mutation layers\t4" in facts and "mutation 4" in facts
+    assert "layer 4: JSD spike + top-1 flip" in panel.locator("ul.mutations").inner_text()
+    assert panel.locator("svg.stage-bar rect").count() == n_layers + 1
+    assert page.locator("#item-0 .detail svg.curves line.crit-mark").count() == 1
+    assert page.locator("#item-0 .detail svg.curves line.mut-mark").count() == 1
+    assert page.locator("#item-0 .detail .eval-label").inner_text().startswith("evaluation: ")
+    page.locator("#item-0 .tok[data-step='1']").click()
+    assert "critical layer (stages, jsd-based)\tnot found" in panel.locator("table.facts").inner_text()
+    assert "none detected" in panel.locator("table.facts").inner_text()
+
+    page.locator("#item-1 .tok[data-step='0']").click()  # the second item keeps its own (real) analysis
+    page.locator("#item-1 .detail .panel.analysis").wait_for(state="visible")
+
+    page.screenshot(path=str(tmp_path / "run.png"), full_page=True)
+    assert dialogs == [] and problems == []
+    assert requests == [path.as_uri()], "the report reached for something besides itself"
+    page.close()

@@ -243,7 +243,8 @@ def test_summary_lists_statistics_and_links_every_item(tiny_run) -> None:
     assert 'id="item-0"' in html and 'id="item-1"' in html
     assert f"<tr><th>generated tokens</th><td>{sum(t.n_steps for t in traces)}</td></tr>" in html
     assert "<tr><th>CHAIR_i</th><td>0.25</td></tr>" in html
-    assert html.count('src="data:image/png;base64,') >= 2 + 2  # two item images, two summary figures
+    assert html.count('src="data:image/png;base64,') == 2  # the two item images
+    assert html.count('src="data:image/svg+xml;base64,') == 2  # the two summary figures, drawn as SVG
 
 
 def test_write_report_is_atomic_and_checks_the_suffix(tiny_run, tmp_path: Path) -> None:

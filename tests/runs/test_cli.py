@@ -102,3 +102,43 @@ def test_eval_a_responses_file_in_amber_format(tmp_path: Path, capsys: pytest.Ca
     assert code == 0
     assert "CHAIR 33.3  Cover 85.7  Hal 66.7  Cog 33.3" in out
     assert "accuracy 60.0  precision 100.0  recall 66.7  F1 80.0" in out
+
+
+def test_detector_options(tmp_path: Path, tiny_llava_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_folder(tmp_path / "imgs", n=1)
+    out = tmp_path / "run"
+    base = [
+        "run",
+        str(tiny_llava_dir),
+        "-d",
+        "folder",
+        "-r",
+        str(data),
+        "-p",
+        "describe this image",
+        "-o",
+        str(out),
+    ]
+    base += ["--device", "cpu", "--max-new-tokens", "2"]
+    assert main([*base, "--detector-param", "first_layer=2", "--detector-param", "mutation-rule=jsd"]) == 0
+    assert "analysis of 2 tokens from 1 items" in capsys.readouterr().out
+    params = json.loads((out / "run.json").read_text())["config"]["analysis"]["params"]
+    assert params["first_layer"] == 2 and params["mutation_rule"] == "jsd"
+    analysis = json.loads(next((out / "items").iterdir()).joinpath("analysis.json").read_text())
+    assert analysis["data"]["params"]["mutation_rule"] == "jsd"
+    # evolens eval re-analyses with other parameters; --detector none drops the statistics.
+    assert main(["eval", str(out), "--method", "fallback", "--detector-param", "first_layer=1"]) == 0
+    summary = json.loads((out / "results" / "summary.json").read_text())
+    assert (
+        summary["analysis"]["params"]["first_layer"] == 1
+        and summary["analysis"]["params"]["mutation_rule"] == "jsd"
+    )
+    capsys.readouterr()
+    assert main(["eval", str(out), "--method", "fallback", "--detector", "none", "--no-figures"]) == 0
+    assert json.loads((out / "results" / "summary.json").read_text())["statistics"] is None
+    for bad, message in ((["--detector-param", "first_layers=2"], "unknown detector parameter"),
+                         (["--detector-param", "first_layer"], "KEY=VALUE"),
+                         (["--detector-param", "prob_rel=2"], "prob_rel must be")):  # fmt: skip
+        assert main(["eval", str(out), *bad]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1

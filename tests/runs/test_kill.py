@@ -1,4 +1,5 @@
-"""``kill -9`` at any moment, run again: the finished run equals an uninterrupted one (real subprocesses)."""
+"""``kill -9`` at any moment — tracing, writing an item, merging the analyses — run again: the finished run equals an
+uninterrupted one (real subprocesses)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,19 @@ elif mode == "die-while-writing":  # SIGKILL ourselves with an item half written
             os.kill(os.getpid(), signal.SIGKILL)
         return path
     run_module.save_trace = dying_save
+elif mode == "die-while-analysing":  # every item traced; SIGKILL while the merge writes the 2nd analysis.json
+    from pathlib import Path
+    from evolens.analysis import io as analysis_io
+    real_write = analysis_io.atomic_write_text
+    calls = {"n": 0}
+    def dying_write(path, text):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            target = Path(path)
+            (target.parent / f".{target.name}.tmp-{os.getpid()}-killed").write_text(text[: len(text) // 2])
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_write(path, text)
+    analysis_io.atomic_write_text = dying_write
 
 evolens.run(model, evolens.ImageFolder(data, "describe this image"), out, max_new_tokens=3, batch_size=2,
             device="cpu", progress=False)
@@ -88,11 +102,22 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(
     assert any(p.name.startswith(".") for p in (out / "items").iterdir()), "expected a half-written item"
     assert not (out / "results").exists()
 
-    # 3. The same call again (here, in this process) finishes the run.
+    # 3. Killed while the finished run is merged (analyses half written, no results/).
+    proc = _start(script, "die-while-analysing", tiny_llava_dir, data, out)
+    proc.wait(timeout=240)
+    assert proc.returncode == -signal.SIGKILL
+    assert list(RunDirectory(out).status().values()).count("pending") == 0
+    items = [p for p in (out / "items").iterdir() if not p.name.startswith(".")]
+    assert sum((p / "analysis.json").is_file() for p in items) == 1
+    assert any(q.name.startswith(".analysis.json.tmp-") for p in items for q in p.iterdir())
+    assert not (out / "results").exists()
+
+    # 4. The same call again (here, in this process) finishes the run.
     dataset = ImageFolder(data, "describe this image")
     options = {"max_new_tokens": 3, "batch_size": 2, "device": "cpu", "progress": False}
     resumed = evolens.run(tiny_llava, dataset, out, **options)
-    assert resumed.n_skipped >= first + 1 and resumed.n_traced + resumed.n_skipped + resumed.n_failed == 8
+    assert resumed.n_skipped == 8 and resumed.n_traced == 0
+    assert all((p / "analysis.json").is_file() for p in items)
     status = RunDirectory(out).status()
     assert list(status.values()).count("done") == 7 and list(status.values()).count("failed") == 1
 

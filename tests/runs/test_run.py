@@ -77,7 +77,9 @@ def test_folder_run_layout_failures_and_results(tmp_path: Path, tiny_llava) -> N
     metrics = results.metrics(columns=["item", "step", "layer", "prob", "label"])
     assert len(metrics) == 4 * 3 * (trace.n_layers + 1)
     assert results.summary()["done"] == 4 and results.summary()["failed"] == 1
-    assert results.statistics() is None
+    assert (
+        results.statistics() is not None and results.analysis("a/img0.png") is not None
+    )  # analysed by default
     assert results.trace("b/img1.png").text == items.loc[3, "text"]
     with pytest.raises(StoreError, match="has no trace"):
         results.trace("b/broken.png")
@@ -176,8 +178,8 @@ def test_labels_and_layer_statistics_end_to_end(tmp_path: Path, tiny_llava) -> N
     assert stats is not None and stats.all_tokens.n_tokens == int((~tokens["is_eos"]).sum())
     assert stats.hallucinated.n_tokens + stats.grounded.n_tokens == int(labelled["first"].sum())
     assert summary.results is not None and summary.results["layer_detector"].endswith("_toy_detector")
-    # evolens eval: evaluate again without the detector; statistics disappear, labels stay.
-    again = evolens.finalize_run(tmp_path / "run", method="fallback")
+    # evolens eval: evaluate again without a detector; statistics disappear, labels stay.
+    again = evolens.finalize_run(tmp_path / "run", method="fallback", layer_detector=None)
     assert again["statistics"] is None and not (tmp_path / "run" / "results" / "statistics.json").exists()
     assert evolens.RunResults(tmp_path / "run").tokens()["label"].equals(tokens["label"])
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -288,20 +288,24 @@ def analyze_metrics(
     )
 
 
-def jsd_baseline(traces: Sequence[Trace], params: DetectorParams | None = None) -> np.ndarray:
+def jsd_baseline(traces: Iterable[Trace], params: DetectorParams | None = None) -> np.ndarray:
     """``[L]`` median JSD of each transition over every token (EOS left out) of ``traces``: a dataset-wide layer
-    baseline for :func:`analyze_trace` (useful for short answers, whose own traces are too short for one)."""
+    baseline for :func:`analyze_trace` (useful for short answers, whose own traces are too short for one).
+
+    ``traces`` may be any iterable, e.g. a generator loading one stored trace at a time: only the ``[L, T]`` JSD
+    columns are kept."""
     params = params or DetectorParams()
-    if not traces:
-        raise SettingsError("give at least one trace")
-    depths = {t.n_layers for t in traces}
-    if len(depths) != 1:
-        raise SettingsError(f"traces come from models of different depths {sorted(depths)}")
     columns = []
+    depths: set[int] = set()
     for trace in traces:
+        depths.add(trace.n_layers)
+        if len(depths) != 1:
+            raise SettingsError(f"traces come from models of different depths {sorted(depths)}")
         jsd = trace.jsd(params.jsd_reduction).double().numpy()
         keep = trace.n_steps - 1 if trace.stop_reason == "eos" and trace.n_steps > 1 else trace.n_steps
         columns.append(jsd[:, :keep])
+    if not columns:
+        raise SettingsError("give at least one trace")
     return np.median(np.concatenate(columns, axis=1), axis=1)
 
 

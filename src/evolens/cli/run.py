@@ -89,11 +89,13 @@ def _dataset(
 
 
 def _detector(spec: str | None) -> Any:
-    if spec is None:
+    if spec is None or spec.lower() == "none":
         return None
+    if spec.lower() == "auto":
+        return "auto"
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise SettingsError(f"--detector must be 'module:function', got {spec!r}")
+        raise SettingsError(f"--detector must be 'auto', 'none' or 'module:function', got {spec!r}")
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
@@ -127,9 +129,42 @@ InstancesOpt = Annotated[Path | None, typer.Option(help="coco: instances_val2014
 SynonymsOpt = Annotated[Path | None, typer.Option(help="coco: CHAIR's synonyms.txt")]
 MethodOpt = Annotated[str, typer.Option(help="Text tools for evaluation: auto, exact or fallback")]
 DetectorOpt = Annotated[
-    str | None,
-    typer.Option(help="Per-token layer detector 'module:function' (Trace -> TokenLayers) for statistics"),
+    str,
+    typer.Option(
+        help="Per-token layer detector: auto (evolens.analysis, writes items/<id>/analysis.json), none, or "
+        "'module:function' (Trace -> TokenLayers)"
+    ),
 ]
+DetectorParamOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--detector-param",
+        help="A detector parameter of the auto detector, KEY=VALUE (repeat; e.g. first_layer=2, mutation_rule=jsd)",
+    ),
+]
+FiguresOpt = Annotated[bool, typer.Option(help="Draw the dataset figures into results/figures (PNG, SVG)")]
+
+
+def _detector_params(entries: list[str] | None, base: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """``KEY=VALUE`` pairs over ``base``, as a dict; values are read as JSON (numbers, true/false) or else kept as
+    text."""
+    if not entries:
+        return None
+    params: dict[str, Any] = dict(base or {})
+    for entry in entries:
+        key, sep, raw = entry.partition("=")
+        if not sep or not key.strip():
+            raise SettingsError(f"--detector-param must be KEY=VALUE, got {entry!r}")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        params[key.strip().replace("-", "_")] = value
+    from evolens.analysis import DetectorParams
+
+    return DetectorParams.from_dict(params).to_dict()  # refuses unknown keys and bad values now
+
+
 UnitOpt = Annotated[str, typer.Option(help="Statistics unit: first_token or all_tokens")]
 
 
@@ -166,14 +201,19 @@ def run_command(
     allow_pickle: Annotated[bool, typer.Option(help="Accept pickle-only checkpoints (unsafe)")] = False,
     trust_remote_code: Annotated[bool, typer.Option(help="Run code shipped with the checkpoint")] = False,
     method: MethodOpt = "auto",
-    detector: DetectorOpt = None,
+    detector: DetectorOpt = "auto",
+    detector_param: DetectorParamOpt = None,
     unit: UnitOpt = "first_token",
     merge_metrics: Annotated[bool, typer.Option(help="Write the merged long table")] = True,
+    figures: FiguresOpt = True,
 ) -> None:
     """Trace a whole dataset into a run directory: resumable, sharded under torchrun, evaluated at the end.
 
+    Every item is analysed when the run is merged (items/<id>/analysis.json, results/statistics.json, figures).
+
     Examples:
       evolens run llava-hf/llava-1.5-7b-hf -d amber -r AMBER/data -o runs/amber
+      evolens run MODEL -d pope -r val2014 --questions pope.json -o runs/pope --detector-param mutation_rule=jsd
       torchrun --nproc-per-node 4 --no-python evolens run MODEL -d pope -r val2014 --questions pope.json -o runs/pope
     """
     import evolens
@@ -213,8 +253,10 @@ def run_command(
         trust_remote_code=trust_remote_code,
         method=method,  # type: ignore[arg-type]
         layer_detector=layer_detector,
+        detector_params=_detector_params(detector_param),
         unit=unit,  # type: ignore[arg-type]
         merge_metrics=merge_metrics,
+        figures=figures,
         progress=RichProgress() if dist_info().is_main else False,
     )
     rate = summary.items_per_s
@@ -239,6 +281,8 @@ def _print_results(results: dict[str, Any], out_dir: Path) -> None:
     for line in results.get("evaluation_lines") or []:
         out.print(line, markup=False, highlight=False, soft_wrap=True)
     for line in results.get("statistics") or []:
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    for line in (results.get("analysis") or {}).get("summary_lines") or []:
         out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
@@ -284,9 +328,17 @@ def _read_responses(path: Path) -> dict[str, str]:
 def eval_command(
     target: Annotated[Path | None, typer.Argument(help="A run directory (omit with --responses)")] = None,
     method: MethodOpt = "auto",
-    detector: DetectorOpt = None,
+    detector: DetectorOpt = "auto",
+    detector_param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--detector-param",
+            help="Change a parameter of the auto detector, KEY=VALUE (repeat); the others stay the run's",
+        ),
+    ] = None,
     unit: UnitOpt = "first_token",
     merge_metrics: Annotated[bool, typer.Option(help="Rewrite the merged long table too")] = True,
+    figures: FiguresOpt = True,
     responses: Annotated[
         Path | None, typer.Option(help="Evaluate a responses file instead ({id, response} list or JSONL)")
     ] = None,
@@ -305,10 +357,11 @@ def eval_command(
         Path | None, typer.Option("--json", help="Also write the evaluation as JSON here")
     ] = None,
 ) -> None:
-    """Evaluate a run directory again (new text method or layer detector), or a file of responses.
+    """Evaluate a run directory again (new text method, detector or detector parameters), or a file of responses.
 
     Examples:
       evolens eval runs/amber --method exact
+      evolens eval runs/pope --detector-param mutation_rule=jsd --detector-param first_layer=2
       evolens eval --responses answers.json -d amber -r AMBER/data --queries query_all.json
     """
     from evolens.store.atomic import atomic_write_text
@@ -339,14 +392,18 @@ def eval_command(
         return
     if target is None:
         raise SettingsError("give a run directory, or --responses FILE with --dataset and --root")
-    from evolens.store.results import finalize_run
+    from evolens.runner import finalize_run
+    from evolens.store.results import detector_params_of
 
+    base = detector_params_of(target).to_dict() if detector_param else None
     results = finalize_run(
         target,
         method=method,  # type: ignore[arg-type]
         layer_detector=_detector(detector),
+        detector_params=_detector_params(detector_param, base),
         unit=unit,  # type: ignore[arg-type]
         merge_metrics=merge_metrics,
+        figures=figures,
     )
     _print_results(results, target)
     if json_out is not None:

@@ -128,7 +128,7 @@ def report(
 ) -> None:
     """Write ONE self-contained HTML report (no network; open it by double-click) for saved traces.
 
-    Per item: the image, the generated text with every token coloured by a per-token layer and marked where a flag says so; click a token for its candidates' probability curves, its JSD column and a logit-lens grid; the adjacent-layer JSD heatmap. A summary with the dataset statistics links to every item.
+    Per item: the image, the generated text with every token coloured by its critical layer or stages (or another per-token value) and marked where a mutation layer was detected or the evaluation labelled it; click a token for its critical layers, mutations and stage bar, its candidates' probability curves, its JSD column and a logit-lens grid; the adjacent-layer JSD heatmap; skip and geometry results found beside a trace. A summary with the run's evaluation, layer statistics and figures links to every item.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -142,7 +142,7 @@ def report(
         task = bar.add_task("items", total=total)
         written = write_report(
             out_file,
-            dirs,
+            paths,  # run directories are read whole: items in run order, results, analyses
             extras=item_extras,
             summary=summary,
             title=title,

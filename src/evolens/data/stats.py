@@ -32,6 +32,7 @@ from evolens.errors import SettingsError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from evolens.analysis.trace_analysis import TraceAnalysis
     from evolens.trace import Trace
 
 Unit = Literal["first_token", "all_tokens"]
@@ -46,19 +47,25 @@ class TokenLayers:
         mutations: The step's mutation layers, ascending (empty: none detected).
         scores: Optional continuous strength of the step's mutation (higher = stronger), for an AUROC that does not
             depend on the detector's threshold.
+        critical_prob, critical_jsd: Optional probability- and JSD-based critical layers (``None`` entries: not
+            found), when the detector computes both (``evolens.analysis`` does).
     """
 
     critical: list[int | None]
     mutations: list[list[int]]
     scores: list[float] | None = None
+    critical_prob: list[int | None] | None = None
+    critical_jsd: list[int | None] | None = None
 
     def __post_init__(self) -> None:
         if len(self.mutations) != len(self.critical):
             raise SettingsError(
                 f"TokenLayers: {len(self.critical)} critical layers but {len(self.mutations)} mutation lists"
             )
-        if self.scores is not None and len(self.scores) != len(self.critical):
-            raise SettingsError(f"TokenLayers: {len(self.critical)} steps but {len(self.scores)} scores")
+        for name in ("scores", "critical_prob", "critical_jsd"):
+            values = getattr(self, name)
+            if values is not None and len(values) != len(self.critical):
+                raise SettingsError(f"TokenLayers: {len(self.critical)} steps but {len(values)} {name}")
 
     @property
     def n_steps(self) -> int:
@@ -71,18 +78,35 @@ class TokenLayers:
         mutations: Sequence[Sequence[int]],
         *,
         scores: Sequence[float] | Any | None = None,
+        critical_prob: Sequence[int] | Any | None = None,
+        critical_jsd: Sequence[int] | Any | None = None,
         not_found: int = -1,
     ) -> TokenLayers:
-        """From a detector's arrays, where ``not_found`` (default -1) marks a token without a critical layer.
+        """From a detector's arrays, where ``not_found`` (default -1) marks a token without a critical layer
+        (:meth:`from_analysis` adapts an ``evolens.analysis.TraceAnalysis``)."""
 
-        For instance, with ``evolens.analysis``: ``a = analyze_trace(trace); TokenLayers.from_arrays(
-        a.critical_layer, a.mutation_layers, scores=[max((m.ratio for m in ms), default=0.0) for ms in
-        a.mutations])``.
-        """
+        def layers(values: Any) -> list[int | None]:
+            return [None if int(c) == not_found else int(c) for c in values]
+
         return cls(
-            [None if int(c) == not_found else int(c) for c in critical],
+            layers(critical),
             [sorted(int(x) for x in m) for m in mutations],
             [float(x) for x in scores] if scores is not None else None,
+            layers(critical_prob) if critical_prob is not None else None,
+            layers(critical_jsd) if critical_jsd is not None else None,
+        )
+
+    @classmethod
+    def from_analysis(cls, analysis: TraceAnalysis) -> TokenLayers:
+        """From an :class:`evolens.analysis.TraceAnalysis`: its stage critical layer (``critical_layer``), every
+        mutation layer, both critical layers, and as score the strongest mutation's JSD ratio to the plateau
+        (0 without a mutation; infinite when the plateau's median JSD is 0)."""
+        return cls.from_arrays(
+            analysis.critical_layer,
+            analysis.mutation_layers,
+            scores=[max((m.ratio for m in ms), default=0.0) for ms in analysis.mutations],
+            critical_prob=analysis.critical_layer_prob,
+            critical_jsd=analysis.critical_layer_jsd,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,10 +114,16 @@ class TokenLayers:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TokenLayers:
+        def layers(key: str) -> list[int | None] | None:
+            values = data.get(key)
+            return None if values is None else [None if c is None else int(c) for c in values]
+
         return cls(
             [None if c is None else int(c) for c in data["critical"]],
             [[int(x) for x in m] for m in data["mutations"]],
             [float(s) for s in data["scores"]] if data.get("scores") is not None else None,
+            layers("critical_prob"),
+            layers("critical_jsd"),
         )
 
 

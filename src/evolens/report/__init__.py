@@ -9,11 +9,23 @@
         extras={"dog": {"token_values": {"critical layer": [...]}, "token_flags": {"hallucinated": [...]}}},
     )
 
-See :func:`build_report` for the options and :mod:`evolens.report.extras` for what later stages can add.
+A run directory is read whole: items in run order, its evaluation, statistics and analyses, and the ``analysis.json``
+/ ``skip.json`` / ``geometry.json`` beside each trace. See :func:`build_report` for the options,
+:mod:`evolens.report.extras` for what later stages can add, and :mod:`evolens.report.figures` for a run's dataset
+figures (written into ``results/figures`` by :func:`evolens.finalize_run`).
 """
 
 from evolens.report.build import build_report, collect_trace_dirs, write_report
 from evolens.report.escape import json_for_script
+from evolens.report.figures import summary_figures, write_summary_figures
 from evolens.report.payload import first_stable_top1_layer
 
-__all__ = ["build_report", "collect_trace_dirs", "first_stable_top1_layer", "json_for_script", "write_report"]
+__all__ = [
+    "build_report",
+    "collect_trace_dirs",
+    "first_stable_top1_layer",
+    "json_for_script",
+    "summary_figures",
+    "write_report",
+    "write_summary_figures",
+]

@@ -1,9 +1,14 @@
 """Build the self-contained HTML report of a run: one file, no network, opened by double-click.
 
-Layout: a run summary (dataset statistics, summary figures, a table linking every item), then one section per item
-(image, prompt, generated text with coloured and flagged tokens; a click on a token shows its candidates'
-probability curves, its JSD column and a logit-lens grid; the adjacent-layer JSD heatmap; optional layer-skipping,
-geometry, figure and table sections added by later stages).
+Layout: a run summary (dataset statistics, summary figures, a table linking every item; for a run directory also
+its evaluation scores, layer statistics of hallucinated vs grounded tokens, the analyses' summary and its dataset
+figures), then one section per item (image, prompt, generated text with tokens coloured by critical layer or stage
+and marked where a mutation layer was found or the evaluation labelled them; a click on a token shows its critical
+layers, mutations and stage bar, its candidates' probability curves, its JSD column and a logit-lens grid; the
+adjacent-layer JSD heatmap; the evaluation; layer-skipping, geometry, figure and table sections).
+
+A run directory is read whole: the items in run order, ``results/`` (labels, evaluation, statistics) and the files
+beside each trace (``analysis.json``, ``skip.json``, ``geometry.json``; see :mod:`evolens.report.runs`).
 
 Untrusted strings (model outputs, prompts, dataset fields, file names) go through :mod:`evolens.report.escape`:
 HTML-escaped in the markup, and script-safe JSON in the data block, which the page's script only ever writes with
@@ -29,8 +34,9 @@ import torch
 from evolens import __version__
 from evolens.errors import SettingsError, StoreError
 from evolens.report import extras as ex
+from evolens.report import items as it
 from evolens.report.escape import json_for_script, text
-from evolens.report.media import figure_uri, image_uri, trace_image
+from evolens.report.media import image_uri, trace_image
 from evolens.report.payload import (
     JSD_SCALE,
     PROB_SCALE,
@@ -39,6 +45,8 @@ from evolens.report.payload import (
     first_stable_top1_layer,
     trace_payload,
 )
+from evolens.report.runs import RunContext, is_run_dir, load_run, read_item_files
+from evolens.report.sections import analysis_block, cell, evaluation_block, gallery, run_section, tables
 from evolens.store.atomic import atomic_write_text
 from evolens.trace import Trace
 from evolens.viz.style import cmap_hex
@@ -98,25 +106,66 @@ def collect_trace_dirs(paths: Iterable[str | Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def _iter_traces(sources: Sequence[TraceSource]) -> Iterator[Trace]:
+@dataclass(frozen=True)
+class _Source:
+    """One item to report: a trace (or its directory) and the run it belongs to, if any."""
+
+    trace: Trace | Path
+    run: RunContext | None = None
+
+
+def _iter_traces(sources: Sequence[_Source]) -> Iterator[tuple[_Source, Trace]]:
     for source in sources:
-        yield source if isinstance(source, Trace) else Trace.load(source)
+        yield source, source.trace if isinstance(source.trace, Trace) else Trace.load(source.trace)
 
 
-def _resolve_sources(traces: Iterable[TraceSource] | str | Path) -> list[TraceSource]:
-    if isinstance(traces, str | Path):
-        return list(collect_trace_dirs([traces]))
-    sources: list[TraceSource] = []
-    for entry in traces:
+def _expand(path: Path, runs: dict[Path, RunContext]) -> list[_Source]:
+    """The items under ``path``: a run directory's finished items in run order (with the run), or the trace
+    directories found under it (attached to their run when they are a run's items)."""
+
+    def run_of(root: Path) -> RunContext:
+        key = root.resolve()
+        if key not in runs:
+            runs[key] = load_run(root)
+        return runs[key]
+
+    if path.is_dir() and is_run_dir(path):
+        context = run_of(path)
+        return [_Source(d, context) for d in context.item_dirs()]
+    sources = []
+    for directory in collect_trace_dirs([path]):
+        root = directory.parent.parent
+        in_run = directory.parent.name == "items" and is_run_dir(root)
+        sources.append(_Source(directory, run_of(root) if in_run else None))
+    return sources
+
+
+def _resolve_sources(traces: Iterable[TraceSource] | str | Path) -> tuple[list[_Source], list[RunContext]]:
+    runs: dict[Path, RunContext] = {}
+    entries: Iterable[TraceSource] = [traces] if isinstance(traces, str | Path) else traces
+    sources: list[_Source] = []
+    for entry in entries:
         if isinstance(entry, Trace):
-            sources.append(entry)
+            sources.append(_Source(entry))
         elif isinstance(entry, str | Path):
-            sources.extend(collect_trace_dirs([entry]))
+            path = Path(entry)
+            if not path.exists():
+                raise StoreError(f"{path} does not exist")
+            sources.extend(_expand(path, runs))
         else:
             raise SettingsError(f"expected Trace objects or directories, got {type(entry).__name__}")
-    if not sources:
+    if not sources and not runs:
         raise SettingsError("no traces given: nothing to report")
-    return sources
+    seen: dict[Path, None] = {}
+    unique = []
+    for source in sources:  # a directory named twice (or inside a run also given) is reported once
+        if isinstance(source.trace, Path):
+            key = source.trace.resolve()
+            if key in seen:
+                continue
+            seen[key] = None
+        unique.append(source)
+    return unique, list(runs.values())
 
 
 # ------------------------------------------------------------------------------------ item sections
@@ -132,6 +181,8 @@ class _Series:
     integral_in_range: bool = True
 
     def observe(self, values: Sequence[Any], n_layers: int) -> None:
+        if self.kind == "stages":
+            return  # drawn from each item's analysis
         for v in values:
             if v is None:
                 continue
@@ -145,7 +196,13 @@ class _Series:
                 self.integral_in_range = False
 
     def to_json(self) -> dict[str, Any]:
-        kind = self.kind if self.kind == "category" else "layer" if self.integral_in_range else "number"
+        kind = (
+            self.kind
+            if self.kind in ("category", "stages")
+            else "layer"
+            if self.integral_in_range
+            else "number"
+        )
         finite = self.min <= self.max
         return {
             "key": self.key,
@@ -158,47 +215,47 @@ class _Series:
         }
 
 
+#: Flags with a fixed mark (the others take the remaining marks in turn).
+FIXED_FLAG_CLASSES = {
+    it.HALLUCINATED_FLAG: "flag-0",
+    it.GROUNDED_FLAG: "flag-grd",
+    it.MUTATION_FLAG: "flag-mut",
+}
+_FLAG_STYLES = {
+    "flag-0": "wavy red underline",
+    "flag-1": "orange underline",
+    "flag-2": "blue double underline",
+    "flag-3": "purple dotted overline",
+    "flag-grd": "green dotted underline",
+    "flag-mut": "purple ▾ above",
+}
+
+
+def flag_classes(flag_names: Sequence[str]) -> dict[str, str]:
+    """The CSS class that marks each flag."""
+    others = [n for n in flag_names if n not in FIXED_FLAG_CLASSES]
+    return {n: FIXED_FLAG_CLASSES.get(n) or f"flag-{1 + others.index(n) % 3}" for n in flag_names}
+
+
 def _token_spans(tokens: Sequence[str], flags: Mapping[str, Sequence[bool]], flag_names: list[str]) -> str:
+    marks = flag_classes(flag_names)
     spans = []
     for step, token in enumerate(tokens):
-        classes = ["tok"] + [f"flag-{flag_names.index(n) % 4}" for n, vals in flags.items() if vals[step]]
+        classes = ["tok"] + [marks[n] for n, vals in flags.items() if vals[step]]
         spans.append(
             f'<span class="{" ".join(classes)}" data-step="{step}" tabindex="0" role="button">{text(token)}</span>'
         )
     return "".join(spans)
 
 
-def _gallery(entries: Sequence[tuple[str, Any]]) -> str:
-    figures = []
-    for title, figure in entries:
-        caption = f"<figcaption>{text(title)}</figcaption>" if title else ""
-        figures.append(
-            f'<figure><img alt="{text(title or "figure")}" src="{figure_uri(figure)}">{caption}</figure>'
-        )
-    return f'<div class="gallery">{"".join(figures)}</div>'
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return text(f"{value:.4g}")
-    return text(value)
-
-
-def _tables(entries: Sequence[Mapping[str, Any]]) -> str:
-    parts = []
-    for entry in entries:
-        if entry["title"]:
-            parts.append(f"<h4>{text(entry['title'])}</h4>")
-        head = "".join(f"<th>{text(c)}</th>" for c in entry["columns"])
-        body = "".join(
-            "<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>" for row in entry["rows"]
-        )
-        parts.append(f'<table class="extra"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
-    return "".join(parts)
-
-
 def _skip_section(
-    tokens: Sequence[str], original_flags: Sequence[bool] | None, variants: Sequence[Mapping[str, Any]]
+    tokens: Sequence[str],
+    original_flags: Sequence[bool] | None,
+    variants: Sequence[Mapping[str, Any]],
+    *,
+    original: Mapping[str, Any] | None = None,
+    figure: Any = None,
+    table: Mapping[str, Any] | None = None,
 ) -> str:
     def render(toks: Sequence[str], flags: Sequence[str | None]) -> str:
         return "".join(
@@ -206,9 +263,14 @@ def _skip_section(
             for t, flag in zip(toks, flags, strict=True)
         )
 
-    first = (
-        [("hallucinated" if f else None) for f in original_flags] if original_flags else [None] * len(tokens)
-    )
+    if original is not None:
+        tokens, first = original["tokens"], original["flags"]
+    else:
+        first = (
+            [("hallucinated" if f else None) for f in original_flags]
+            if original_flags
+            else [None] * len(tokens)
+        )
     rows = [f'<tr><th>original</th><td></td><td class="skip-text">{render(tokens, first)}</td></tr>']
     for v in variants:
         rows.append(
@@ -219,10 +281,13 @@ def _skip_section(
         '<p class="note"><span class="skip-hallucinated">hallucinated</span> · '
         '<span class="skip-corrected">corrected</span></p>'
     )
+    extra = (tables([table]) if table is not None else "") + (
+        gallery([("the paper's Fig. 5 view of these outputs", figure)]) if figure is not None else ""
+    )
     return (
         '<section class="skip-results"><h3>Layer skipping</h3>'
         f'<table class="skip"><thead><tr><th>variant</th><th>layers</th><th>output</th></tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table>{legend}</section>"
+        f"<tbody>{''.join(rows)}</tbody></table>{legend}{extra}</section>"
     )
 
 
@@ -245,6 +310,115 @@ def _image_block(trace: Trace, item_extras: Mapping[str, Any], image_root: Path 
     return f'<figure class="item-image"><img alt="input image" src="{uri}"><figcaption>{caption}</figcaption></figure>'
 
 
+@dataclass
+class _ItemData:
+    """An item's extras, checked and turned into what the page shows."""
+
+    values: dict[str, list[Any]]
+    flags: dict[str, list[bool]]
+    payload: dict[str, Any]
+    notes: list[str]
+    evaluation: dict[str, Any] | None = None
+    annotations: dict[str, Any] | None = None
+    analysis_lines: list[str] = field(default_factory=list)
+    skip: dict[str, Any] | None = None
+    geometry: list[tuple[str, Any]] = field(default_factory=list)
+    geometry_tables: list[dict[str, Any]] = field(default_factory=list)
+    verdict: bool | None = None
+
+
+def _auto_extras(source: _Source, trace: Trace) -> tuple[dict[str, Any], list[str]]:
+    """What the stored files say about an item: beside its trace directory and in its run's results."""
+    found: dict[str, Any] = {}
+    notes: list[str] = []
+    if isinstance(source.trace, Path):
+        files = read_item_files(source.trace, trace.item_id)
+        notes.extend(files.problems)
+        for key in ("analysis", "skip", "geometry"):
+            if getattr(files, key) is not None:
+                found[key] = getattr(files, key)
+    run = source.run
+    if run is not None:
+        labels = run.labels(trace.item_id)
+        if labels is not None and len(labels["label"]) == trace.n_steps:
+            found["labels"] = labels
+        judgement = run.evaluation.item(trace.item_id) if run.evaluation is not None else None
+        if judgement is not None:
+            found["evaluation"] = judgement
+        record = run.records.get(trace.item_id) or {}
+        annotations = {
+            k: v for k, v in (record.get("annotations") or {}).items() if v not in (None, "", [], {})
+        }
+        if annotations:
+            found["annotations"] = annotations
+    return found, notes
+
+
+def _item_data(
+    trace: Trace, auto: Mapping[str, Any], given: Mapping[str, Any], run: RunContext | None
+) -> _ItemData:
+    """Check an item's extras (the given ones win over those read from files) and derive series and flags."""
+    where = f"extras[{trace.item_id!r}]"
+    merged = {**auto, **given}
+    data = _ItemData(values={}, flags={}, payload={}, notes=[])
+    analysis = None
+    if "analysis" in merged:
+        try:
+            analysis = it.coerce_analysis(merged["analysis"], trace, f"{where}.analysis")
+        except SettingsError as err:
+            if "analysis" in given:
+                raise
+            data.notes.append(f"analysis.json was not used: {err}")
+    if analysis is not None:
+        data.values.update(it.analysis_series(analysis))
+        data.values[it.STAGE_SERIES] = [None] * trace.n_steps
+        data.flags[it.MUTATION_FLAG] = [bool(ms) for ms in analysis.mutations]
+        data.payload["analysis"] = it.analysis_payload(analysis)
+        data.payload["extra_vocab"] = sorted(it.analysis_vocab_ids(analysis))
+        run_baseline = ((run.summary or {}).get("analysis") or {}).get("run_baseline_jsd") if run else None
+        data.analysis_lines = it.analysis_facts(analysis, run_baseline)
+    if "labels" in merged:
+        labels = it.coerce_labels(merged["labels"], trace.n_steps, f"{where}.labels")
+        data.flags.update(it.label_flags(labels))
+        data.payload["labels"] = labels
+    if "evaluation" in merged:
+        data.evaluation = ex.evaluation(merged["evaluation"], f"{where}.evaluation")
+        data.verdict = data.evaluation["hallucinated"]
+    if "annotations" in merged:
+        data.annotations = ex.annotation_map(merged["annotations"], f"{where}.annotations")
+    data.values.update(
+        ex.token_series(given.get("token_values", {}), trace.n_steps, f"{where}.token_values", flags=False)
+    )
+    data.flags.update(
+        ex.token_series(given.get("token_flags", {}), trace.n_steps, f"{where}.token_flags", flags=True)
+    )
+    skip = merged.get("skip")
+    if skip is not None:
+        from evolens.experiments.skip import SkipResult
+
+        if isinstance(skip, SkipResult):
+            converted = it.skip_extras(skip)
+            original = skip.variants[0]
+            data.skip = {
+                "variants": ex.skip_variants(converted["skip"], f"{where}.skip"),
+                "original": {"tokens": list(original.tokens), "flags": it.skip_flags(skip)[0]},
+                "figure": converted["skip_figure"],
+                "table": ex.tables([converted["skip_table"]], f"{where}.skip")[0],
+            }
+        else:
+            data.skip = {"variants": ex.skip_variants(skip, f"{where}.skip")}
+    geometry = merged.get("geometry")
+    if geometry is not None:
+        from evolens.geometry import FeatureMap
+
+        if isinstance(geometry, FeatureMap):
+            data.geometry = [("feature map of the stored geometry.json", it.geometry_figure(geometry))]
+            data.geometry_tables = [it.geometry_table(geometry)]
+        else:
+            data.geometry = ex.figure_entries(geometry, f"{where}.geometry")
+    return data
+
+
 def _item_section(
     index: int,
     trace: Trace,
@@ -252,6 +426,7 @@ def _item_section(
     flags: Mapping[str, Sequence[bool]],
     flag_names: list[str],
     image_root: Path | None,
+    data: _ItemData,
 ) -> str:
     meta = [
         ("prompt", trace.prompt),
@@ -260,7 +435,7 @@ def _item_section(
         ("tokens", f"{trace.n_steps} (stopped by {trace.stop_reason})"),
     ]
     meta_html = "".join(f"<dt>{text(k)}</dt><dd>{text(v)}</dd>" for k, v in meta)
-    notes = ex.notes(item_extras.get("notes", []), f"extras[{trace.item_id!r}].notes")
+    notes = data.notes + ex.notes(item_extras.get("notes", []), f"extras[{trace.item_id!r}].notes")
     notes_html = "".join(f'<p class="note">{text(n)}</p>' for n in notes)
     parts = [
         f'<section class="item" id="item-{index}" data-item="{index}">',
@@ -268,10 +443,13 @@ def _item_section(
         notes_html,
         f'<div class="item-head">{_image_block(trace, item_extras, image_root)}<dl class="meta">{meta_html}</dl></div>',
         "<h3>Generated text</h3>",
-        '<p class="hint">Each token is coloured by the series chosen at the top; click a token (or focus it and press '
-        "Enter) for its candidates, its JSD column and the logit-lens grid.</p>",
+        '<p class="hint">Each token is coloured by the series chosen at the top (critical layer or stages when the '
+        "item was analysed); click a token (or focus it and press Enter) for its critical layers, mutations and stage "
+        "bar, its candidates, its JSD column and the logit-lens grid.</p>",
         f'<div class="text" data-item="{index}">{_token_spans(trace.tokens, flags, flag_names)}</div>',
+        analysis_block(data.analysis_lines),
         '<div class="detail" hidden></div>',
+        evaluation_block(data.evaluation, data.annotations),
         "<h3>Adjacent-layer JSD</h3>",
         '<p class="hint">Rows: generated tokens; columns: decoder layers (divergence between a layer\'s input and '
         "output). Click a row to inspect that token.</p>",
@@ -284,18 +462,28 @@ def _item_section(
         f'<div class="heatmap-wrap"><div class="heatmap" data-item="{index}"></div></div>',
     ]
     where = f"extras[{trace.item_id!r}]"
-    if "skip" in item_extras:
-        variants = ex.skip_variants(item_extras["skip"], f"{where}.skip")
-        parts.append(_skip_section(trace.tokens, flags.get("hallucinated"), variants))
-    if "geometry" in item_extras:
-        geometry = ex.figure_entries(item_extras["geometry"], f"{where}.geometry")
-        parts.append(f'<section class="geometry"><h3>Feature geometry</h3>{_gallery(geometry)}</section>')
+    if data.skip is not None:
+        parts.append(
+            _skip_section(
+                trace.tokens,
+                flags.get("hallucinated"),
+                data.skip["variants"],
+                original=data.skip.get("original"),
+                figure=data.skip.get("figure"),
+                table=data.skip.get("table"),
+            )
+        )
+    if data.geometry:
+        parts.append(
+            f'<section class="geometry"><h3>Feature geometry</h3>{gallery(data.geometry)}'
+            f"{tables(data.geometry_tables)}</section>"
+        )
     if "figures" in item_extras:
         figures = ex.figure_entries(item_extras["figures"], f"{where}.figures")
-        parts.append(f'<section class="figures"><h3>Figures</h3>{_gallery(figures)}</section>')
+        parts.append(f'<section class="figures"><h3>Figures</h3>{gallery(figures)}</section>')
     if "tables" in item_extras:
-        tables = ex.tables(item_extras["tables"], f"{where}.tables")
-        parts.append(f'<section class="tables"><h3>Tables</h3>{_tables(tables)}</section>')
+        entries = ex.tables(item_extras["tables"], f"{where}.tables")
+        parts.append(f'<section class="tables"><h3>Tables</h3>{tables(entries)}</section>')
     parts.append("</section>")
     return "".join(parts)
 
@@ -312,8 +500,22 @@ class _RunStats:
     with_image: int = 0
     flagged: Counter[str] = field(default_factory=Counter)
     top1: list[float] = field(default_factory=list)
+    jsd_parts: list[tuple[torch.Tensor, dict[str, list[bool]]]] = field(default_factory=list)
     jsd: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    primary: str | None = None
     rows: list[str] = field(default_factory=list)
+
+    def group_jsd(self, primary: str | None) -> None:
+        """Split every item's ``[L, T]`` JSD into the tokens flagged ``primary`` and the others (or keep all)."""
+        self.primary = primary
+        for jsd, flags in self.jsd_parts:
+            if primary is None:
+                self.jsd.setdefault("all tokens", []).append(jsd)
+                continue
+            mask = torch.tensor(flags.get(primary, [False] * jsd.shape[1]), dtype=torch.bool)
+            self.jsd.setdefault(primary, []).append(jsd[:, mask])
+            self.jsd.setdefault("other tokens", []).append(jsd[:, ~mask])
+        self.jsd_parts = []
 
     def table(self, flag_names: Sequence[str], extra: Mapping[str, Any]) -> list[tuple[str, Any]]:
         """Rows of the statistics table (raw values; the caller escapes them)."""
@@ -360,7 +562,7 @@ class _RunStats:
         groups = {name: values for name, values in groups.items() if values.shape[1]}
         if groups:
             fig = jsd_profile_figure(groups, title="adjacent-layer JSD per decoder layer (mean and IQR)")
-            label = "Mean JSD per decoder layer" + (f", {flag_names[0]} tokens apart" if flag_names else "")
+            label = "Mean JSD per decoder layer" + (f", {self.primary} tokens apart" if self.primary else "")
             figures.append((label, fig))
         return figures
 
@@ -371,31 +573,35 @@ def _summary_section(
     flag_names: list[str],
     summary: Mapping[str, Any],
     summary_figures: bool,
+    runs: Sequence[RunContext],
 ) -> str:
     extra_stats = summary.get("statistics", {})
     if not isinstance(extra_stats, Mapping):
         raise SettingsError("summary['statistics'] must map a name to a value")
     rows = "".join(
-        f"<tr><th>{text(k)}</th><td>{_cell(v)}</td></tr>" for k, v in stats.table(flag_names, extra_stats)
+        f"<tr><th>{text(k)}</th><td>{cell(v)}</td></tr>" for k, v in stats.table(flag_names, extra_stats)
     )
     figures = stats.figures(flag_names) if summary_figures else []
     figures += ex.figure_entries(summary.get("figures", []), "summary.figures")
     geometry = ex.figure_entries(summary.get("geometry", []), "summary.geometry")
-    tables = ex.tables(summary.get("tables", []), "summary.tables")
+    table_entries = ex.tables(summary.get("tables", []), "summary.tables")
     notes = ex.notes(summary.get("notes", []), "summary.notes")
     flag_heads = "".join(f"<th>{text(n)}</th>" for n in flag_names)
+    verdict_head = "<th>judgement</th>" if runs else ""
     parts = [
         '<section id="summary">',
         f"<h1>{text(title)}</h1>",
         f'<p class="sub">evolens {text(__version__)} report · {stats.n_items} items · self-contained, works offline</p>',
         "".join(f'<p class="note">{text(n)}</p>' for n in notes),
+        "".join(run_section(run, _run_figures(run) if summary_figures else []) for run in runs),
         '<h2>Dataset statistics</h2><table class="stats"><tbody>',
         rows,
         "</tbody></table>",
-        _gallery(figures) if figures else "",
-        f"<h2>Feature geometry</h2>{_gallery(geometry)}" if geometry else "",
-        f"<h2>Tables</h2>{_tables(tables)}" if tables else "",
+        gallery(figures) if figures else "",
+        f"<h2>Feature geometry</h2>{gallery(geometry)}" if geometry else "",
+        f"<h2>Tables</h2>{tables(table_entries)}" if table_entries else "",
         '<h2>Items</h2><table class="items"><thead><tr><th>#</th><th>item</th><th>prompt</th><th>tokens</th>',
+        verdict_head,
         flag_heads,
         "<th>text</th></tr></thead><tbody>",
         "".join(stats.rows),
@@ -404,16 +610,40 @@ def _summary_section(
     return "".join(parts)
 
 
-def _item_row(
-    index: int, trace: Trace, flags: Mapping[str, Sequence[bool]], flag_names: Sequence[str]
-) -> str:
-    prompt = trace.prompt if len(trace.prompt) <= 90 else trace.prompt[:89] + "…"
-    snippet = trace.text if len(trace.text) <= 160 else trace.text[:159] + "…"
-    counts = "".join(f"<td>{sum(flags[n]) if n in flags else '—'}</td>" for n in flag_names)
-    return (
-        f'<tr><td><a href="#item-{index}">{index + 1}</a></td><td><a href="#item-{index}">{text(trace.item_id)}</a></td>'
-        f'<td>{text(prompt)}</td><td>{trace.n_steps}</td>{counts}<td class="text">{text(snippet)}</td></tr>'
-    )
+def _run_figures(run: RunContext) -> list[tuple[str, Any]]:
+    """The run's dataset figures, drawn from its stored token table and statistics."""
+    from evolens.report.figures import summary_figures
+
+    if run.tokens is None or run.statistics is None:
+        return []
+    return [
+        (f.caption, f.figure) for f in summary_figures(run.tokens, run.statistics.n_layers, run.statistics)
+    ]
+
+
+@dataclass(frozen=True)
+class _ItemRow:
+    """What the items table shows of an item (kept instead of the trace, which is not held in memory)."""
+
+    index: int
+    item_id: str
+    prompt: str
+    text: str
+    n_steps: int
+    verdict: str | None
+    flag_counts: dict[str, int]
+
+    def html(self, flag_names: Sequence[str]) -> str:
+        prompt = self.prompt if len(self.prompt) <= 90 else self.prompt[:89] + "…"
+        snippet = self.text if len(self.text) <= 160 else self.text[:159] + "…"
+        counts = "".join(f"<td>{self.flag_counts.get(n, '—')}</td>" for n in flag_names)
+        judgement = "" if self.verdict is None else f"<td>{text(self.verdict)}</td>"
+        i = self.index
+        return (
+            f'<tr><td><a href="#item-{i}">{i + 1}</a></td><td><a href="#item-{i}">{text(self.item_id)}</a></td>'
+            f'<td>{text(prompt)}</td><td>{self.n_steps}</td>{judgement}{counts}<td class="text">{text(snippet)}</td>'
+            "</tr>"
+        )
 
 
 # -------------------------------------------------------------------------------------------- build
@@ -434,10 +664,13 @@ def build_report(
     """The HTML of a self-contained report on ``traces``.
 
     Args:
-        traces: :class:`~evolens.Trace` objects and/or directories (a trace directory, or a run directory searched
-            for trace directories); loaded one at a time.
+        traces: :class:`~evolens.Trace` objects and/or directories: a trace directory, a run directory (its items
+            in run order, with its evaluation, statistics and analyses) or a directory searched for trace
+            directories; loaded one at a time. Beside each trace directory, ``analysis.json``, ``skip.json`` and
+            ``geometry.json`` are read when present.
         extras: Per-item additions keyed by ``item_id`` (see :mod:`evolens.report.extras`): ``token_values``,
-            ``token_flags``, ``image``, ``skip``, ``geometry``, ``figures``, ``tables``, ``notes``.
+            ``token_flags``, ``analysis``, ``labels``, ``evaluation``, ``annotations``, ``image``, ``skip``,
+            ``geometry``, ``figures``, ``tables``, ``notes``; they win over what is read from files.
         summary: Run-level additions: ``statistics``, ``figures``, ``geometry``, ``tables``, ``notes``.
         title: Page title (default: "evolens report").
         topk: Tokens per layer in the logit-lens grid (at most what the traces kept).
@@ -445,7 +678,8 @@ def build_report(
             40% of its layers).
         max_items: Report only the first ``max_items`` traces.
         image_root: Where to look for image files whose recorded path is relative or has moved.
-        summary_figures: Draw the run-level summary figures (top-1 layer histogram, JSD profile).
+        summary_figures: Draw the run-level summary figures (top-1 layer histogram, JSD profile, and a run's
+            critical/mutation layer histograms and hallucinated vs grounded comparison).
         compress: Embed the data gzip-compressed (base64; the browser decompresses it) — about 4x smaller. ``None``
             compresses when the JSON exceeds 4 MB (a few dozen items).
         progress: Called as ``progress(done, total)`` after each item.
@@ -458,7 +692,7 @@ def build_report(
         raise SettingsError(f"topk must be >= 1, got {topk}")
     if max_items is not None and max_items < 1:
         raise SettingsError(f"max_items must be >= 1, got {max_items}")
-    sources = _resolve_sources(traces)
+    sources, runs = _resolve_sources(traces)
     if max_items is not None:
         sources = sources[:max_items]
     extras = dict(extras or {})
@@ -470,17 +704,14 @@ def build_report(
         ex.check_keys(item_extras, ex.ITEM_KEYS, f"extras[{item_id!r}]")
     root = Path(image_root) if image_root is not None else None
 
-    series: dict[str, _Series] = {TOP1_SERIES: _Series(TOP1_SERIES, TOP1_SERIES, TOP1_DESCRIPTION)}
+    series: dict[str, _Series] = {}
     flag_names: list[str] = []
-    for item_extras in extras.values():
-        for name in item_extras.get("token_flags", {}) or {}:
-            if str(name) not in flag_names:
-                flag_names.append(str(name))
     stats = _RunStats()
     payloads: list[dict[str, Any]] = []
     sections: list[str] = []
     seen_ids: Counter[str] = Counter()
-    for index, trace in enumerate(_iter_traces(sources)):
+    item_rows: list[_ItemRow] = []
+    for index, (source, trace) in enumerate(_iter_traces(sources)):
         seen_ids[trace.item_id] += 1
         item_extras = extras.get(trace.item_id, {})
         if item_extras and seen_ids[trace.item_id] > 1:
@@ -488,30 +719,34 @@ def build_report(
                 f"item id {trace.item_id!r} appears more than once, so its extras are ambiguous; give the items "
                 "distinct item_ids"
             )
-        where = f"extras[{trace.item_id!r}]"
-        values = ex.token_series(
-            item_extras.get("token_values", {}), trace.n_steps, f"{where}.token_values", flags=False
-        )
-        flags = ex.token_series(
-            item_extras.get("token_flags", {}), trace.n_steps, f"{where}.token_flags", flags=True
-        )
+        auto, problems = _auto_extras(source, trace)
+        data = _item_data(trace, auto, item_extras, source.run)
+        data.notes[:0] = problems
         top1 = first_stable_top1_layer(trace.token_ranks())
-        values = {**values, TOP1_SERIES: top1}
+        values = {**data.values, TOP1_SERIES: top1}
         for key, entries in values.items():
             if key not in series:
-                series[key] = _Series(key, key, f"{key} (given with the report's extra data)")
+                series[key] = _new_series(key)
             series[key].observe(entries, trace.n_layers)
+        for name in data.flags:
+            if name not in flag_names:
+                flag_names.append(name)
 
         payload = trace_payload(trace, topk=topk, from_layer=from_layer)
+        for token_id in data.payload.pop("extra_vocab", []):
+            payload["vocab"].setdefault(str(token_id), trace.vocab.get(token_id, f"<{token_id}>"))
         payload.update(
             {
                 "id": trace.item_id,
                 "values": values,
-                "flags": {k: [int(v) for v in vs] for k, vs in flags.items()},
+                "flags": {k: [int(v) for v in vs] for k, vs in data.flags.items()},
+                "analysis": data.payload.get("analysis"),
+                "labels": data.payload.get("labels"),
             }
         )
         payloads.append(payload)
-        sections.append(_item_section(index, trace, item_extras, flags, flag_names, root))
+        # A flag's mark depends only on the flags seen before it, so the section can be written now.
+        sections.append(_item_section(index, trace, item_extras, data.flags, flag_names, root, data))
 
         stats.n_items += 1
         stats.n_tokens.append(trace.n_steps)
@@ -521,22 +756,27 @@ def build_report(
         stats.stops[trace.stop_reason] += 1
         stats.with_image += trace.image is not None
         stats.top1.extend(float(v) for v in top1 if v is not None)
-        for name, vs in flags.items():
+        for name, vs in data.flags.items():
             stats.flagged[name] += sum(vs)
-        jsd = trace.jsd("bits")
-        if flag_names:
-            mask = torch.tensor(flags.get(flag_names[0], [False] * trace.n_steps), dtype=torch.bool)
-            stats.jsd.setdefault(flag_names[0], []).append(jsd[:, mask])
-            stats.jsd.setdefault("other tokens", []).append(jsd[:, ~mask])
-        else:
-            stats.jsd.setdefault("all tokens", []).append(jsd)
-        stats.rows.append(_item_row(index, trace, flags, flag_names))
+        stats.jsd_parts.append((trace.jsd("bits"), data.flags))
+        verdict = None
+        if runs:
+            verdict = "—" if data.verdict is None else ("hallucinated" if data.verdict else "correct")
+        item_rows.append(_ItemRow(index, trace.item_id, trace.prompt, trace.text, trace.n_steps, verdict,
+                                  {k: sum(v) for k, v in data.flags.items()}))  # fmt: skip
         if progress is not None:
             progress(index + 1, len(sources))
 
-    ordered = list(series.values())
+    # The items table has a column per flag, known once every item is read.
+    stats.rows = [row.html(flag_names) for row in item_rows]
+    primary: str | None = flag_names[0] if flag_names else None
+    if it.HALLUCINATED_FLAG in flag_names:
+        primary = it.HALLUCINATED_FLAG
+    stats.group_jsd(primary)
+    ordered = [s for s in series.values() if s.key != TOP1_SERIES] + [series[TOP1_SERIES]] if series else []
     default_key = next((s.key for s in ordered if s.key != TOP1_SERIES), TOP1_SERIES)
-    data = {
+    marks = flag_classes(flag_names)
+    data_block = {
         "version": 1,
         "prob_scale": PROB_SCALE,
         "jsd_scale": JSD_SCALE,
@@ -544,20 +784,35 @@ def build_report(
         "series": [s.to_json() for s in ordered],
         "default_series": default_key,
         "flags": flag_names,
+        "flag_classes": marks,
+        "toggle": [it.CRITICAL_SERIES, it.STAGE_SERIES],
+        "stage_names": STAGE_LABELS,
         "palettes": {
             "values": cmap_hex("viridis", 11),
             "jsd": cmap_hex("Purples", 9),
             "candidates": cmap_hex("tab20", 20),
             "categories": cmap_hex("tab10", 10),
+            "stages": STAGE_COLOURS,
         },
         "items": payloads,
     }
     page_title = title or "evolens report"
-    summary_html = _summary_section(page_title, stats, flag_names, summary, summary_figures)
-    return _page(page_title, summary_html, "".join(sections), data, flag_names, compress)
+    summary_html = _summary_section(page_title, stats, flag_names, summary, summary_figures, runs)
+    return _page(page_title, summary_html, "".join(sections), data_block, flag_names, compress)
 
 
-_FLAG_STYLES = ("wavy red underline", "orange underline", "blue double underline", "purple dotted overline")
+#: Display names and pale colours of the stages (rapid evolution, stabilisation, mutation, undetermined).
+STAGE_LABELS = {"0": "rapid evolution", "1": "stabilization", "2": "mutation", "-1": "undetermined"}
+STAGE_COLOURS = {"0": "#fdbf6f", "1": "#b2df8a", "2": "#fb9a99", "-1": "#e5e5e5"}
+
+
+def _new_series(key: str) -> _Series:
+    if key == TOP1_SERIES:
+        return _Series(TOP1_SERIES, TOP1_SERIES, TOP1_DESCRIPTION)
+    if key == it.STAGE_SERIES:
+        return _Series(key, "stages across layers", it.SERIES_DESCRIPTIONS[key], kind="stages")
+    description = it.SERIES_DESCRIPTIONS.get(key, f"{key} (given with the report's extra data)")
+    return _Series(key, key, description)
 
 
 def _data_block(data: Mapping[str, Any], compress: bool | None) -> str:
@@ -584,12 +839,16 @@ def _page(
         "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
         f"script-src 'sha256-{digest}'; base-uri 'none'; form-action 'none'"
     )
+    marks = flag_classes(flag_names)
     flag_legend = " ".join(
-        f'<span class="flag-{i % 4}">{text(name)}</span> <span class="note">({_FLAG_STYLES[i % 4]})</span>'
-        for i, name in enumerate(flag_names)
+        f'<span class="legend-flag"><span class="{marks[name]}">{text(name)}</span> <span class="note">('
+        f"{_FLAG_STYLES[marks[name]]}{': ' + it.FLAG_DESCRIPTIONS[name] if name in it.FLAG_DESCRIPTIONS else ''})"
+        "</span></span>"
+        for name in flag_names
     )
     controls = (
         '<div class="controls"><span><label for="series">Colour tokens by</label> <select id="series"></select></span>'
+        '<span class="toggle" id="colour-toggle" role="group" aria-label="colour by" hidden></span>'
         '<span class="scale" id="scale"></span>'
         + (f"<span><strong>Marked:</strong> {flag_legend}</span>" if flag_names else "")
         + "</div>"

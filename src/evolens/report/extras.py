@@ -7,14 +7,31 @@ Per item (a mapping keyed by the item's ``item_id``; every key optional):
     e.g. stages); ``None`` where there is no value. The first series given becomes the default colouring.
 ``token_flags``
     ``{name: [bool per generated token]}`` — e.g. ``"hallucinated"``, ``"mutation"``; flagged tokens are marked.
+``analysis``
+    The item's :class:`~evolens.analysis.TraceAnalysis` (or its dict, or a path to its JSON): colours the tokens by
+    critical layer or by stage, flags tokens with a mutation layer, and shows each token's critical layers,
+    mutations and stage bar on click. Read from ``analysis.json`` beside a trace directory when not given.
+``labels``
+    Per-token evaluation labels: a :class:`~evolens.data.TokenLabels` or ``{"labels": [...], "objects": [...]}``
+    (``"hallucinated"``, ``"grounded"``, ``"exempt"`` or ``None``); flags hallucinated and grounded tokens. Read
+    from the run's ``results/tokens.parquet`` for run items.
+``evaluation``
+    The item's judgement: an :class:`~evolens.data.scores.ItemEvaluation` or its dict (``task``,
+    ``hallucinated``, ``answer``, ``truth``, ``mentions``: ``[{word, object, label}]``).
+``annotations``
+    The dataset's annotations of the item (``{name: value}``), shown folded.
 ``image``
     The item's image (a path, a PIL image or encoded PNG/JPEG bytes), when the trace's own image file is not at
     hand.
 ``skip``
     ``[{"name": "skip.1", "tokens": [...], "flags": ["hallucinated" | "corrected" | None, ...], "note": "..."}]``
-    — layer-skipping variants shown under the original output.
+    — layer-skipping variants shown under the original output — or a
+    :class:`~evolens.experiments.skip.SkipResult` (also drawn as the paper's Fig. 5 table; read from ``skip.json``
+    beside a trace directory when not given).
 ``geometry`` / ``figures``
     ``[{"title": "...", "figure": Figure | PNG/JPEG/SVG bytes | path}]`` — feature-geometry plots / other figures.
+    ``geometry`` may also be a :class:`~evolens.geometry.FeatureMap` (drawn with ``embedding_figure``; read from
+    ``geometry.json`` beside a trace directory when not given).
 ``tables``
     ``[{"title": "...", "columns": [...], "rows": [[...], ...]}]`` — small tables of numbers or strings.
 ``notes``
@@ -30,7 +47,20 @@ from typing import Any
 
 from evolens.errors import SettingsError
 
-ITEM_KEYS = ("token_values", "token_flags", "image", "skip", "geometry", "figures", "tables", "notes")
+ITEM_KEYS = (
+    "token_values",
+    "token_flags",
+    "analysis",
+    "labels",
+    "evaluation",
+    "annotations",
+    "image",
+    "skip",
+    "geometry",
+    "figures",
+    "tables",
+    "notes",
+)
 SUMMARY_KEYS = ("statistics", "figures", "geometry", "tables", "notes")
 SKIP_FLAGS = ("hallucinated", "corrected")
 
@@ -146,3 +176,32 @@ def tables(data: Any, where: str) -> list[dict[str, Any]]:
 
 def notes(data: Any, where: str) -> list[str]:
     return [str(n) for n in _list(data, where)]
+
+
+def evaluation(data: Any, where: str) -> dict[str, Any]:
+    """Check an item's judgement (an ``ItemEvaluation`` or its dict) for display."""
+    if hasattr(data, "to_dict") and not isinstance(data, Mapping):
+        data = data.to_dict()
+    if not isinstance(data, Mapping):
+        raise SettingsError(f"{where} must be an ItemEvaluation or a mapping, got {type(data).__name__}")
+    mentions = []
+    for i, m in enumerate(_list(data.get("mentions", []), f"{where}.mentions")):
+        if hasattr(m, "to_dict") and not isinstance(m, Mapping):
+            m = m.to_dict()
+        if not isinstance(m, Mapping):
+            raise SettingsError(f"{where}.mentions[{i}] must map 'word', 'object' and 'label'")
+        mentions.append({k: str(m.get(k, "")) for k in ("word", "object", "label")})
+    verdict = data.get("hallucinated")
+    return {
+        "task": None if data.get("task") is None else str(data["task"]),
+        "hallucinated": None if verdict is None else bool(verdict),
+        "answer": None if data.get("answer") is None else str(data["answer"]),
+        "truth": None if data.get("truth") is None else str(data["truth"]),
+        "mentions": mentions,
+    }
+
+
+def annotation_map(data: Any, where: str) -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        raise SettingsError(f"{where} must map a name to a value, got {type(data).__name__}")
+    return {str(k): v for k, v in data.items()}

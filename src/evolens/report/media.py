@@ -68,13 +68,16 @@ def image_uri(image: Any, max_side: int = THUMBNAIL_SIDE) -> str:
 
 
 def figure_uri(figure: Any) -> str:
-    """A matplotlib figure (rendered as PNG), encoded PNG/JPEG/SVG bytes, or a path to such a file, as a URI."""
+    """A matplotlib figure (rendered as SVG: sharp at any zoom, text kept as text), encoded PNG/JPEG/SVG bytes, or a
+    path to such a file, as a URI. SVG is shown through ``<img>``, where no script in it could run."""
     from matplotlib.figure import Figure
 
     if isinstance(figure, Figure):
+        from evolens.report.figures import deterministic_svg
         from evolens.viz.save import figure_bytes
 
-        return _uri("image/png", figure_bytes(figure, "png", dpi=110))
+        with deterministic_svg():
+            return _uri("image/svg+xml", figure_bytes(figure, "svg"))
     if isinstance(figure, bytes):
         data = figure
     elif isinstance(figure, str | Path):

@@ -9,14 +9,17 @@ Layout (schema 1)::
     dataset/resources.json    what evaluation needs besides the items (AMBER's word lists, CHAIR's synonyms)
     items/<name>/             one trace directory per finished item (``Trace.load`` reads it), written atomically
                               (temporary directory + rename), plus item.json {item_id, index, image, prompt,
-                              annotations}
+                              annotations}; analysis.json (``TraceAnalysis``) is added when the results are merged
+                              with the default detector
     failures/<name>.json      one record per failed item: {item_id, index, stage, error, message, traceback}
     results/                  written when every item is finished or failed (atomically, as one directory):
         items.parquet         one row per item: status, text, evaluation summary, layer summary, error
         tokens.parquet        one row per generated token: label, benchmark object, critical/mutation layers
         metrics.parquet       every item's long table (step × layer) with the token's label columns
         evaluation.json       benchmark scores, per-item judgements, the text method that ran
-        statistics.json       critical/mutation layer statistics (when a layer detector was given)
+        statistics.json       critical/mutation layer statistics (when a layer detector ran)
+        analysis_summary.json the analyses' dataset summary (``AnalysisSummary``; default detector)
+        figures/              dataset figures, PNG and SVG (``evolens.finalize_run``)
         summary.json          counts, the scores and where everything is
 
 ``<name>`` is the item id with every character outside ``[A-Za-z0-9_.-]`` percent-encoded (and a leading ``.``
@@ -270,10 +273,16 @@ class RunDirectory:
         return out
 
     def clean_temporaries(self) -> int:
-        """Remove what killed writers left (entries starting with ``.``); returns how many. Call it only while no
-        other process writes into this run."""
+        """Remove what killed writers left (entries starting with ``.``, also inside finished items, where a killed
+        merge may leave a half-written ``analysis.json``); returns how many. Call it only while no other process
+        writes into this run."""
         removed = 0
-        for folder in (self.items_dir, self.failures_dir, self.root / DATASET, self.root):
+        item_dirs = (
+            [p for p in self.items_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+            if self.items_dir.is_dir()
+            else []
+        )
+        for folder in (self.items_dir, self.failures_dir, self.root / DATASET, self.root, *item_dirs):
             if not folder.is_dir():
                 continue
             for entry in folder.iterdir():

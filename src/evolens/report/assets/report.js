@@ -64,6 +64,21 @@
     var hi = series.kind === "layer" ? item.n_layers : series.max;
     return ramp(DATA.palettes.values, hi > lo ? (value - lo) / (hi - lo) : 0);
   }
+  // A token's stages across layers as a background running from layer 0 (left) to the last layer (right).
+  function stageGradient(item, step) {
+    var runs = item.analysis.stages[step];
+    var total = item.n_layers + 1;
+    var stops = runs.map(function (r) {
+      var colour = DATA.palettes.stages[String(r[0])];
+      return colour + " " + (100 * r[1] / total).toFixed(2) + "% " + (100 * (r[2] + 1) / total).toFixed(2) + "%";
+    });
+    return "linear-gradient(to right, " + stops.join(", ") + ")";
+  }
+  function stageText(item, step) {
+    return item.analysis.stages[step].map(function (r) {
+      return DATA.stage_names[String(r[0])] + " " + (r[1] === r[2] ? r[1] : r[1] + "\u2013" + r[2]);
+    }).join(", ");
+  }
   function colourTokens(key) {
     var series = DATA.series.filter(function (s) { return s.key === key; })[0];
     document.querySelectorAll(".text[data-item]").forEach(function (box) {
@@ -71,11 +86,23 @@
       var values = item.values[key] || null;
       box.querySelectorAll(".tok").forEach(function (span) {
         var step = Number(span.getAttribute("data-step"));
-        var value = values ? values[step] : null;
-        var colour = seriesColour(series, item, value);
-        span.style.background = colour ? rgb(colour) : "";
-        span.style.color = colour ? inkFor(colour) : "";
-        var tip = ["step " + step, series.label + ": " + (value === null || value === undefined ? "none" : value)];
+        var tip = ["step " + step];
+        if (series.kind === "stages") {
+          var staged = item.analysis !== null && item.analysis !== undefined;
+          span.style.background = staged ? stageGradient(item, step) : "";
+          span.style.color = "";
+          tip.push("stages: " + (staged ? stageText(item, step) : "not analysed"));
+        } else {
+          var value = values ? values[step] : null;
+          var colour = seriesColour(series, item, value);
+          span.style.background = colour ? rgb(colour) : "";
+          span.style.color = colour ? inkFor(colour) : "";
+          tip.push(series.label + ": " + (value === null || value === undefined ? "none" : value));
+        }
+        if (item.analysis) {
+          var muts = item.analysis.mutations[step].map(function (m) { return m.layer; });
+          tip.push("mutation layers: " + (muts.length ? muts.join(", ") : "none"));
+        }
         DATA.flags.forEach(function (name) {
           if (item.flags[name] && item.flags[name][step]) { tip.push(name); }
         });
@@ -84,11 +111,25 @@
       });
     });
     drawScale(series);
+    document.querySelectorAll("button.colour-toggle").forEach(function (b) {
+      b.setAttribute("aria-pressed", b.getAttribute("data-series") === key ? "true" : "false");
+    });
   }
   function drawScale(series) {
     var host = document.getElementById("scale");
     host.textContent = "";
     host.appendChild(el("span", { "class": "note" }, series.description));
+    if (series.kind === "stages") {
+      ["0", "1", "2", "-1"].forEach(function (code) {
+        var sw = el("span", { "class": "swatch" });
+        sw.style.background = DATA.palettes.stages[code];
+        var wrap = el("span");
+        wrap.appendChild(sw);
+        wrap.appendChild(document.createTextNode(DATA.stage_names[code]));
+        host.appendChild(wrap);
+      });
+      return;
+    }
     if (series.kind === "category") {
       series.categories.forEach(function (c, i) {
         var sw = el("span", { "class": "swatch" });
@@ -153,6 +194,17 @@
       li.appendChild(document.createTextNode(" " + pct(probs[L]) + (c === 0 ? " (generated)" : "")));
       legend.appendChild(li);
     });
+    if (item.analysis) {
+      var marks = [];
+      var crit = item.analysis.crit[step];
+      if (crit !== null) { marks.push([crit, "critical layer " + crit, "crit-mark"]); }
+      item.analysis.mutations[step].forEach(function (m) { marks.push([m.layer, "mutation layer " + m.layer, "mut-mark"]); });
+      marks.forEach(function (mk) {
+        var line = svgEl("line", { "class": mk[2], x1: s.x(mk[0]), x2: s.x(mk[0]), y1: s.y(0), y2: s.y(1) });
+        line.appendChild(svgEl("title", {}, mk[1]));
+        svg.appendChild(line);
+      });
+    }
     var wrap = el("div", { "class": "panel" });
     wrap.appendChild(el("h4", null, "Candidate tokens across layers"));
     wrap.appendChild(el("p", { "class": "note" }, "the generated token and every token that is top-1 at a layer \u2265 " +
@@ -226,6 +278,96 @@
     return wrap;
   }
 
+  function layerText(v) { return v === null || v === undefined ? "not found" : "layer " + v; }
+  function stageBar(item, step) {
+    var L = item.n_layers;
+    var box = { w: 420, h: 54, l: 6, r: 6, t: 6 };
+    var cell = (box.w - box.l - box.r) / (L + 1);
+    var svg = svgEl("svg", { "class": "stage-bar", width: box.w, height: box.h, viewBox: "0 0 " + box.w + " " + box.h,
+      role: "img", "aria-label": "stages of this token across layers" });
+    var stageOf = [];
+    item.analysis.stages[step].forEach(function (r) { for (var l = r[1]; l <= r[2]; l++) { stageOf[l] = r[0]; } });
+    var every = Math.max(1, Math.ceil((L + 1) / 16));
+    for (var l = 0; l <= L; l++) {
+      var rect = svgEl("rect", { x: box.l + l * cell, y: box.t, width: Math.max(cell - 0.5, 0.5), height: 22,
+        fill: DATA.palettes.stages[String(stageOf[l])], stroke: "#fff", "stroke-width": 0.5 });
+      rect.appendChild(svgEl("title", {}, "layer " + l + ": " + DATA.stage_names[String(stageOf[l])]));
+      svg.appendChild(rect);
+      if (l % every === 0 || l === L) {
+        svg.appendChild(svgEl("text", { x: box.l + (l + 0.5) * cell, y: box.t + 36, "text-anchor": "middle" }, l));
+      }
+    }
+    var crit = item.analysis.crit[step];
+    var marks = crit === null ? [] : [[crit, "crit-mark"]];
+    item.analysis.mutations[step].forEach(function (m) { marks.push([m.layer, "mut-mark"]); });
+    marks.forEach(function (mk) {
+      var x = box.l + mk[0] * cell;
+      svg.appendChild(svgEl("line", { "class": mk[1], x1: x, x2: x, y1: box.t - 4, y2: box.t + 26 }));
+    });
+    svg.appendChild(svgEl("text", { x: box.l, y: box.h - 2 }, "layer (0 = embeddings); | critical, | mutation"));
+    return svg;
+  }
+  function analysisPanel(item, step) {
+    var a = item.analysis;
+    var wrap = el("div", { "class": "panel analysis" });
+    wrap.appendChild(el("h4", null, "Critical and mutation layers"));
+    if (!a) {
+      wrap.appendChild(el("p", { "class": "note" }, "this item has no analysis (no analysis.json)"));
+      return wrap;
+    }
+    var agree = a.agree[step];
+    var rows = [
+      ["critical layer (stages, " + a.stage_critical + "-based)", layerText(a.crit[step])],
+      ["critical layer, probability-based", layerText(a.crit_prob[step])],
+      ["critical layer, JSD-based", layerText(a.crit_jsd[step])],
+      ["agreement", agree === 1 ? "agree (within \u00b1" + a.tolerance + ")" :
+        agree === 0 ? "apart (more than \u00b1" + a.tolerance + ")" : "\u2014 (one is missing)"],
+      ["mutation layers", a.mutations[step].length ? a.mutations[step].map(function (m) { return m.layer; }).join(", ") :
+        "none detected"],
+      ["stages", stageText(item, step)]
+    ];
+    if (a.is_eos[step]) { rows.push(["note", "end-of-sequence token (left out of the statistics)"]); }
+    var table = el("table", { "class": "facts" });
+    rows.forEach(function (r) {
+      var tr = el("tr");
+      tr.appendChild(el("th", null, r[0]));
+      tr.appendChild(el("td", null, r[1]));
+      table.appendChild(tr);
+    });
+    wrap.appendChild(table);
+    if (a.mutations[step].length) {
+      var list = el("ul", { "class": "mutations" });
+      a.mutations[step].forEach(function (m) {
+        var li = el("li");
+        var evidence = [m.spike ? "JSD spike" : null, m.flip ? "top-1 flip" : null].filter(Boolean).join(" + ");
+        li.appendChild(document.createTextNode("layer " + m.layer + ": " + (evidence || "mutation") + ", JSD " +
+          fmt(m.jsd, 4) + " " + a.jsd_units + " (" + (m.ratio === null ? "\u221e" : fmt(m.ratio, 1)) + "\u00d7 the plateau)"));
+        if (m.before >= 0 && m.after >= 0) {
+          li.appendChild(document.createTextNode(", top-1 "));
+          li.appendChild(el("span", { "class": "chip" }, label(vocab(item, m.before))));
+          li.appendChild(document.createTextNode(" \u2192 "));
+          li.appendChild(el("span", { "class": "chip" }, label(vocab(item, m.after))));
+        }
+        list.appendChild(li);
+      });
+      wrap.appendChild(list);
+    }
+    wrap.appendChild(stageBar(item, step));
+    return wrap;
+  }
+  function labelFacts(item, step) {
+    if (!item.labels) { return null; }
+    var lab = item.labels.label[step];
+    var obj = item.labels.object[step];
+    var p = el("p", { "class": "eval-label" });
+    p.appendChild(document.createTextNode("evaluation: " + (lab === null ? "not part of a judged word" : lab)));
+    if (obj !== null && obj !== undefined) {
+      p.appendChild(document.createTextNode(" \u00b7 object "));
+      p.appendChild(el("span", { "class": "chip" }, obj));
+    }
+    return p;
+  }
+
   // ------------------------------------------------------------ interaction
   function selectToken(index, step) {
     var item = DATA.items[index];
@@ -245,6 +387,7 @@
     detail.appendChild(title);
     var facts = [];
     DATA.series.forEach(function (s) {
+      if (s.kind === "stages") { return; }
       var v = item.values[s.key] ? item.values[s.key][step] : null;
       facts.push(s.label + ": " + (v === null || v === undefined ? "none" : v));
     });
@@ -252,7 +395,10 @@
       if (item.flags[name] && item.flags[name][step]) { facts.push("flagged: " + name); }
     });
     detail.appendChild(el("p", { "class": "note" }, facts.join(" \u00b7 ")));
+    var evaluation = labelFacts(item, step);
+    if (evaluation) { detail.appendChild(evaluation); }
     var panels = el("div", { "class": "panels" });
+    if (item.analysis) { panels.appendChild(analysisPanel(item, step)); }
     panels.appendChild(candidateCurves(item, step));
     panels.appendChild(jsdColumn(item, step));
     panels.appendChild(lensGrid(item, step));
@@ -350,6 +496,23 @@
     DATA.series.forEach(function (s) { select.appendChild(el("option", { value: s.key }, s.label)); });
     select.value = DATA.default_series;
     select.addEventListener("change", function () { colourTokens(select.value); });
+    // The two colourings of analysed items, one click apart.
+    var keys = DATA.series.map(function (s) { return s.key; });
+    var toggles = document.getElementById("colour-toggle");
+    var pair = DATA.toggle || [];
+    if (toggles && pair.length === 2 && keys.indexOf(pair[0]) >= 0 && keys.indexOf(pair[1]) >= 0) {
+      pair.forEach(function (key) {
+        var series = DATA.series.filter(function (s) { return s.key === key; })[0];
+        var button = el("button", { type: "button", "class": "colour-toggle", "data-series": key,
+          "aria-pressed": "false" }, series.label);
+        button.addEventListener("click", function () {
+          select.value = key;
+          colourTokens(key);
+        });
+        toggles.appendChild(button);
+      });
+      toggles.hidden = false;
+    }
     colourTokens(DATA.default_series);
     var hosts = document.querySelectorAll(".heatmap[data-item]");
     hosts.forEach(function (host) {
