@@ -10,6 +10,7 @@ from evolens.experiments.skip import (
     VariantSummary,
     check_skip_layers,
     generate_skipped,
+    rebuild_unsupported,
     run_skip,
     skip_layers,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "compare_tokens",
     "generate_skipped",
     "paper_mutation_layers",
+    "rebuild_unsupported",
     "run_skip",
     "skip_layers",
 ]
