@@ -16,6 +16,7 @@ from evolens.experiments.skip import (
     VariantSummary,
     check_skip_layers,
     generate_skipped,
+    rebuild_unsupported,
     run_skip,
     skip_layers,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "generate_skipped",
     "load_comparisons",
     "paper_mutation_layers",
+    "rebuild_unsupported",
     "run_skip",
     "save_comparisons",
     "skip_layers",

@@ -3,15 +3,20 @@
 Two methods:
 
 * ``"hook"`` (default, correct for every family): a forward hook on each skipped layer returns the layer's input
-  as its output. The layer still runs — its KV cache is filled as usual and simply never read downstream — so
-  the cache, padded batches and per-layer attention types are untouched. No compute is saved. The hook is
-  registered before the capture hooks, so a trace taken inside sees state ``l`` equal to state ``l - 1``.
-* ``"rebuild"``: the decoder's layer list is rebuilt without the skipped layers, and the kept layers' cache
-  indices, ``num_hidden_layers`` and ``layer_types`` of the text config are renumbered to match, all restored on
-  exit. This saves the skipped layers' compute; no per-layer states can be traced inside (the stack is shorter).
-  Each (model, skip set) is checked once against the hook method before use (a short cached greedy generation
-  must agree token for token, logits within tolerance); a family where it does not raises
-  :class:`~evolens.errors.SettingsError` naming ``method="hook"``.
+  as its output. The layer still runs — its KV cache is filled as usual, so the cache, padded batches and per-layer
+  attention types are untouched (on a model whose later layers share an earlier layer's keys and values, Gemma 4
+  with ``num_kv_shared_layers``, they still read what the skipped layer computed from its input). No compute is
+  saved. The hook is registered before the capture hooks, so a trace taken inside sees state ``l`` equal to state
+  ``l - 1``.
+* ``"rebuild"``: the decoder's layer list is rebuilt without the skipped layers, with everything the decoder finds
+  by position renumbered (cache slots, ``layer_types``, Mllama's cross-attention layer list; see
+  :mod:`evolens.experiments.rebuild`), all restored on exit. This saves the skipped layers' compute; no per-layer
+  states can be traced inside (the stack is shorter). Families with position-bound features a renumbering cannot
+  carry are refused with :class:`~evolens.errors.SettingsError` giving the reason (Gemma 4's per-layer
+  embeddings and per-position head sizes; Qwen3-VL's DeepStack layers; Mllama with a cross-attention layer
+  first; a hybrid decoder left with no attention layer), read from the model's configs. As a second guard each
+  (model, skip set, kind of input) is checked once against the hook method before use: a short cached greedy
+  generation must agree token for token, last states within tolerance.
 
 Layer numbers are 1-based decoder layers ``1..L`` (see :mod:`evolens.analysis.layers`).
 """
@@ -46,6 +51,7 @@ from evolens.capture.generate import GenerationSettings, eos_token_ids, generate
 from evolens.capture.hooks import _hidden_from
 from evolens.errors import PromptError, SettingsError
 from evolens.experiments.items import pair_items
+from evolens.experiments.rebuild import rebuild_refusal, rebuilt_stack
 from evolens.models.inputs import load_image
 
 if TYPE_CHECKING:
@@ -105,9 +111,24 @@ def _skip_context(
         with identity_hooks(roles.decoder_layers, skip):
             yield skip, roles.decoder_layers
     else:
+        reason = rebuild_unsupported(lvlm, skip)
+        if reason is not None:
+            raise SettingsError(
+                f"method='rebuild' cannot skip layers {list(skip)} on family {lvlm.family!r}: {reason}; use "
+                "method='hook'"
+            )
         verify_rebuild(lvlm, skip, inputs=verify_inputs)
         with rebuilt_stack(lvlm.model, roles.decoder_layers, skip) as shorter:
             yield skip, shorter
+
+
+def rebuild_unsupported(lvlm: LVLM, layers: Iterable[int]) -> str | None:
+    """``None`` when ``method="rebuild"`` can skip ``layers`` (1-based) on ``lvlm``, else the reason it cannot.
+
+    Read from the model's configs (:data:`evolens.experiments.rebuild.REBUILD_BLOCKERS`); nothing is run.
+    """
+    roles = lvlm.loaded.roles
+    return rebuild_refusal(lvlm.model, roles.decoder_layers, check_skip_layers(layers, roles.n_layers))
 
 
 # ---------------------------------------------------------------------------- hook method
@@ -156,88 +177,30 @@ def identity_hooks(layers: nn.ModuleList, skip: Sequence[int]) -> Iterator[None]
 
 
 # ---------------------------------------------------------------------------- rebuild method
-def _owner_of(model: nn.Module, layers: nn.ModuleList) -> tuple[nn.Module, str]:
-    for module in model.modules():
-        for name, child in module.named_children():
-            if child is layers:
-                return module, name
-    raise SettingsError("cannot find the module that owns the decoder layer list")
-
-
-def _configs(model: nn.Module) -> list[Any]:
-    """Every distinct config object reachable from the model's modules (and their text configs)."""
-    seen: dict[int, Any] = {}
-    for module in model.modules():
-        config = getattr(module, "config", None)
-        if config is None or not hasattr(config, "to_dict"):
-            continue
-        candidates = [config]
-        get_text = getattr(config, "get_text_config", None)
-        if callable(get_text):
-            candidates.append(get_text())
-        for c in candidates:
-            seen.setdefault(id(c), c)
-    return list(seen.values())
-
-
-@contextmanager
-def rebuilt_stack(model: nn.Module, layers: nn.ModuleList, skip: Sequence[int]) -> Iterator[nn.ModuleList]:
-    """Temporarily replace the decoder's layer list by the kept layers, renumbered.
-
-    Renumbers every integer ``layer_idx`` attribute inside the kept layers (the cache slot each attention writes
-    to) to its new position, and sets ``num_hidden_layers`` and ``layer_types`` of every config describing this
-    stack to the kept layers', so the cache Hugging Face builds has one slot per kept layer with the kept layers'
-    own types (sliding window or full). Everything is restored on exit.
-    """
-    n_layers = len(layers)
-    kept = [i for i in range(n_layers) if i + 1 not in set(skip)]
-    owner, attr = _owner_of(model, layers)
-    restore: list[tuple[Any, str, Any]] = []
-    try:
-        for new_idx, old_idx in enumerate(kept):
-            for sub in layers[old_idx].modules():
-                value = getattr(sub, "layer_idx", None)
-                if isinstance(value, int) and not isinstance(value, bool):
-                    restore.append((sub, "layer_idx", value))
-                    setattr(sub, "layer_idx", new_idx)  # noqa: B010  (nn.Module typing hides it)
-        for config in _configs(model):
-            if getattr(config, "num_hidden_layers", None) != n_layers:
-                continue
-            restore.append((config, "num_hidden_layers", n_layers))
-            config.num_hidden_layers = len(kept)
-            types = getattr(config, "layer_types", None)
-            if isinstance(types, (list, tuple)) and len(types) == n_layers:
-                restore.append((config, "layer_types", types))
-                config.layer_types = [types[i] for i in kept]
-        shorter = nn.ModuleList([layers[i] for i in kept])
-        restore.append((owner, attr, layers))
-        setattr(owner, attr, shorter)
-        yield shorter
-    finally:
-        for obj, name, value in reversed(restore):
-            setattr(obj, name, value)
-
-
-_VERIFIED: weakref.WeakKeyDictionary[nn.Module, set[tuple[int, ...]]] = weakref.WeakKeyDictionary()
+# model -> (skip set, input keys) checked; the input keys tell the code paths apart (with or without an image)
+_VERIFIED: weakref.WeakKeyDictionary[nn.Module, set[tuple[tuple[int, ...], tuple[str, ...]]]] = (
+    weakref.WeakKeyDictionary()
+)
 VERIFY_TEXTS = ("The image shows a", "a")
 
 
 def verify_rebuild(lvlm: LVLM, skip: Sequence[int], *, inputs: Any = None, n_tokens: int = 3) -> None:
-    """Check once per (model, skip set) that the rebuilt stack generates what the hook method generates.
+    """Check once per (model, skip set, input keys) that the rebuilt stack generates what the hook method does.
 
     ``inputs`` (a processor batch; default: a left-padded batch of two short text prompts) is generated greedily
     for ``n_tokens`` tokens with the KV cache both ways; the tokens must be equal and the last layer's states
-    close.
+    close. A batch with other keys (pixel values: the image path) is checked again.
 
     Raises:
-        SettingsError: the rebuilt stack is not equivalent for this family; use ``method="hook"``.
+        SettingsError: the rebuilt stack is not equivalent for this model; use ``method="hook"``.
     """
     skip = tuple(skip)
-    done = _VERIFIED.setdefault(lvlm.model, set())
-    if skip in done:
-        return
     if inputs is None:
         inputs = lvlm.tokenizer(list(VERIFY_TEXTS), return_tensors="pt", padding=True)
+    key = (skip, tuple(sorted(k for k, v in inputs.items() if v is not None)))
+    done = _VERIFIED.setdefault(lvlm.model, set())
+    if key in done:
+        return
     settings = GenerationSettings(max_new_tokens=n_tokens)
     layers = lvlm.loaded.roles.decoder_layers
     with identity_hooks(layers, skip):
@@ -260,7 +223,7 @@ def verify_rebuild(lvlm: LVLM, skip: Sequence[int], *, inputs: Any = None, n_tok
                 f"the rebuilt stack of family {lvlm.family!r} does not reproduce the hook method when skipping "
                 f"layers {list(skip)}; use method='hook'"
             )
-    done.add(skip)
+    done.add(key)
 
 
 def _generate_ids(lvlm: LVLM, inputs: Any, settings: GenerationSettings, layers: nn.ModuleList) -> list[Any]:
