@@ -365,7 +365,10 @@ class LVLM:
             # One list per prompt: the unambiguous batch layout (a flat list is one prompt's images for some
             # processors, e.g. Gemma 3 and SmolVLM).
             kwargs["images"] = [[image] for image in images]
-        return self.processor(**kwargs)
+        batch = self.processor(**kwargs)
+        # Training targets some processors add (PaliGemma's ``labels``) must not reach generate().
+        batch.pop("labels", None)
+        return batch
 
     def _trace_batch(
         self,

@@ -64,7 +64,6 @@ def _greedy_no_cache(lvlm, image, prompt: str, skip: tuple[int, ...], n_new: int
     rendered = lvlm.render_prompt(prompt, image=image is not None)
     model_kwargs = dict(lvlm.encode([rendered], [image] if image is not None else None))
     ids = model_kwargs.pop("input_ids")
-    model_kwargs.pop("labels", None)  # PaliGemma's processor adds a training target
     model = lvlm.model
     suppress = list(lvlm.loaded.roles.suppressed_token_ids)
     eos = set(eos_token_ids(model, lvlm.tokenizer))
