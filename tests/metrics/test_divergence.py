@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -55,10 +55,12 @@ def test_jsd_is_zero_for_equal_distributions(a: np.ndarray) -> None:
 @settings(max_examples=100, deadline=None)
 @given(logit_vectors, st.integers(0, 63))
 def test_jsd_is_positive_for_different_distributions(a: np.ndarray, pick: int) -> None:
-    # Change a token that carries probability (>= 1e-6): moving a token of probability e^-39 changes the JSD by
-    # ~1e-16 bits, below what a float64 sum over the vocabulary can resolve.
+    # Change a token whose probability is neither negligible nor all the mass (in [1e-6, 1 - 1e-6]): moving a token
+    # of probability e^-39, or the only token with mass, changes the JSD by ~1e-16 bits or less, below what a
+    # float64 sum over the vocabulary can resolve.
     p = _logp(a).exp().numpy()
-    candidates = np.flatnonzero(p >= 1e-6)
+    candidates = np.flatnonzero((p >= 1e-6) & (p <= 1 - 1e-6))
+    assume(candidates.size > 0)
     b = a.copy()
     b[candidates[pick % candidates.size]] += 3.0
     lp, lq = _logp(a), _logp(b)
