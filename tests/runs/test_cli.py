@@ -142,3 +142,28 @@ def test_detector_options(tmp_path: Path, tiny_llava_dir: Path, capsys: pytest.C
         assert main(["eval", str(out), *bad]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_run_and_eval_take_a_config_file(
+    tmp_path: Path, tiny_llava_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_folder(tmp_path / "imgs", n=1)
+    config = tmp_path / "opts.toml"
+    config.write_text(
+        'dataset = "folder"\nroot = "imgs"\nprompt = "describe this image"\n'
+        '[run]\nmax-new-tokens = 2\ndevice = "cpu"\ndetector_param = ["first_layer=2"]\n'
+        '[eval]\nmethod = "fallback"\n'
+    )
+    out = tmp_path / "run"
+    assert main(["run", str(tiny_llava_dir), "--config", str(config), "-o", str(out)]) == 0
+    assert "1 traced, 0 failed" in capsys.readouterr().out
+    run_config = json.loads((out / "run.json").read_text())["config"]
+    assert run_config["trace"]["max_new_tokens"] == 2
+    assert run_config["analysis"]["params"]["first_layer"] == 2
+    assert main(["eval", str(out), "--config", str(config)]) == 0
+    assert json.loads((out / "results" / "evaluation.json").read_text())["method"]["amber"] == "fallback"
+    capsys.readouterr()
+    config.write_text("[eval]\nmethods = 'fallback'\n")
+    assert main(["eval", str(out), "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown option 'methods'" in err and len(err.strip().splitlines()) == 1

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from evolens.cli.common import app, err_console, out, quiet_transformers
+from evolens.cli.common import ConfigOption, app, err_console, out, quiet_transformers
 from evolens.errors import DatasetError, SettingsError
 
 _DATASET_HELP = "folder | amber | pope | coco"
@@ -206,6 +206,7 @@ def run_command(
     unit: UnitOpt = "first_token",
     merge_metrics: Annotated[bool, typer.Option(help="Write the merged long table")] = True,
     figures: FiguresOpt = True,
+    config: ConfigOption = None,
 ) -> None:
     """Trace a whole dataset into a run directory: resumable, sharded under torchrun, evaluated at the end.
 
@@ -356,6 +357,7 @@ def eval_command(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the evaluation as JSON here")
     ] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Evaluate a run directory again (new text method, detector or detector parameters), or a file of responses.
 
