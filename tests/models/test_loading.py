@@ -11,6 +11,7 @@ import evolens
 from evolens.errors import (
     ImageDecodeError,
     ImageNotFoundError,
+    ModelLoadError,
     ModelNotFoundError,
     NotAModelError,
     PromptError,
@@ -159,3 +160,35 @@ def test_unknown_option(tiny_llava, image) -> None:
 def test_text_model_refuses_an_image(tiny_llama, image) -> None:
     with pytest.raises(PromptError, match="text-only model"):
         tiny_llama.trace(image, "describe this image")
+
+
+# ------------------------------------------------------------------------------------- remote code
+_REMOTE_CODE = "import pathlib\npathlib.Path({marker!r}).write_text('ran')\n"
+_AUTO_MAP = {
+    "AutoConfig": "custom_code.CustomConfig",
+    "AutoModelForImageTextToText": "custom_code.CustomModel",
+    "AutoProcessor": "custom_code.CustomProcessor",
+}
+
+
+def test_code_shipped_with_a_checkpoint_never_runs_by_default(tiny_llava_dir, tmp_path) -> None:
+    import json
+
+    marker = tmp_path / "remote-code-ran"
+    # A known model type with an auto_map: evolens loads transformers' own classes and ignores the code.
+    known = tmp_path / "known"
+    shutil.copytree(tiny_llava_dir, known)
+    config = json.loads((known / "config.json").read_text())
+    (known / "config.json").write_text(json.dumps({**config, "auto_map": _AUTO_MAP}))
+    (known / "custom_code.py").write_text(_REMOTE_CODE.format(marker=str(marker)))
+    lvlm = evolens.load(known, device="cpu")
+    assert lvlm.family == "llava" and type(lvlm.model).__module__.startswith("transformers.")
+    # A model type only the shipped code knows: refused, with the way out named, and the code never imported.
+    custom = tmp_path / "custom"
+    custom.mkdir()
+    (custom / "config.json").write_text(json.dumps({"model_type": "custom_lvlm", "auto_map": _AUTO_MAP}))
+    (custom / "custom_code.py").write_text(_REMOTE_CODE.format(marker=str(marker)))
+    with pytest.raises(ModelLoadError, match=r"trust_remote_code=True") as info:
+        evolens.load(custom, device="cpu")
+    assert ".." not in str(info.value)
+    assert not marker.exists()

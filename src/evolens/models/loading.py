@@ -214,7 +214,9 @@ def _load_config(local_dir: Path, trust_remote_code: bool) -> Any:
         return AutoConfig.from_pretrained(local_dir, trust_remote_code=trust_remote_code)
     except ValueError as err:
         hint = "" if trust_remote_code else " If the model needs its own code, pass trust_remote_code=True."
-        raise ModelLoadError(f"cannot read the config in {local_dir}: {err}.{hint}") from None
+        raise ModelLoadError(
+            f"cannot read the config in {local_dir}: {str(err).rstrip('. ')}.{hint}"
+        ) from None
     except OSError as err:
         raise NotAModelError(f"cannot read the config in {local_dir}: {err}") from None
 
