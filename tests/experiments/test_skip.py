@@ -414,12 +414,38 @@ def test_run_skip_report(tiny_models, tmp_path) -> None:
     assert loaded.to_dict() == report.to_dict()
 
 
-def test_run_skip_presets_from_detection(tiny_models) -> None:
-    """Tiny random models have flat profiles: no critical layer, so the presets have nothing to skip and reuse the
-    original instead of generating again."""
+def test_run_skip_presets_from_detection(tiny_models, monkeypatch) -> None:
+    """Without critical/mutation, each item's presets come from its own detected layers: item_layers() of the
+    analysis of its original trace, then skip_presets(). Checked on what the tiny model's flat profile gives
+    (usually nothing to skip: the original is reused), and with a detection that finds layers."""
+    import evolens.experiments.skip as skip_module
+    from evolens.analysis import analyze_trace, item_layers, skip_presets
+    from evolens.analysis.layers import ItemLayers
+
     lvlm = tiny_models("llama")
+    n = lvlm.n_layers
     report = run_skip(lvlm, None, "describe the image", max_new_tokens=N_NEW)
     result = report.results[0]
+    trace = lvlm.trace(None, "describe the image", max_new_tokens=N_NEW, keep_hidden_states=False)
+    assert result.layers == item_layers(analyze_trace(trace))
     assert result.layers is not None and result.layers.source == "detected"
-    if result.layers.critical_layer == -1:
-        assert all(not v.ran and v.similarity == 1.0 for v in result.variants[1:])
+    plan = skip_presets(result.layers)
+    for v in result.variants[1:]:
+        assert v.skipped == plan[v.name] and v.ran == bool(plan[v.name])
+        if not v.ran:
+            assert v.token_ids == result.variant("original").token_ids and v.similarity == 1.0
+
+    # A detection with layers (critical 1, mutation 3 of 4) gives the paper's three skip sets, each generated.
+    found = ItemLayers(n, 1, (3,))
+    monkeypatch.setattr(skip_module, "item_layers", lambda analysis, min_fraction: found)
+    result = run_skip(lvlm, None, "describe the image", max_new_tokens=N_NEW).results[0]
+    assert result.layers == found
+    assert {v.name: v.skipped for v in result.variants[1:]} == {"skip1": (2,), "skip2": (3,), "skip3": (2, 3)}
+    for v in result.variants[1:]:
+        assert v.ran
+        assert (
+            v.token_ids
+            == generate_skipped(lvlm, None, "describe the image", v.skipped, max_new_tokens=N_NEW)[
+                0
+            ].token_ids
+        )
