@@ -34,3 +34,42 @@ def test_atomic_directory(tmp_path) -> None:
     (tmp_path / "f").write_text("")
     with pytest.raises(StoreError, match="is a file"), atomic_directory(tmp_path / "f"):
         pass
+
+
+def test_filesystem_failures_are_store_errors_naming_the_path(tmp_path) -> None:
+    from evolens.store import make_directory
+
+    blocker = tmp_path / "file.png"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreError, match=r"file\.png is a file, not a directory"):
+        atomic_write_text(blocker / "sub" / "a.txt", "x")
+    with (
+        pytest.raises(StoreError, match=r"file\.png is a file, not a directory"),
+        atomic_directory(blocker / "d"),
+    ):
+        pass
+    with pytest.raises(StoreError, match=r"file\.png is a file"):
+        make_directory(blocker / "d")
+    with pytest.raises(StoreError, match="it is a directory"):
+        atomic_write_text(tmp_path, "x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.png"]  # nothing left behind
+
+
+def test_check_writable_creates_nothing(tmp_path) -> None:
+    from evolens.store import check_writable
+
+    blocker = tmp_path / "file.png"
+    blocker.write_text("")
+    assert (
+        check_writable(tmp_path / "new" / "deeper" / "out.json") == tmp_path / "new" / "deeper" / "out.json"
+    )
+    assert check_writable(tmp_path / "new", directory=True) == tmp_path / "new"
+    assert check_writable(blocker) == blocker  # an existing file may be replaced
+    for path, directory, match in (
+        (blocker / "x.json", False, "is a file, not a directory"),
+        (blocker, True, "exists and is a file"),
+        (tmp_path, False, "is a directory; give a file name"),
+    ):
+        with pytest.raises(StoreError, match=match):
+            check_writable(path, directory=directory)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.png"]

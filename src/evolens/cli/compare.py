@@ -21,6 +21,7 @@ from evolens.cli.options import (
     write_figure,
 )
 from evolens.errors import SettingsError
+from evolens.store.atomic import check_writable, make_directory
 
 if TYPE_CHECKING:
     from evolens.analysis.profiles import ProfileComparison
@@ -119,6 +120,7 @@ def compare(
     from evolens.models.inputs import check_prompt, load_image
     from evolens.viz import profile_comparison_figure
 
+    check_writable(out_dir, directory=True)  # before the models load and trace
     for p in [*prompt, *(text_prompt or [])]:
         check_prompt(p)
     if len(prompt) not in (1, len(image)):
@@ -151,7 +153,7 @@ def compare(
             seed=seed,
             batch_size=batch_size,
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_directory(out_dir)
     saved = comparison.save(out_dir / "profiles.json")
     print_comparison(comparison)
     say(f"wrote {saved}")

@@ -23,6 +23,7 @@ from evolens.cli.options import (
     write_figure,
 )
 from evolens.errors import LensUnavailableError, SettingsError
+from evolens.store.atomic import check_writable, make_directory
 
 if TYPE_CHECKING:
     from evolens.experiments.hallucination import TokenComparison
@@ -164,6 +165,7 @@ def contrast(
     dirs = trace_dirs([trace_dir])
     if len(dirs) != 1:
         raise SettingsError(f"{trace_dir} holds {len(dirs)} traces; give one trace directory, e.g. {dirs[0]}")
+    check_writable(out_dir if out_dir is not None else dirs[0], directory=True)
     truth_words, hallu_words = parse_words(truth), parse_words(hallu)
     if hallu_words and (step or alternative):
         raise SettingsError(
@@ -218,7 +220,7 @@ def contrast(
             "top-1 candidates and tracked tokens are); give --model to compute them from the hidden states"
         ) from None
     target = out_dir if out_dir is not None else dirs[0]
-    target.mkdir(parents=True, exist_ok=True)
+    make_directory(target)
     print_comparisons(comparisons)
     say(f"wrote {save_comparisons(target / 'contrast.json', comparisons)}")
     write_figure(token_comparison_figure(comparisons, ncols=ncols), target / "contrast", formats, dpi)

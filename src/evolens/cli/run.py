@@ -219,7 +219,9 @@ def run_command(
     """
     import evolens
     from evolens.parallel import dist_info
+    from evolens.store.atomic import check_writable
 
+    check_writable(out_dir, directory=True)
     data = _dataset(
         dataset,
         root,
@@ -366,8 +368,10 @@ def eval_command(
       evolens eval runs/pope --detector-param mutation_rule=jsd --detector-param first_layer=2
       evolens eval --responses answers.json -d amber -r AMBER/data --queries query_all.json
     """
-    from evolens.store.atomic import atomic_write_text
+    from evolens.store.atomic import atomic_write_text, check_writable
 
+    if json_out is not None:
+        check_writable(json_out)
     if responses is not None:
         if dataset is None or root is None:
             raise SettingsError("--responses needs --dataset and --root to read the annotations")

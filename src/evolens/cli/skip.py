@@ -37,6 +37,7 @@ from evolens.cli.run import (
     _dataset,
 )
 from evolens.errors import EvolensError, SettingsError
+from evolens.store.atomic import check_writable, make_directory
 
 if TYPE_CHECKING:
     from evolens.analysis.compare import Annotations
@@ -296,6 +297,7 @@ def skip(
     from evolens.models.inputs import check_prompt, load_image
     from evolens.viz import skip_report_figure
 
+    check_writable(out_dir, directory=True)  # before the model loads and the variants run
     presets = parse_presets(preset, have_layers=bool(layers))
     skip_sets = parse_skip_sets(layers)
     if not presets and not skip_sets:
@@ -405,7 +407,7 @@ def skip(
             )
             advance(len(prompts[chunk]))
     report = merge_reports(reports, dataset_info)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_directory(out_dir)
     saved = report.save(out_dir / "skip.json")
     shown = report.results if show == 0 else report.results[:show]
     for result in shown:

@@ -11,6 +11,7 @@ import typer
 
 from evolens.cli.common import ConfigOption, app, examples, out
 from evolens.errors import SettingsError
+from evolens.store.atomic import check_writable
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -38,7 +39,7 @@ def _save(fig: Figure, path: Path, formats: list[str] | None, dpi: int) -> None:
     from evolens.viz import save_figure
 
     for written in save_figure(fig, path, formats or None, dpi=dpi):
-        out.print(f"wrote {written}", highlight=False, soft_wrap=True)
+        out.print(f"wrote {written}", highlight=False, soft_wrap=True, markup=False)
 
 
 def _load_trace(path: Path) -> Trace:
@@ -134,6 +135,7 @@ def report(
 
     from evolens.report import collect_trace_dirs, write_report
 
+    check_writable(out_file)  # before the items are read and drawn
     dirs = collect_trace_dirs(paths)
     item_extras, summary = _read_extras(extras) if extras is not None else ({}, {})
     total = len(dirs) if max_items is None else min(len(dirs), max_items)
@@ -155,7 +157,9 @@ def report(
             progress=lambda done, _total: bar.update(task, completed=done),
         )
     size = written.stat().st_size / 1e6
-    out.print(f"wrote {written} ({total} items, {size:.1f} MB)", highlight=False, soft_wrap=True)
+    out.print(
+        f"wrote {written} ({total} items, {size:.1f} MB)", highlight=False, soft_wrap=True, markup=False
+    )
 
 
 @plot_app.command(
