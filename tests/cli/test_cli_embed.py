@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from evolens.analysis import analyze_trace
-from evolens.cli.embed import median_layer
 from evolens.geometry import FeatureMap
+from evolens.geometry.detect import median_layer
 from evolens.trace import Trace
 from tests.analysis.synthetic import make_metrics, make_trace, step_jsd, step_probs
 from tests.cli.helpers import assert_user_error, copy_traces, run

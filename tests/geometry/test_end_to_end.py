@@ -71,3 +71,55 @@ def test_trace_errors(tiny_traces):
         evolens.multi_image_map(tiny_traces, step=99, settings=FAST)
     with pytest.raises(InputError, match="at least 2"):
         evolens.multi_image_map(tiny_traces[:1], settings=FAST)
+
+
+def _synthetic_trace(item_id: str = "syn", seed: int = 0):
+    """A trace whose detectors find critical layers 4..8 (median 6) and, on every other token, mutation layer 14."""
+    import torch
+
+    from tests.analysis.synthetic import make_metrics, make_trace, step_jsd, step_probs
+
+    rng = np.random.default_rng(seed)
+    n_layers, crits = 16, [4, 5, 6, 7, 8, 5, 6, 7, 8, 4]
+    probs = np.stack([step_probs(rng, n_layers, c) for c in crits], 1)
+    jsd = np.stack([step_jsd(rng, n_layers, c, [13] if i % 2 else []).jsd for i, c in enumerate(crits)], 1)
+    trace = make_trace(make_metrics(probs, jsd), item_id=item_id)
+    trace.hidden_states = torch.randn(
+        n_layers + 1, len(crits), 8, generator=torch.Generator().manual_seed(seed)
+    )
+    return trace
+
+
+def test_stage_groups_are_detected_from_the_trace_by_default():
+    from evolens.geometry import detect_stage_layers
+
+    trace = _synthetic_trace()
+    found = detect_stage_layers([trace])
+    assert (found.critical_layer, found.mutation_layer, found.n_critical) == (6, 14, 10)
+    pca = ReducerSettings(method="pca")
+    fmap = evolens.single_image_map(trace, settings=pca)
+    assert (fmap.critical_layer, fmap.mutation_layer) == (6, 14)
+    assert [g.layers for g in fmap.groups] == [tuple(range(1, 6)), tuple(range(6, 14)), (14, 15, 16)]
+    assert fmap.numbers.critical_layer == 6  # the dispersion jump is compared with the detected layer
+    # given layers win; None turns the stages off; a given critical layer after the detected mutation drops it
+    assert (
+        evolens.single_image_map(trace, critical_layer=3, mutation_layer=9, settings=pca).critical_layer == 3
+    )
+    assert (
+        len(evolens.single_image_map(trace, critical_layer=None, mutation_layer=None, settings=pca).groups)
+        == 1
+    )
+    late = evolens.single_image_map(trace, critical_layer=15, settings=pca)
+    assert (late.critical_layer, late.mutation_layer) == (15, None)
+    # explicit tensors carry no metrics: nothing is detected
+    assert len(evolens.single_image_map(trace.hidden_states, settings=pca).groups) == 1
+    with pytest.raises(SettingsError, match="'auto'"):
+        evolens.single_image_map(trace, critical_layer="detect", settings=pca)  # type: ignore[arg-type]
+
+
+def test_multi_image_stage_groups_are_detected_at_the_step():
+    traces = [_synthetic_trace(f"img{i}", seed=i) for i in range(4)]
+    fmap = evolens.multi_image_map(traces, step=2, settings=ReducerSettings(method="pca"))
+    # the token at step 2 has critical layer 6 and no spike in every trace
+    assert (fmap.critical_layer, fmap.mutation_layer) == (6, None)
+    assert [g.name for g in fmap.groups] == ["rapid evolution", "stabilisation"]

@@ -23,6 +23,8 @@ from evolens.cli.options import (
     write_figure,
 )
 from evolens.errors import SettingsError
+from evolens.geometry.detect import detect_stage_layers
+from evolens.store.atomic import check_writable, make_directory
 
 if TYPE_CHECKING:
     from evolens.geometry import FeatureMap, ReducerSettings
@@ -31,46 +33,13 @@ if TYPE_CHECKING:
 MAP_NAME = "geometry"
 
 
-def median_layer(values: Sequence[int] | np.ndarray) -> int | None:
-    """Median of the found layers (-1 left out), rounded half up; ``None`` when none was found."""
-    array = np.asarray(values, dtype=np.int64)
-    array = array[array != NOT_FOUND]
-    if array.size == 0:
-        return None
-    return math.floor(float(np.median(array)) + 0.5)
-
-
 def detected_layers(
     traces: Sequence[Trace], params: DetectorParams, *, step: int | None
 ) -> tuple[int | None, int | None, str]:
-    """The critical and first mutation layer of a map: medians over the trace's tokens (``step=None``, one trace)
-    or over the images' tokens at ``step`` (several traces), from :func:`~evolens.analysis.analyze_trace`.
-
-    The mutation layer is kept only when it comes after the critical layer. Returns a description too.
-    """
-    from evolens.analysis import analyze_trace
-    from evolens.cli.analyze import layer_baselines
-
-    baselines, _ = layer_baselines(traces, params, "auto")
-    critical: list[int] = []
-    mutation: list[int] = []
-    for trace, baseline in zip(traces, baselines, strict=True):
-        analysis = analyze_trace(trace, params, baseline_jsd=baseline)
-        if step is None:
-            mask = analysis.step_mask()
-            critical.extend(analysis.critical_layer[mask].tolist())
-            mutation.extend(analysis.mutation_layer[mask].tolist())
-        else:
-            critical.append(int(analysis.critical_layer[step]))
-            mutation.append(int(analysis.mutation_layer[step]))
-    c, m = median_layer(critical), median_layer(mutation)
-    if m is not None and (c is None or m <= c):
-        m = None
-    unit = "tokens" if step is None else f"images (step {step})"
-    n_c = sum(x != NOT_FOUND for x in critical)
-    n_m = sum(x != NOT_FOUND for x in mutation)
-    how = f"detected: medians over {n_c} of {len(critical)} {unit} with a critical layer, {n_m} with a mutation layer"
-    return c, m, how
+    """The critical and first mutation layer of a map (:func:`evolens.geometry.detect_stage_layers`) and a line
+    saying how they were found."""
+    found = detect_stage_layers(traces, params, step=step)
+    return found.critical_layer, found.mutation_layer, found.description
 
 
 def _fmt(value: float | None, spec: str = ".2f") -> str:
@@ -251,6 +220,7 @@ def embed(
         assert out_dir is not None
         targets = [(dirs[0], out_dir)]
     for _, target in targets:
+        check_writable(target, directory=True)
         if (target / f"{MAP_NAME}.json").exists() and not overwrite:
             raise SettingsError(f"{target / f'{MAP_NAME}.json'} exists; pass --overwrite to replace it")
 
@@ -279,7 +249,7 @@ def embed(
             if kind == "single"
             else multi_image_map(batch, step=step, **options)
         )
-        target.mkdir(parents=True, exist_ok=True)
+        make_directory(target)
         saved = fmap.save(target / f"{MAP_NAME}.json", overwrite=overwrite)
         label = batch[0].item_id if kind == "single" else f"{len(batch)} traces, step {step}"
         say(

@@ -5,10 +5,12 @@
 - :class:`ReducerSettings` — t-SNE (openTSNE, scikit-learn), UMAP (optional extra) or PCA, with preprocessing.
 - :mod:`evolens.geometry.measures` — dispersion and its jump, path linearity, linear CKA, trustworthiness.
 - :mod:`evolens.geometry.stages` — stage groups from critical/mutation layers, the paper's, or your own.
+- :func:`detect_stage_layers` — a map's critical and mutation layer from its traces' detectors (the default).
 
 Everything runs on the pre-norm residual states of :attr:`evolens.Trace.hidden_states`.
 """
 
+from evolens.geometry.detect import DetectedLayers, detect_stage_layers, median_layer
 from evolens.geometry.features import UnitStates, multi_image_states, single_image_states
 from evolens.geometry.maps import (
     FeatureMap,
@@ -34,6 +36,7 @@ from evolens.geometry.reduce import Projection, ReducerSettings, preprocess, red
 from evolens.geometry.stages import StageGroup, normalize_groups, paper_stage_groups, stage_groups
 
 __all__ = [
+    "DetectedLayers",
     "FeatureMap",
     "GeometryNumbers",
     "Jump",
@@ -44,11 +47,13 @@ __all__ = [
     "UnitStates",
     "adjacent_cka",
     "cka_matrix",
+    "detect_stage_layers",
     "dispersion",
     "geometry_numbers",
     "jump_layer",
     "linear_cka",
     "linearity",
+    "median_layer",
     "multi_image_map",
     "multi_image_states",
     "normalize_groups",

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
+from evolens.analysis.params import DetectorParams
 from evolens.errors import SettingsError, StoreError
 from evolens.geometry import measures
+from evolens.geometry.detect import detect_stage_layers
 from evolens.geometry.features import UnitStates, multi_image_states, single_image_states
 from evolens.geometry.reduce import Projection, ReducerSettings, preprocess, reduce_2d
 from evolens.geometry.stages import GroupsInput, StageGroup, given_layer, normalize_groups, stage_groups
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 SCHEMA = "evolens.geometry/1"
+AUTO: Literal["auto"] = "auto"
+LayerChoice = int | None | Literal["auto"]
 MapKind = Literal["single_image", "multi_image"]
 NumbersSpace = Literal["raw", "preprocessed"]
 
@@ -345,6 +349,31 @@ class FeatureMap:
             raise StoreError(f"{target} is not a valid feature map: {exc}") from None
 
 
+def _stage_layers(
+    traces: Sequence[Trace] | None,
+    critical_layer: LayerChoice,
+    mutation_layer: LayerChoice,
+    params: DetectorParams | None,
+    step: int | None,
+) -> tuple[int | None, int | None]:
+    """Resolve ``"auto"``: the layer the detectors find in ``traces`` (none for explicit tensors)."""
+    for name, value in (("critical_layer", critical_layer), ("mutation_layer", mutation_layer)):
+        if isinstance(value, str) and value != AUTO:
+            raise SettingsError(f"{name} must be a state index, None or 'auto', got {value!r}")
+    if AUTO not in (critical_layer, mutation_layer):
+        return critical_layer, mutation_layer  # type: ignore[return-value]
+    found = detect_stage_layers(traces, params, step=step) if traces else None
+    if critical_layer == AUTO:
+        critical_layer = found.critical_layer if found else None
+    if mutation_layer == AUTO:
+        mutation_layer = found.mutation_layer if found else None
+        # no critical layer, or a given one at or after the detected mutation layer: no mutation stage
+        no_critical = critical_layer is None or critical_layer == -1
+        if mutation_layer is not None and (no_critical or mutation_layer <= critical_layer):  # type: ignore[operator]
+            mutation_layer = None
+    return critical_layer, mutation_layer
+
+
 def _build(
     kind: MapKind,
     units: UnitStates,
@@ -409,12 +438,13 @@ def single_image_map(
     steps: Sequence[int] | None = None,
     tokens: Sequence[str] | None = None,
     include_embedding: bool = False,
-    critical_layer: int | None = None,
-    mutation_layer: int | None = None,
+    critical_layer: LayerChoice = AUTO,
+    mutation_layer: LayerChoice = AUTO,
     groups: GroupsInput | None = None,
     settings: ReducerSettings | None = None,
     numbers_space: NumbersSpace = "raw",
     jump: measures.JumpSettings | None = None,
+    params: DetectorParams | None = None,
 ) -> FeatureMap:
     """Fig. 6 / eq. (5): every generated token's state at every layer of one trace, mapped together to 2-D.
 
@@ -427,21 +457,28 @@ def single_image_map(
         steps: Which generated tokens to map (default all).
         tokens: Display strings for an explicit tensor's steps.
         include_embedding: Map state 0 too (the paper drops it; so does the default).
-        critical_layer: State index where rapid evolution ends (e.g. from the analysis detectors); sets the
-            stage groups and is compared with the dispersion jump. ``None`` or -1: none.
-        mutation_layer: The (first) mutation layer; sets the stage groups. ``None`` or -1: none.
+        critical_layer: State index where rapid evolution ends; sets the stage groups and is compared with the
+            dispersion jump. ``"auto"`` (default): detected from the trace's metrics — the median over its tokens
+            of :func:`~evolens.analysis.analyze_trace`'s critical layers (:func:`~evolens.geometry.detect_stage_layers`;
+            none for an explicit tensor). ``None`` or -1: none.
+        mutation_layer: The (first) mutation layer; sets the stage groups. ``"auto"`` (default): detected likewise
+            (kept only after the critical layer). ``None`` or -1: none.
         groups: Explicit stage groups (``StageGroup`` s or ``{name: layers}``) partitioning the mapped layers;
             they replace the groups derived from the critical/mutation layers (see also
             :func:`~evolens.geometry.stages.paper_stage_groups`).
         settings: How to reduce (default :class:`ReducerSettings`; ``ReducerSettings.paper(6)`` for the paper's).
         numbers_space: Compute the numbers on the ``"raw"`` states (default) or the ``"preprocessed"`` ones.
         jump: How the dispersion jump is found (:class:`~evolens.geometry.measures.JumpSettings`).
+        params: Detector parameters of the ``"auto"`` layers (default :class:`~evolens.analysis.DetectorParams`).
 
     Raises:
         InputError: No hidden states, or a tensor of the wrong shape.
         SettingsError: Bad steps, layers, groups or reducer settings; too few points for the perplexity.
     """
     units = single_image_states(source, steps=steps, tokens=tokens, include_embedding=include_embedding)
+    critical_layer, mutation_layer = _stage_layers(
+        [source] if isinstance(source, Trace) else None, critical_layer, mutation_layer, params, None
+    )
     return _build(
         "single_image",
         units,
@@ -461,12 +498,13 @@ def multi_image_map(
     labels: Sequence[str] | None = None,
     tokens: Sequence[str] | None = None,
     include_embedding: bool = False,
-    critical_layer: int | None = None,
-    mutation_layer: int | None = None,
+    critical_layer: LayerChoice = AUTO,
+    mutation_layer: LayerChoice = AUTO,
     groups: GroupsInput | None = None,
     settings: ReducerSettings | None = None,
     numbers_space: NumbersSpace = "raw",
     jump: measures.JumpSettings | None = None,
+    params: DetectorParams | None = None,
 ) -> FeatureMap:
     """Fig. 7 / eq. (6): the answer token's state at every layer for every image, mapped together to 2-D.
 
@@ -479,8 +517,9 @@ def multi_image_map(
         step: Generation step of the answer token (default 0, the first generated token).
         labels: A name per image (default: item ids, or image sources when item ids repeat).
         tokens: Answer token per image, for an explicit tensor.
-        include_embedding, critical_layer, mutation_layer, groups, settings, numbers_space, jump: As for :func:`single_image_map` (``ReducerSettings.paper(7)`` gives
-            the paper's perplexity of 35).
+        include_embedding, critical_layer, mutation_layer, groups, settings, numbers_space, jump, params: As for
+            :func:`single_image_map` (``ReducerSettings.paper(7)`` gives the paper's perplexity of 35); the
+            ``"auto"`` layers are the medians over the images of the layers detected for the token at ``step``.
 
     Raises:
         InputError: Fewer than 2 images, a trace without hidden states, traces of differently shaped models.
@@ -489,6 +528,8 @@ def multi_image_map(
     units = multi_image_states(
         source, step=step, labels=labels, tokens=tokens, include_embedding=include_embedding
     )
+    traces = list(source) if not isinstance(source, torch.Tensor | np.ndarray) else None
+    critical_layer, mutation_layer = _stage_layers(traces, critical_layer, mutation_layer, params, step)
     return _build(
         "multi_image",
         units,
