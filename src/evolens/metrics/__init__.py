@@ -5,9 +5,10 @@ from evolens.metrics.compute import (
     auto_chunk_steps,
     compute_layer_metrics,
     iter_logprob_chunks,
+    metric_block_steps,
     track_tokens,
 )
-from evolens.metrics.divergence import entropy_bits, jsd_bits, jsd_paper, kl_bits
+from evolens.metrics.divergence import entropy_bits, jsd_bits, jsd_both, jsd_paper, kl_bits
 from evolens.metrics.tokens import gather_logprobs, ranks, topk, union_top1
 
 __all__ = [
@@ -18,8 +19,10 @@ __all__ = [
     "gather_logprobs",
     "iter_logprob_chunks",
     "jsd_bits",
+    "jsd_both",
     "jsd_paper",
     "kl_bits",
+    "metric_block_steps",
     "ranks",
     "topk",
     "track_tokens",
