@@ -94,3 +94,52 @@ def test_lens_casts_states_to_the_head_dtype() -> None:
     lens = LogitLens(norm, head, LogitTransform(), 2)
     out = lens.logits(torch.randn(3, 4, 8, dtype=torch.float64))
     assert out.dtype == torch.float32 and out.shape == (3, 4, 5)
+
+
+def _fast_mode_case() -> tuple[LogitLens, torch.Tensor, torch.Tensor]:
+    from evolens.models.roles import LogitTransform
+
+    g = torch.Generator().manual_seed(0)
+    d, vocab, n_layers, n_steps = 512, 4000, 6, 5
+    norm = nn.RMSNorm(d, eps=1e-6)
+    head = nn.Linear(d, vocab, bias=False)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(vocab, d, generator=g) * 3 / d**0.5)  # logits of std ~3, as LLMs have
+    # a residual stream that drifts from layer to layer, so adjacent distributions are close but not equal
+    states = torch.cumsum(torch.randn(n_layers + 1, n_steps, d, generator=g), 0)
+    targets = torch.randint(0, vocab, (n_steps,), generator=g)
+    return LogitLens(norm, head, LogitTransform(), n_layers), states, targets
+
+
+def test_fast_mode_bfloat16_matmul_stays_within_its_stated_error() -> None:
+    from evolens.metrics import compute_layer_metrics
+
+    lens, states, targets = _fast_mode_case()
+    fast = lens.with_matmul_dtype(torch.bfloat16)
+    assert fast.matmul_dtype == torch.bfloat16 and fast.with_mode("paper").matmul_dtype == torch.bfloat16
+    exact_logits, fast_logits = lens.logits(states), fast.logits(states)
+    assert fast_logits.dtype == torch.float32
+    err = float((fast_logits - exact_logits).abs().max())
+    # bfloat16 really ran, and within ~0.5% of the largest logit (bfloat16 rounds to 8 significant bits)
+    assert 0 < err < 0.01 * float(exact_logits.abs().max())
+    exact = compute_layer_metrics(states, lens, targets)
+    approx = compute_layer_metrics(states, fast, targets)
+    assert float((approx.jsd_bits - exact.jsd_bits).abs().max()) < 1e-2
+    assert float((approx.target_logprobs - exact.target_logprobs).abs().max()) < 0.1
+    assert float((approx.entropy_bits - exact.entropy_bits).abs().max()) < 0.1
+    # the head's weight is converted once and reused, and refreshed after an in-place update
+    first = fast._weights[torch.bfloat16][1]
+    fast.logits(states)
+    assert fast._weights[torch.bfloat16][1] is first
+    with torch.no_grad():
+        lens.lm_head.weight.mul_(2.0)
+    assert torch.allclose(fast.logits(states), lens.logits(states), atol=0.2)
+
+
+def test_fast_mode_needs_a_linear_head() -> None:
+    from evolens.models.roles import LogitTransform
+
+    with pytest.raises(SettingsError, match=r"nn\.Linear"):
+        LogitLens(nn.LayerNorm(4), nn.Identity(), LogitTransform(), 1, matmul_dtype=torch.bfloat16)
+    with pytest.raises(SettingsError, match="floating"):
+        LogitLens(nn.LayerNorm(4), nn.Linear(4, 3), LogitTransform(), 1, matmul_dtype=torch.int8)
