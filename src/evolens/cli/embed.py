@@ -19,6 +19,7 @@ from evolens.cli.options import (
     detector_options,
     load_traces,
     say,
+    spinner,
     trace_dirs,
     write_figure,
 )
@@ -244,11 +245,14 @@ def embed(
             "include_embedding": include_embedding,
             "numbers_space": numbers_space,
         }
-        fmap = (
-            single_image_map(batch[0], **options)
-            if kind == "single"
-            else multi_image_map(batch, step=step, **options)
-        )
+        with spinner(
+            f"mapping {batch[0].item_id if kind == 'single' else f'{len(batch)} traces'} ({settings.method})"
+        ):
+            fmap = (
+                single_image_map(batch[0], **options)
+                if kind == "single"
+                else multi_image_map(batch, step=step, **options)
+            )
         make_directory(target)
         saved = fmap.save(target / f"{MAP_NAME}.json", overwrite=overwrite)
         label = batch[0].item_id if kind == "single" else f"{len(batch)} traces, step {step}"
