@@ -43,5 +43,20 @@ test: lint browser
 demo: setup
 	$(VENV)/bin/evolens demo
 
+# Benchmarks (bench/, README "Benchmarks"): ratios within one run, a table each and bench/results/<name>.json.
+# BENCH_ARGS=--quick for small sizes (~4 min); BENCH_THREADS=1 is steadiest on a shared machine.
+BENCH_ARGS    ?=
+BENCH_THREADS ?= 1
+bench: setup
+	$(PY) bench/lens_speed.py --threads $(BENCH_THREADS) $(BENCH_ARGS)
+	$(PY) bench/capture_overhead.py --threads $(BENCH_THREADS) $(BENCH_ARGS)
+	$(PY) bench/memory.py --threads $(BENCH_THREADS) $(BENCH_ARGS)
+	$(PY) bench/geometry_speed.py --threads $(BENCH_THREADS) $(BENCH_ARGS)
+	$(PY) bench/dataset_throughput.py $(BENCH_ARGS)
+	PYTHONPATH=src $(PY) bench/skip_speed.py --threads $(BENCH_THREADS) --layers 8 --hidden 256 --new-tokens 16 --repeats 2
+	@if $(PY) -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
+		$(PY) bench/gpu.py $(BENCH_ARGS); \
+	else echo "bench/gpu.py: no CUDA GPU on this machine, skipped"; fi
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

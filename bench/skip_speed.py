@@ -15,6 +15,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -96,7 +97,7 @@ def main() -> None:
         prompts = ["describe the image in detail please"] * args.batch
         sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
 
-        def timed(layers: list[int], method: str) -> tuple[float, list[int]]:
+        def timed(layers: list[int], method: Literal["hook", "rebuild"]) -> tuple[float, list[int]]:
             times = []
             out = None
             for i in range(args.repeats + 1):
