@@ -129,25 +129,47 @@ def _tracked_metrics(logp: torch.Tensor, tracked: torch.Tensor) -> tuple[torch.T
     return gather_logprobs(logp, idx), rank
 
 
-def _chunk_metrics(
-    logp: torch.Tensor, targets: torch.Tensor, tracked: torch.Tensor, k: int
-) -> dict[str, torch.Tensor]:
+def _block_metrics(
+    logp: torch.Tensor, targets: torch.Tensor, k: int, out: dict[str, torch.Tensor], steps: slice
+) -> None:
+    """Write the metrics of one block of steps (``logp [n_layers + 1, block, vocab]``) into ``out[..., steps]``."""
     n_boundaries = logp.shape[0]
     target_idx = targets.to(logp.device).view(1, -1, 1).expand(n_boundaries, -1, 1)
     # every layer's probabilities once, shared by entropy, KL and both JSDs
     probs = logp.exp()
+    out["target_logprobs"][:, steps] = gather_logprobs(logp, target_idx).squeeze(-1)
+    out["target_ranks"][:, steps] = ranks(logp, target_idx).squeeze(-1)
+    out["entropy_bits"][:, steps] = entropy_bits(logp, probs)
+    out["kl_to_last_bits"][:, steps] = kl_bits(logp[-1:], logp, probs[-1:])
+    out["topk_ids"][:, steps], out["topk_logprobs"][:, steps] = topk(logp, k)
+    for i in range(n_boundaries - 1):  # one adjacent pair at a time: the temporaries stay [block, vocab]
+        out["jsd_bits"][i, steps], out["jsd_paper"][i, steps] = jsd_both(
+            logp[i], logp[i + 1], probs[i], probs[i + 1]
+        )
+
+
+def _chunk_metrics(
+    logp: torch.Tensor, targets: torch.Tensor, tracked: torch.Tensor, k: int
+) -> dict[str, torch.Tensor]:
+    n_boundaries, n_steps, vocab = logp.shape
+    k = min(k, vocab)
+    # Outputs are allocated once per chunk and filled block by block: small per-block results that outlived
+    # their block would fragment the heap between the blocks' large temporaries (RSS grew with the trace).
+    per_layer = (n_boundaries, n_steps)
     out: dict[str, torch.Tensor] = {
-        "target_logprobs": gather_logprobs(logp, target_idx).squeeze(-1),
-        "target_ranks": ranks(logp, target_idx).squeeze(-1),
-        "entropy_bits": entropy_bits(logp, probs),
-        "kl_to_last_bits": kl_bits(logp[-1:], logp, probs[-1:]),
+        "target_logprobs": logp.new_empty(per_layer),
+        "target_ranks": torch.empty(per_layer, dtype=torch.long, device=logp.device),
+        "entropy_bits": logp.new_empty(per_layer),
+        "kl_to_last_bits": logp.new_empty(per_layer),
+        "topk_ids": torch.empty((*per_layer, k), dtype=torch.long, device=logp.device),
+        "topk_logprobs": logp.new_empty((*per_layer, k)),
+        "jsd_bits": logp.new_empty((n_boundaries - 1, n_steps)),
+        "jsd_paper": logp.new_empty((n_boundaries - 1, n_steps)),
     }
-    out["topk_ids"], out["topk_logprobs"] = topk(logp, k)
-    # one adjacent pair at a time: the temporaries stay [steps, vocab]
-    pairs = [jsd_both(logp[i], logp[i + 1], probs[i], probs[i + 1]) for i in range(n_boundaries - 1)]
-    del probs
-    out["jsd_bits"] = torch.stack([bits for bits, _ in pairs])
-    out["jsd_paper"] = torch.stack([paper for _, paper in pairs])
+    block = metric_block_steps(vocab)
+    for start in range(0, n_steps, block):
+        steps = slice(start, min(start + block, n_steps))
+        _block_metrics(logp[:, steps], targets[steps], k, out, steps)
     out["tracked_logprobs"], out["tracked_ranks"] = _tracked_metrics(logp, tracked)
     candidates = union_top1(out["topk_ids"][..., 0].cpu())
     safe = candidates.clamp_min(0).to(logp.device)
@@ -209,13 +231,9 @@ def compute_layer_metrics(
     if isinstance(chunk_steps, bool) or not isinstance(chunk_steps, int) or chunk_steps < 1:
         raise SettingsError(f"chunk_steps must be a positive integer, got {chunk_steps!r}")
     parts: list[dict[str, torch.Tensor]] = []
-    block = metric_block_steps(vocab_size)
+    # the head runs on the whole chunk (a large GEMM is efficient); the reductions on cache-sized blocks
     for steps, logp in iter_logprob_chunks(states, lens, chunk_steps):
-        chunk_targets = target_ids[steps]
-        # the head runs on the whole chunk (a large GEMM is efficient); the reductions on cache-sized blocks
-        for start in range(0, logp.shape[1], block):
-            sub = slice(start, start + block)
-            parts.append(_chunk_metrics(logp[:, sub], chunk_targets[sub], tracked, k))
+        parts.append(_chunk_metrics(logp, target_ids[steps], tracked, k))
         del logp
     if not parts:
         raise SettingsError("a trace needs at least one generated step")
