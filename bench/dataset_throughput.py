@@ -159,13 +159,19 @@ def main(argv: list[str] | None = None) -> int:
         for name, rs in runs.items()
     }
     one, two = summary[f"1 process x {cores} threads"], summary["2 processes x 1 thread"]
+    single = summary["1 process x 1 thread"]
     speedup = two["items_per_s"] / one["items_per_s"]
     wall_speedup = two["wall_items_per_s"] / one["wall_items_per_s"]
+    over_single = {
+        "tracing": two["items_per_s"] / single["items_per_s"],
+        "wall": two["wall_items_per_s"] / single["wall_items_per_s"],
+    }
     print(
         f"dataset throughput: {args.items} items, {args.tokens} new tokens, batch {args.batch_size}; model: {source}"
     )
     rows = [[k, v["items_per_s"], v["wall_items_per_s"], v["wall_s"]] for k, v in summary.items()]
     rows.append([f"2 processes / 1 process x {cores} threads", speedup, wall_speedup, "-"])
+    rows.append(["2 processes / 1 process x 1 thread", over_single["tracing"], over_single["wall"], "-"])
     print(common.table(["launch", "tracing items/s", "wall items/s", "wall s"], rows))
     path = common.write_result(
         "dataset_throughput",
@@ -175,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             "runs": runs,
             "summary": summary,
             "two_over_one": {"tracing": speedup, "wall": wall_speedup},
+            "two_over_one_single_thread": over_single,
         },
         args.out,
     )
