@@ -1,4 +1,5 @@
-"""Evaluate responses against their items' annotations: AMBER, POPE and CHAIR, with per-word judgements.
+"""Evaluate responses against their items' annotations: AMBER, POPE, CHAIR and one-word VQA, with per-word
+judgements.
 
 Each item's ``annotations["task"]`` picks its evaluator; items without a task are not judged. The result holds the
 benchmark scores, one :class:`~evolens.data.scores.ItemEvaluation` per judged item (its mentions map to tokens
@@ -27,11 +28,13 @@ from evolens.data.labels import Mention
 from evolens.data.pope import TASK as POPE_TASK
 from evolens.data.scores import BinaryScores, ItemEvaluation, pope_answer
 from evolens.data.text import MethodName, TextMethod, TextTools
+from evolens.data.vqa import TASK as VQA_TASK
+from evolens.data.vqa import VqaScores, judge_vqa
 from evolens.errors import DatasetError
 
 logger = logging.getLogger(__name__)
 
-TASKS = (GENERATIVE, DISCRIMINATIVE, POPE_TASK, CHAIR_TASK)
+TASKS = (GENERATIVE, DISCRIMINATIVE, POPE_TASK, CHAIR_TASK, VQA_TASK)
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,8 @@ class Evaluation:
     Attributes:
         method: The text tools that ran (``method.for_amber()`` / ``for_chair()``: exact, partial or fallback).
         items: One judgement per judged response, in input order.
-        amber_generative, amber_discriminative, pope, chair: Each benchmark's scores, when it had responses.
+        amber_generative, amber_discriminative, pope, chair, vqa: Each benchmark's scores, when it had
+            responses (``vqa``: one-word answers, :mod:`evolens.data.vqa`).
         n_unjudged: Responses whose item has no evaluator.
     """
 
@@ -66,6 +70,7 @@ class Evaluation:
     amber_discriminative: AmberDiscriminativeScores | None = None
     pope: BinaryScores | None = None
     chair: ChairScores | None = None
+    vqa: VqaScores | None = None
     n_unjudged: int = 0
 
     def item(self, item_id: str) -> ItemEvaluation | None:
@@ -78,7 +83,7 @@ class Evaluation:
     def scores(self) -> dict[str, Any]:
         """The benchmark scores alone (JSON-able)."""
         out: dict[str, Any] = {"method": self.method.to_dict(), "n_unjudged": self.n_unjudged}
-        for name in ("amber_generative", "amber_discriminative", "pope", "chair"):
+        for name in ("amber_generative", "amber_discriminative", "pope", "chair", "vqa"):
             value = getattr(self, name)
             out[name] = value.to_dict() if value is not None else None
         return out
@@ -99,6 +104,7 @@ class Evaluation:
             else None,
             pope=BinaryScores.from_dict(data["pope"]) if data.get("pope") else None,
             chair=ChairScores.from_dict(data["chair"]) if data.get("chair") else None,
+            vqa=VqaScores.from_dict(data["vqa"]) if data.get("vqa") else None,
             n_unjudged=int(data.get("n_unjudged", 0)),
         )
 
@@ -132,6 +138,15 @@ class Evaluation:
             lines.append(
                 f"CHAIR ({c.n_captions} captions, {self.method.for_chair()} method, {c.synonyms} synonyms): "
                 f"CHAIRs {pct(c.chair_s)}  CHAIRi {pct(c.chair_i)}  recall {pct(c.recall)}"
+            )
+        if self.vqa is not None:
+            v = self.vqa
+            kinds = "  ".join(f"{k} {pct(e['accuracy'])}" for k, e in v.by_kind.items())
+            prior = f"  prior answers {v.prior_answers}/{v.n_prior}" if v.n_prior else ""
+            lines.append(
+                f"VQA ({v.n} questions): accuracy {pct(v.accuracy)}"
+                + (f"  [{kinds}]" if kinds else "")
+                + prior
             )
         return lines
 
@@ -180,6 +195,8 @@ def evaluate(
     types: list[str] = []
     pope: list[ItemEvaluation] = []
     captions: list[ItemEvaluation] = []
+    vqa: list[ItemEvaluation] = []
+    vqa_annotations: list[Mapping[str, Any]] = []
     for response in responses:
         ann = response.annotations
         task = ann.get("task")
@@ -212,6 +229,10 @@ def evaluate(
                 ann.get("reference_captions", []),
             )
             captions.append(judged)
+        elif task == VQA_TASK:
+            judged = judge_vqa(response.item_id, response.text, ann)
+            vqa.append(judged)
+            vqa_annotations.append(ann)
         else:
             result.n_unjudged += 1
             continue
@@ -227,6 +248,8 @@ def evaluate(
     if captions:
         assert chair is not None
         result.chair = ChairScores.from_items(captions, chair.source)
+    if vqa:
+        result.vqa = VqaScores.from_items(vqa, vqa_annotations)
     return result
 
 

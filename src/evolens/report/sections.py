@@ -123,7 +123,7 @@ def _scores(summary: Mapping[str, Any]) -> str:
     lines = summary.get("evaluation_lines") or []
     scores = summary.get("evaluation") or {}
     parts = [f'<p class="score-line">{text(line)}</p>' for line in lines]
-    for bench in ("amber_generative", "amber_discriminative", "pope", "chair"):
+    for bench in ("amber_generative", "amber_discriminative", "pope", "chair", "vqa"):
         values = scores.get(bench)
         if not isinstance(values, Mapping):
             continue
