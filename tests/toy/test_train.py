@@ -91,7 +91,7 @@ def test_continuing_from_a_saved_model_records_both_phases(tmp_path: Path) -> No
         tmp_path / "two", tiny_config(warmup_vision_steps=0), progress=False, init_from=first
     ).out_dir
     record = json.loads((second / "train.json").read_text())
-    assert record["init_from"] == str(first) and len(record["previous_phases"]) == 1
+    assert record["init_from"] == first.name and len(record["previous_phases"]) == 1
     assert record["previous_phases"][0]["config"]["warmup_vision_steps"] == 2
 
 
@@ -109,3 +109,18 @@ def test_existing_output_is_refused_before_training(tmp_path: Path) -> None:
 def test_bad_settings_are_refused(bad: dict[str, object]) -> None:
     with pytest.raises(SettingsError):
         tiny_config(**bad)
+
+
+def test_a_recipe_trains_its_phases_in_turn(tmp_path: Path) -> None:
+    import json
+
+    from evolens.toy.train import SHIPPED_RECIPE, train_recipe
+
+    out = tmp_path / "recipe"
+    result = train_recipe(out, [tiny_config(), tiny_config(seed=1, warmup_vision_steps=0)], progress=False)
+    record = json.loads((out / "train.json").read_text())
+    assert result.out_dir == out and record["config"]["seed"] == 1 and len(record["previous_phases"]) == 1
+    assert not (tmp_path / "recipe.phases").exists()
+    assert len(SHIPPED_RECIPE) == 3 and SHIPPED_RECIPE[0].warmup_vision_steps > 0
+    with pytest.raises(SettingsError):
+        train_recipe(tmp_path / "none", [], progress=False)

@@ -76,6 +76,24 @@ def check_writable(path: str | Path, *, directory: bool = False) -> Path:
     return target
 
 
+def check_replaceable(path: str | Path, *, overwrite: bool = False) -> Path:
+    """Check that the directory ``path`` may be written whole: absent, empty, or ``overwrite`` given.
+
+    :func:`atomic_directory` checks this itself; long jobs call it first, so they refuse before the work.
+
+    Raises:
+        StoreError: ``path`` is a file, or a non-empty directory while ``overwrite`` is false.
+    """
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise StoreError(f"{target} exists and is a file, not a directory")
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
+        raise StoreError(
+            f"{target} already exists and is not empty; pass overwrite=True (CLI: --overwrite) to replace it"
+        )
+    return target
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is fsynced and renamed to ``path``.
@@ -123,13 +141,7 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
     Raises:
         StoreError: ``path`` exists (and is not empty) while ``overwrite`` is false, or is a file.
     """
-    target = Path(path)
-    if target.exists() and not target.is_dir():
-        raise StoreError(f"{target} exists and is a file, not a directory")
-    if target.is_dir() and any(target.iterdir()) and not overwrite:
-        raise StoreError(
-            f"{target} already exists and is not empty; pass overwrite=True (CLI: --overwrite) to replace it"
-        )
+    target = check_replaceable(path, overwrite=overwrite)
     make_directory(target.parent)
     token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp = target.with_name(f".{target.name}.tmp-{token}")

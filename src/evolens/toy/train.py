@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from evolens.errors import SettingsError, StoreError
-from evolens.store.atomic import atomic_directory
+from evolens.errors import SettingsError
+from evolens.store.atomic import atomic_directory, check_replaceable
 from evolens.toy.model import ToyArchitecture, build_model, build_processor
 from evolens.toy.world import (
     COLORS,
@@ -406,9 +406,7 @@ def train(
     """
     config = config or TrainConfig()
     out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
-        # refuse before the training, not after it (atomic_directory refuses too)
-        raise StoreError(f"{out_dir} already exists and is not empty; pass overwrite=True to replace it")
+    check_replaceable(out_dir, overwrite=overwrite)  # before the training, not after it
     start = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
@@ -442,7 +440,9 @@ def train(
     previous = Path(init_from) / "train.json" if init_from is not None else None
     record = {
         "config": config.to_dict(),
-        "init_from": str(init_from) if init_from is not None else None,
+        "init_from": Path(init_from).name
+        if init_from is not None
+        else None,  # a name: no local paths shipped
         "previous_phases": _phases(previous) if previous is not None and previous.is_file() else [],
         "seconds": round(seconds, 1),
         "vision_loss": vision_loss,
@@ -457,3 +457,54 @@ def train(
         (tmp / "train.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     logger.info("toy model written to %s in %.0f s", out_dir, seconds)
     return TrainResult(out_dir, seconds, vision_loss, losses[-1], losses)
+
+
+#: The recipe of the shipped model: three phases, each continuing from the one before (``evolens toy train``
+#: without options runs it). The later phases lower the learning rate and, last, ask more of the questions the
+#: model found hardest (a named shape's colour, whether a shape is there).
+SHIPPED_RECIPE: tuple[TrainConfig, ...] = (
+    TrainConfig(seed=0, steps=3000, batch_size=48, warmup_vision_steps=300),
+    TrainConfig(seed=1, steps=2400, batch_size=48, warmup_vision_steps=0, lr=1e-3, lr_warmup=50),
+    TrainConfig(
+        seed=2,
+        steps=2000,
+        batch_size=48,
+        warmup_vision_steps=0,
+        lr=7e-4,
+        lr_warmup=50,
+        question_weights={"color": 3.0, "exists": 2.5},
+    ),
+)
+
+
+def train_recipe(
+    out_dir: str | Path,
+    phases: Sequence[TrainConfig] = SHIPPED_RECIPE,
+    *,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> TrainResult:
+    """Train ``phases`` one after the other, each from the previous one's weights, and save the last to
+    ``out_dir`` (its ``train.json`` records every phase). Intermediate phases are kept in ``out_dir.phases/``
+    until the end, so a run that was stopped can be looked at; the final directory is written atomically."""
+    import shutil
+
+    out_dir = Path(out_dir)
+    if not phases:
+        raise SettingsError("a recipe needs at least one phase")
+    check_replaceable(out_dir, overwrite=overwrite)
+    work = out_dir.with_name(out_dir.name + ".phases")
+    previous: Path | None = None
+    start = time.perf_counter()
+    result: TrainResult | None = None
+    for number, config in enumerate(phases, 1):
+        last = number == len(phases)
+        target = out_dir if last else work / f"phase-{number}"
+        logger.info("phase %d of %d", number, len(phases))
+        result = train(target, config, progress=progress, overwrite=True, init_from=previous)
+        previous = target
+    shutil.rmtree(work, ignore_errors=True)
+    assert result is not None
+    return TrainResult(
+        result.out_dir, time.perf_counter() - start, result.vision_loss, result.final_loss, result.losses
+    )
