@@ -7,11 +7,12 @@ from typing import Annotated
 
 import typer
 
-from evolens.cli.common import app, out, quiet_transformers
+from evolens.cli.common import ConfigOption, app, examples, out, quiet_transformers
+from evolens.demo import DEMO_ATYPICAL, DEMO_TYPICAL
 
 
 @app.command()
-def families() -> None:
+def families(config: ConfigOption = None) -> None:
     """List the supported model families: kind, the model types each handles, and notes.
 
     Example: evolens families
@@ -48,6 +49,7 @@ def trace(
     allow_pickle: Annotated[bool, typer.Option(help="Accept pickle-only checkpoints (unsafe)")] = False,
     trust_remote_code: Annotated[bool, typer.Option(help="Run code shipped with the checkpoint")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output directory")] = False,
+    config: ConfigOption = None,
 ) -> None:
     """Trace one generation through every layer and save it.
 
@@ -55,30 +57,45 @@ def trace(
     """
     import evolens
     from evolens.models.inputs import check_prompt
+    from evolens.store.atomic import check_replaceable, check_writable
 
     check_prompt(prompt)  # cheap checks before the expensive load
     if image is not None:
         evolens.models.load_image(image)
+    check_writable(out_dir, directory=True)
+    check_replaceable(out_dir, overwrite=overwrite)
     quiet_transformers()
     lvlm = evolens.load(
         model, device=device, dtype=dtype, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code
     )
     result = lvlm.trace(image=image, prompt=prompt, max_new_tokens=max_new_tokens, lens=lens, topk=topk)
     result.save(out_dir, overwrite=overwrite)
-    out.print(f"[bold]text[/bold]: {result.text!r}", markup=True, highlight=False)
-    out.print(f"{result.n_steps} tokens x {result.n_layers + 1} layers written to {out_dir}")
+    out.print(f"text: {result.text!r}", markup=False, highlight=False)  # model text: never rich markup
+    out.print(f"{result.n_steps} tokens x {result.n_layers + 1} layers written to {out_dir}", markup=False)
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "evolens demo                                   # writes runs/demo: run directory, figures, report.html",
+        "evolens demo --out /tmp/demo --typical 20 --atypical 40",
+    )
+)
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory")] = Path("runs/demo"),
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Demo directory")] = Path("runs/demo"),
+    typical: Annotated[
+        int, typer.Option(help="Held-out typical scenes (8 items each)", min=1)
+    ] = DEMO_TYPICAL,
+    atypical: Annotated[
+        int, typer.Option(help="Held-out atypical scenes (8 items each)", min=1)
+    ] = DEMO_ATYPICAL,
+    config: ConfigOption = None,
 ) -> None:
-    """Run the main job on the built-in model and print where the results are.
-
-    Example: evolens demo --out runs/demo
-    """
+    """The main job on the built-in toy LVLM: trace captions and questions about held-out scenes (typical and
+    atypical), evaluate them against the truth, find critical and mutation layers, draw the figures, write the
+    HTML report, print where they are and a summary."""
     from evolens.demo import run_demo
+    from evolens.store.atomic import check_writable
 
+    check_writable(out_dir, directory=True)
     quiet_transformers()
-
-    run_demo(out_dir, console=out)
+    run_demo(out_dir, console=out, n_typical=typical, n_atypical=atypical)

@@ -12,7 +12,7 @@ import typer
 from evolens.cli.common import ConfigOption, app, err_console, out, quiet_transformers
 from evolens.errors import DatasetError, SettingsError
 
-_DATASET_HELP = "folder | amber | pope | coco"
+_DATASET_HELP = "folder | amber | pope | coco | toy"
 
 
 class RichProgress:
@@ -71,6 +71,10 @@ def _dataset(
 
     if kind == "folder":
         return open_dataset("folder", root, prompt=prompt, jsonl=jsonl)
+    if kind == "toy":  # the toy world's exported held-out set (evolens toy export)
+        from evolens.toy import ToyTestSet
+
+        return ToyTestSet(root)
     if kind == "amber":
         return open_dataset("amber", root, queries=queries, images=images, prompt=prompt)
     if kind == "pope":
