@@ -103,22 +103,26 @@ class BinaryScores:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__})
 
 
-_FIRST_WORD = re.compile(r"[A-Za-z]+")
+LETTERS = re.compile(r"[A-Za-z]+")
+WORD = re.compile(r"[A-Za-z0-9']+")
+
+
+def first_word(text: str, pattern: re.Pattern[str] = WORD) -> tuple[str | None, tuple[int, int] | None]:
+    """The first match of ``pattern`` in ``text``, lower-cased, with its character span (``None, None`` if none)."""
+    match = pattern.search(text)
+    if match is None:
+        return None, None
+    return match.group(0).lower(), match.span()
 
 
 def first_word_answer(text: str) -> tuple[str | None, tuple[int, int] | None]:
-    """AMBER-style answer: the first word, if it is "yes" or "no" (any case), else unparsed.
+    """AMBER-style answer: the first word (letters only), if it is "yes" or "no" (any case), else unparsed.
 
     AMBER's script compares the whole response with ``"Yes"`` / ``"No"``; models add punctuation or a sentence, so
     evolens reads the first word. Returns the answer and the word's character span.
     """
-    match = _FIRST_WORD.search(text)
-    if match is None:
-        return None, None
-    word = match.group(0).lower()
-    if word in ("yes", "no"):
-        return word, match.span()
-    return None, match.span()
+    word, span = first_word(text, LETTERS)
+    return (word if word in ("yes", "no") else None), span
 
 
 def pope_answer(text: str) -> tuple[str, tuple[int, int] | None]:

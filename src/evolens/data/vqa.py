@@ -12,17 +12,15 @@ so its tokens split every layer metric like the other benchmarks' mentions do.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from evolens.data.labels import Label, Mention
-from evolens.data.scores import ItemEvaluation, ratio
+from evolens.data.scores import ItemEvaluation, first_word, ratio
 from evolens.errors import DatasetError
 
 TASK = "vqa"
-_WORD = re.compile(r"[A-Za-z0-9']+")
 
 
 def check_annotations(annotations: Mapping[str, Any], where: str) -> None:
@@ -36,13 +34,12 @@ def judge_vqa(item_id: str, text: str, annotations: Mapping[str, Any]) -> ItemEv
     """Judge one answer (see the module docstring)."""
     check_annotations(annotations, f"item {item_id}")
     truth = str(annotations["answer"]).lower()
-    match = _WORD.search(text)
-    answer = match.group(0).lower() if match else None
+    answer, span = first_word(text)
     wrong = answer != truth
     mentions: tuple[Mention, ...] = ()
-    if match is not None:
+    if answer is not None and span is not None:
         label: Label = "hallucinated" if wrong else "grounded"
-        mentions = (Mention(match.start(), match.end(), match.group(0), answer or "", label),)
+        mentions = (Mention(span[0], span[1], text[span[0] : span[1]], answer, label),)
     prior = annotations.get("prior")
     counts = {"prior": int(answer is not None and isinstance(prior, str) and answer == prior.lower())}
     return ItemEvaluation(item_id, TASK, text, mentions, wrong, answer=answer, truth=truth, counts=counts)

@@ -25,11 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from evolens.data.scores import first_word
 from evolens.toy.world import (
     ONE_WORD_KINDS,
     PRIORS,
     Question,
     Scene,
+    caption_words,
     parse_caption,
     questions,
     render,
@@ -52,11 +54,6 @@ def heldout_items(scenes: Sequence[Scene], seed: int = TEST_SEED) -> list[tuple[
     """``(scene index, question)`` for every question of every scene (the questions' own draws are seeded)."""
     rng = np.random.default_rng(seed + 1)
     return [(i, q) for i, scene in enumerate(scenes) for q in questions(scene, rng)]
-
-
-def first_word(text: str) -> str:
-    words = text.lower().replace(".", " ").replace(",", " ").replace("?", " ").split()
-    return words[0] if words else ""
 
 
 @dataclass
@@ -106,14 +103,10 @@ class CaptionScores:
         for obj in scene.objects:
             self.object_recall.add(obj.shape in named_shapes)
             self.full_recall.add((obj.color, obj.shape, obj.slot) in set(named))
-        self.exact.add(_words(text) == _words(reference))
+        self.exact.add(caption_words(text) == caption_words(reference))
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v.to_dict() for k, v in self.__dict__.items()}
-
-
-def _words(text: str) -> list[str]:
-    return text.lower().replace(".", " . ").replace(",", " , ").split()
 
 
 @dataclass
@@ -281,7 +274,7 @@ def score(
                 if obj is not None and obj.atypical and color is not None:
                     cap_prior.add(color == PRIORS[shape])
             continue
-        word = first_word(answer)
+        word = first_word(answer)[0]
         hit = word == q.answer
         vqa[group][q.kind].add(hit)
         vqa[group]["all"].add(hit)

@@ -206,13 +206,18 @@ def caption(scene: Scene) -> str:
     return (f"{head} and {parts[-1]}" if head else parts[0]) + " ."
 
 
+def caption_words(text: str) -> list[str]:
+    """A caption's words, lower-cased, with ``.`` and ``,`` as words of their own (however they were spaced)."""
+    return text.lower().replace(".", " . ").replace(",", " , ").split()
+
+
 def parse_caption(text: str) -> list[tuple[str | None, str, str | None]]:
     """``(colour, shape, slot)`` of every shape word in a caption (colour/slot ``None`` where not said next to it).
 
     Reads the model's own output, so it tolerates any order and missing words: a shape word takes the colour word
     right before it and the slot phrase right after it.
     """
-    words = text.lower().replace(".", " . ").replace(",", " , ").split()
+    words = caption_words(text)
     found: list[tuple[str | None, str, str | None]] = []
     phrases = {tuple(p.split()): s for s, p in SLOT_PHRASES.items()}
     for i, word in enumerate(words):
