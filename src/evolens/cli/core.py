@@ -65,10 +65,12 @@ def trace(
     check_writable(out_dir, directory=True)
     check_replaceable(out_dir, overwrite=overwrite)
     quiet_transformers()
-    lvlm = evolens.load(
-        model, device=device, dtype=dtype, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code
-    )
-    result = lvlm.trace(image=image, prompt=prompt, max_new_tokens=max_new_tokens, lens=lens, topk=topk)
+    with out.status(f"loading {model}"):
+        lvlm = evolens.load(
+            model, device=device, dtype=dtype, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code
+        )
+    with out.status(f"tracing up to {max_new_tokens} tokens through {lvlm.n_layers} layers"):
+        result = lvlm.trace(image=image, prompt=prompt, max_new_tokens=max_new_tokens, lens=lens, topk=topk)
     result.save(out_dir, overwrite=overwrite)
     out.print(f"text: {result.text!r}", markup=False, highlight=False)  # model text: never rich markup
     out.print(f"{result.n_steps} tokens x {result.n_layers + 1} layers written to {out_dir}", markup=False)

@@ -177,7 +177,7 @@ def export(
         'evolens trace "$(evolens toy path)" -i toy_test/image/toy_0001.png -p "what color is the heart?" -o runs/heart',
     )
 )
-def path() -> None:
+def path(config: ConfigOption = None) -> None:
     """Print the directory of the shipped toy model (load it like any checkpoint)."""
     from evolens import toy
 
