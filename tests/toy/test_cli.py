@@ -83,3 +83,10 @@ def test_demo_directory_is_resumed_only_with_its_own_size(
     assert_user_error(
         run(capsys, "demo", "--out", tmp_path / "demo"), "holds a demo of 1 typical + 1 atypical"
     )
+
+
+def test_train_single_phase_writes_a_model(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    args = ["--recipe", "single", "--steps", "2", "--warmup-vision-steps", "1", "--batch-size", "4"]
+    code, out, err = run(capsys, "toy", "train", "-o", tmp_path / "m", *args)
+    assert code == 0, err
+    assert (tmp_path / "m" / "model.safetensors").is_file() and "saved to" in out

@@ -398,8 +398,8 @@ def train(
     The directory is written whole or not at all (built beside it, then renamed into place). With
     ``snapshot_dir`` and ``config.snapshot_every``, intermediate models are saved as ``snapshot_dir/step-N`` (to
     evaluate a long run while it goes on). ``init_from`` continues from a saved toy model (its weights; a fresh
-    optimizer and learning-rate schedule) instead of a fresh initialisation: how the shipped model's second phase
-    was trained (see its model card).
+    optimizer and learning-rate schedule) instead of a fresh initialisation: how the shipped model's later phases
+    were trained (:data:`SHIPPED_RECIPE`, its model card).
 
     Raises:
         StoreError: ``out_dir`` exists and ``overwrite`` is false.
@@ -440,9 +440,7 @@ def train(
     previous = Path(init_from) / "train.json" if init_from is not None else None
     record = {
         "config": config.to_dict(),
-        "init_from": Path(init_from).name
-        if init_from is not None
-        else None,  # a name: no local paths shipped
+        "init_from": Path(init_from).name if init_from is not None else None,  # a name: no local path shipped
         "previous_phases": _phases(previous) if previous is not None and previous.is_file() else [],
         "seconds": round(seconds, 1),
         "vision_loss": vision_loss,
