@@ -49,6 +49,7 @@ from evolens.errors import (
 
 __version__ = "0.1.0"
 
+from evolens import toy
 from evolens.analysis import (
     AnalysisSummary,
     Annotations,
@@ -168,4 +169,5 @@ __all__ = [
     "skip_layers",
     "summarize",
     "supported_families",
+    "toy",
 ]

@@ -27,7 +27,9 @@ def test_weights_are_safetensors_within_budget_with_a_card() -> None:
 
 
 def test_loads_as_llava_with_enough_layers() -> None:
-    lvlm = evolens.load(toy.model_dir(), device="cpu")  # verifies the lens reproduces the logits
+    lvlm = evolens.load(
+        evolens.toy.model_dir(), device="cpu"
+    )  # as the README writes it  # verifies the lens reproduces the logits
     assert lvlm.family == "llava" and lvlm.n_layers >= 8
 
 
