@@ -34,6 +34,8 @@ from evolens.data.items import DataItem, Dataset
 from evolens.data.stats import Unit
 from evolens.data.text import MethodName, TextTools
 from evolens.errors import DatasetError, SettingsError
+from evolens.lens.logit_lens import lens_dtype_of
+from evolens.metrics.compute import dtype_name
 from evolens.models.inputs import load_image
 from evolens.parallel import DistInfo, barrier, dist_info, process_group, rank_device
 from evolens.store import results as merge
@@ -127,6 +129,7 @@ TRACE_DEFAULTS: dict[str, Any] = {
     "repetition_penalty": 1.0,
     "seed": 0,
     "lens": "logit",
+    "lens_dtype": None,
     "topk": 10,
     "track": None,
     "raw_prompt": False,
@@ -185,6 +188,7 @@ def run(
     repetition_penalty: float = 1.0,
     seed: int = 0,
     lens: str = "logit",
+    lens_dtype: str | None = None,
     topk: int = 10,
     track: Sequence[str | int] | None = None,
     raw_prompt: bool = False,
@@ -216,8 +220,8 @@ def run(
             :class:`~evolens.data.DataItem`.
         out_dir: The run directory (created, or resumed when it holds a run with the same configuration).
         limit: Only the first ``limit`` items.
-        max_new_tokens, do_sample, temperature, top_p, top_k, repetition_penalty, seed, lens, topk, track,
-            raw_prompt, system_prompt: Trace options (see :class:`evolens.api.TraceOptions`).
+        max_new_tokens, do_sample, temperature, top_p, top_k, repetition_penalty, seed, lens, lens_dtype, topk,
+            track, raw_prompt, system_prompt: Trace options (see :class:`evolens.api.TraceOptions`).
         hidden_states: Also store every item's ``[L + 1, T, d]`` hidden states (large: about 34 MB per item of 128
             tokens for a 7B model in float16).
         batch_size: Items per generate call; part of the configuration (it fixes the batches).
@@ -263,6 +267,7 @@ def run(
         "repetition_penalty": repetition_penalty,
         "seed": seed,
         "lens": lens,
+        "lens_dtype": dtype_name(lens_dtype_of(lens_dtype)),
         "topk": topk,
         "track": list(track) if track is not None else None,
         "raw_prompt": raw_prompt,

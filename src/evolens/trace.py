@@ -11,7 +11,7 @@ import torch
 
 from evolens.capture.generate import GenerationSettings
 from evolens.errors import LensUnavailableError, SettingsError
-from evolens.lens.logit_lens import LogitLens
+from evolens.lens.logit_lens import LogitLens, lens_dtype_of
 from evolens.metrics.compute import LayerMetrics, compute_layer_metrics, track_tokens
 from evolens.models.inputs import ImageInfo
 
@@ -246,7 +246,7 @@ class Trace:
         """Attach a model's lens (and tokenizer) to a loaded trace, so token ids and logits can be recomputed."""
         if lens.n_layers != self.n_layers:
             raise SettingsError(f"lens has {lens.n_layers} layers but the trace has {self.n_layers}")
-        self._lens = lens.with_mode(self.lens_mode)
+        self._lens = lens.with_mode(self.lens_mode).with_matmul_dtype(lens_dtype_of(self.metrics.lens_dtype))
         if tokenizer is not None:
             self._tokenizer = tokenizer
         return self

@@ -43,6 +43,10 @@ def trace(
     lens: Annotated[
         str, typer.Option(help="logit (norm + head) or paper (the paper code's variant)")
     ] = "logit",
+    lens_dtype: Annotated[
+        str | None,
+        typer.Option(help="Fast lens: bfloat16 GEMM of the language head (README Benchmarks); default exact"),
+    ] = None,
     topk: Annotated[int, typer.Option(help="Top tokens kept per (layer, step)")] = 10,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16")] = "auto",
@@ -70,7 +74,14 @@ def trace(
             model, device=device, dtype=dtype, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code
         )
     with out.status(f"tracing up to {max_new_tokens} tokens through {lvlm.n_layers} layers"):
-        result = lvlm.trace(image=image, prompt=prompt, max_new_tokens=max_new_tokens, lens=lens, topk=topk)
+        result = lvlm.trace(
+            image=image,
+            prompt=prompt,
+            max_new_tokens=max_new_tokens,
+            lens=lens,
+            lens_dtype=lens_dtype,
+            topk=topk,
+        )
     result.save(out_dir, overwrite=overwrite)
     out.print(f"text: {result.text!r}", markup=False, highlight=False)  # model text: never rich markup
     out.print(f"{result.n_steps} tokens x {result.n_layers + 1} layers written to {out_dir}", markup=False)

@@ -190,6 +190,10 @@ def run_command(
     limit: Annotated[int | None, typer.Option(help="Only the first N items")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Most tokens to generate per item")] = 128,
     lens: Annotated[str, typer.Option(help="logit or paper")] = "logit",
+    lens_dtype: Annotated[
+        str | None,
+        typer.Option(help="Fast lens: bfloat16 GEMM of the language head (README Benchmarks); default exact"),
+    ] = None,
     topk: Annotated[int, typer.Option(help="Top tokens kept per (layer, step)")] = 10,
     seed: Annotated[int, typer.Option(help="Sampling seed")] = 0,
     batch_size: Annotated[int, typer.Option(help="Items per generate call (fixes the batches)")] = 8,
@@ -248,6 +252,7 @@ def run_command(
         limit=limit,
         max_new_tokens=max_new_tokens,
         lens=lens,
+        lens_dtype=lens_dtype,
         topk=topk,
         seed=seed,
         batch_size=batch_size,

@@ -32,6 +32,28 @@ def check_lens_mode(mode: str) -> LensMode:
     return mode  # type: ignore[return-value]
 
 
+LENS_DTYPES: dict[str, torch.dtype] = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def lens_dtype_of(value: str | torch.dtype | None) -> torch.dtype | None:
+    """The fast mode's GEMM dtype from a name (``"bfloat16"``, ``"float16"``) or a dtype; ``None``, ``"exact"``
+    and ``"none"`` mean the exact lens.
+
+    Raises:
+        SettingsError: Another value.
+    """
+    if value is None or (isinstance(value, torch.dtype) and value in LENS_DTYPES.values()):
+        return value
+    if isinstance(value, str) and value.lower() in ("exact", "none"):
+        return None
+    if isinstance(value, str) and value.lower().removeprefix("torch.") in LENS_DTYPES:
+        return LENS_DTYPES[value.lower().removeprefix("torch.")]
+    raise SettingsError(
+        f"lens dtype must be one of {[*LENS_DTYPES, 'exact']} (the language head's GEMM in that dtype, "
+        f"norm and softmax in float32), got {value!r}"
+    )
+
+
 @dataclass(frozen=True)
 class LogitLens:
     """Final norm + language head, applied to residual states.

@@ -52,6 +52,8 @@ class LayerMetrics:
         candidate_logprobs: ``[n_layers + 1, n_steps, n_candidates]`` their log-probabilities (-inf where padded).
         lens_mode: The lens the metrics were computed with.
         vocab_size: Size of the distributions.
+        lens_dtype: dtype of the language head's matrix product when the lens ran in its fast mode
+            (``"bfloat16"``, README "Benchmarks"), else ``None`` (the head's own dtype: exact).
     """
 
     target_ids: torch.Tensor
@@ -70,6 +72,7 @@ class LayerMetrics:
     candidate_logprobs: torch.Tensor
     lens_mode: str
     vocab_size: int
+    lens_dtype: str | None = None
 
     @property
     def n_layers(self) -> int:
@@ -249,8 +252,14 @@ def compute_layer_metrics(
         tracked_ids=tracked,
         lens_mode=lens.mode,
         vocab_size=vocab_size,
+        lens_dtype=dtype_name(lens.matmul_dtype),
         **joined,
     )
+
+
+def dtype_name(dtype: torch.dtype | None) -> str | None:
+    """``torch.bfloat16`` -> ``"bfloat16"`` (``None`` stays ``None``)."""
+    return None if dtype is None else str(dtype).removeprefix("torch.")
 
 
 def track_tokens(

@@ -124,6 +124,7 @@ def _manifest(trace: Trace, *, hidden_states: bool) -> dict[str, Any]:
         "generation": trace.generation.to_dict(),
         "seed": trace.generation.seed,
         "lens": m.lens_mode,
+        "lens_dtype": m.lens_dtype,
         "metrics": {"topk": int(m.topk_ids.shape[-1]), "vocab_size": m.vocab_size, "jsd_units": "bits"},
         "text": trace.text,
         "tokens": trace.tokens,
@@ -222,6 +223,7 @@ def load_trace(directory: str | Path) -> Trace:
         candidate_logprobs=tensors["candidate_logprobs"],
         lens_mode=manifest["lens"],
         vocab_size=manifest["metrics"]["vocab_size"],
+        lens_dtype=manifest.get("lens_dtype"),  # absent from traces saved before the fast mode existed
     )
     return Trace(
         text=manifest["text"],
