@@ -34,11 +34,11 @@ def random_llava(
     geometry: Geometry, seed: int = 0, dtype: torch.dtype | None = None, device: str | torch.device = "cpu"
 ) -> tuple[Any, Any]:
     """A random LLaVA-1.5 of ``geometry`` and its processor, built directly in ``dtype`` on ``device``."""
-    from transformers import CLIPImageProcessorPil, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers import LlavaForConditionalGeneration
 
     from evolens.testing import word_tokenizer
-    from evolens.testing.configs import clip_vision_config, llama_text_config
-    from evolens.testing.tiny_llava import LLAVA_TEMPLATE
+    from evolens.testing.configs import llama_text_config
+    from evolens.testing.tiny_llava import llava_config
 
     tokenizer = word_tokenizer(["<image>"])
     if geometry.vocab is not None and geometry.vocab > len(tokenizer):
@@ -56,22 +56,7 @@ def random_llava(
         head_dim=geometry.hidden // geometry.heads,
         max_position_embeddings=geometry.max_positions,
     )
-    config = LlavaConfig(
-        vision_config=clip_vision_config(),
-        text_config=text,
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        vision_feature_layer=-2,
-        vision_feature_select_strategy="default",
-    )
-    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    processor = LlavaProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=8,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        chat_template=LLAVA_TEMPLATE,
-    )
+    config, processor = llava_config(tokenizer, text)
     previous = torch.get_default_dtype()
     devices = [torch.device(device).index or 0] if torch.device(device).type == "cuda" else []
     with torch.random.fork_rng(devices=devices), torch.device(device):

@@ -44,12 +44,21 @@ def _text_ids(tokenizer: Any) -> dict[str, int]:
 
 def build_llava(n_layers: int = 4) -> tuple[nn.Module, Any]:
     """A tiny LLaVA-1.5 (llava-hf layout): CLIP tower, 2-layer MLP projector, Llama decoder."""
-    from transformers import CLIPImageProcessorPil, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers import LlavaForConditionalGeneration
 
     tokenizer = word_tokenizer(["<image>"])
+    config, processor = llava_config(tokenizer, llama_text_config(len(tokenizer), n_layers=n_layers))
+    return LlavaForConditionalGeneration(config), processor
+
+
+def llava_config(tokenizer: Any, text_config: Any) -> tuple[Any, Any]:
+    """The tiny LLaVA-1.5's config (tiny CLIP tower, ``text_config`` decoder) and its processor around
+    ``tokenizer`` (which holds ``<image>``); the benchmarks give it decoders of real sizes."""
+    from transformers import CLIPImageProcessorPil, LlavaConfig, LlavaProcessor
+
     config = LlavaConfig(
         vision_config=clip_vision_config(),
-        text_config=llama_text_config(len(tokenizer), n_layers=n_layers),
+        text_config=text_config,
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         vision_feature_layer=-2,
         vision_feature_select_strategy="default",
@@ -63,7 +72,7 @@ def build_llava(n_layers: int = 4) -> tuple[nn.Module, Any]:
         num_additional_image_tokens=1,
         chat_template=LLAVA_TEMPLATE,
     )
-    return LlavaForConditionalGeneration(config), processor
+    return config, processor
 
 
 def build_llava_next(n_layers: int = 4) -> tuple[nn.Module, Any]:
