@@ -218,7 +218,17 @@ def test_run_report_colouring_toggle_and_token_analysis(
     assert "critical layer (stages, jsd-based)\tnot found" in panel.locator("table.facts").inner_text()
     assert "none detected" in panel.locator("table.facts").inner_text()
 
-    page.locator("#item-1 .tok[data-step='0']").click()  # the second item keeps its own (real) analysis
+    # heatmaps are drawn when scrolled near, into space reserved for them: nothing below one jumps when it appears
+    # (a jump under the pointer would make a click land on something else)
+    second = page.locator("#item-1 .tok[data-step='0']")
+    assert page.locator("#item-0 .heatmap[data-drawn]").count() == 0
+    second.scroll_into_view_if_needed()
+    before = second.bounding_box()
+    page.wait_for_selector("#item-0 .heatmap[data-drawn='1']")
+    after = second.bounding_box()
+    assert before is not None and after is not None and abs(after["y"] - before["y"]) <= 1.0, (before, after)
+
+    second.click()  # the second item keeps its own (real) analysis
     page.locator("#item-1 .detail .panel.analysis").wait_for(state="visible")
 
     page.screenshot(path=str(tmp_path / "run.png"), full_page=True)

@@ -428,13 +428,18 @@
     }
     return values.map(function (row) { return row.map(function (v, j) { return v / scale[j]; }); });
   }
+  function heatmapRows(host) {
+    var index = Number(host.getAttribute("data-item"));
+    var all = document.getElementById("item-" + index).querySelector("input.hm-all").checked;
+    var n = DATA.items[index].tokens.length;
+    return all ? n : Math.min(n, DATA.heatmap_tokens);
+  }
   function renderHeatmap(host) {
     var index = Number(host.getAttribute("data-item"));
     var item = DATA.items[index];
     var section = document.getElementById("item-" + index);
     var view = section.querySelector("select.hm-view").value;
-    var all = section.querySelector("input.hm-all").checked;
-    var rows = all ? item.tokens.length : Math.min(item.tokens.length, DATA.heatmap_tokens);
+    var rows = heatmapRows(host);
     var values = heatmapValues(item, view, rows);
     var max = 0;
     values.forEach(function (row) { row.forEach(function (v) { max = Math.max(max, v); }); });
@@ -521,6 +526,8 @@
       section.querySelector("input.hm-all").addEventListener("change", function () { renderHeatmap(host); });
     });
     if ("IntersectionObserver" in window) {
+      // drawn when scrolled near; until then the space it will take is reserved (report.css, --hm-rows)
+      hosts.forEach(function (host) { host.style.setProperty("--hm-rows", String(heatmapRows(host) + 1)); });
       var observer = new IntersectionObserver(function (entries) {
         entries.forEach(function (entry) {
           if (entry.isIntersecting && !entry.target.getAttribute("data-drawn")) {
