@@ -121,6 +121,6 @@ def test_a_recipe_trains_its_phases_in_turn(tmp_path: Path) -> None:
     record = json.loads((out / "train.json").read_text())
     assert result.out_dir == out and record["config"]["seed"] == 1 and len(record["previous_phases"]) == 1
     assert not (tmp_path / "recipe.phases").exists()
-    assert len(SHIPPED_RECIPE) == 3 and SHIPPED_RECIPE[0].warmup_vision_steps > 0
+    assert len(SHIPPED_RECIPE) == 4 and SHIPPED_RECIPE[0].warmup_vision_steps > 0
     with pytest.raises(SettingsError):
         train_recipe(tmp_path / "none", [], progress=False)
