@@ -124,7 +124,8 @@ def run_demo(
     report = write_report(out_dir / "report.html", run_dir)
     analysis = summary.get("analysis") or {}
     lines = [
-        f"{summary['done']} items traced ({summary.get('failed', 0)} failed), {summary['n_tokens']} tokens",
+        f"{summary['done']} items traced ({summary.get('failed', 0)} failed), {summary['n_tokens']} tokens generated "
+        "(each answer's EOS included; the analysis leaves it out)",
         *(analysis.get("summary_lines") or []),
         *hallucination_lines(run_dir),
         *(summary.get("evaluation_lines") or []),
