@@ -71,15 +71,20 @@ class ResidualRecording:
             self.finish_call()
         else:
             self._pass_through(boundary)
-        self._append(boundary, hidden[:, -1, :].detach().clone(), hidden.detach().clone())
+        # every position is copied only where it is kept (the prompt's call, with keep_prompt): the prompt's
+        # forward call holds [batch, prompt_len, d_model] per boundary, a large copy nobody asked for otherwise
+        keep_full = self.keep_prompt and len(self.last[boundary]) == 0
+        self._append(
+            boundary, hidden[:, -1, :].detach().clone(), hidden.detach().clone() if keep_full else None
+        )
 
-    def _append(self, boundary: int, last: torch.Tensor, full: torch.Tensor) -> None:
+    def _append(self, boundary: int, last: torch.Tensor, full: torch.Tensor | None) -> None:
         first_call = len(self.last[boundary]) == 0
         self.last[boundary].append(last)
         if self.keep_prompt and first_call:
             if self.prompt is None:
                 self.prompt = [torch.empty(0)] * self.n_boundaries
-            self.prompt[boundary] = full
+            self.prompt[boundary] = full if full is not None else torch.empty(0)
 
     def _pass_through(self, upto: int) -> None:
         # A decoder may skip a layer in a forward call (Mllama skips its cross-attention layers when there is no
@@ -88,9 +93,7 @@ class ResidualRecording:
         for boundary in range(1, upto):
             if len(self.last[boundary]) < n_calls:
                 full = self.prompt[boundary - 1] if self.keep_prompt and self.prompt is not None else None
-                self._append(
-                    boundary, self.last[boundary - 1][-1], full if full is not None else torch.empty(0)
-                )
+                self._append(boundary, self.last[boundary - 1][-1], full)
 
     def finish_call(self) -> None:
         """Complete the current forward call: layers at its end that did not run pass the stream through."""
