@@ -299,7 +299,9 @@ class LVLM:
         for p in prompt_list:
             check_prompt(p)
         if not self.is_vlm and any(i is not None for i in image_list):
-            raise PromptError(f"{self.loaded.source} is a text-only model ({self.family}); pass image=None")
+            raise PromptError(
+                f"{self.loaded.source} is a text-only model ({self.family}); it takes no image (image=None)"
+            )
         if self.loaded.family.needs_image and any(i is None for i in image_list):
             raise PromptError(
                 f"family {self.family!r} needs an image with every prompt (its processor refuses text-only input)"
@@ -316,6 +318,8 @@ class LVLM:
         the_lens = self.lens(check_lens_mode(lens)).with_matmul_dtype(lens_dtype_of(lens_dtype))
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise SettingsError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
+            raise SettingsError(f"topk must be a positive integer, got {topk!r}")
         tracked = self.token_ids(track) if track else []
         ids = list(item_ids) if item_ids is not None else [str(i) for i in range(len(image_list))]
         if len(ids) != len(image_list) or len(set(ids)) != len(ids):

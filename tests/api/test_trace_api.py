@@ -120,6 +120,12 @@ def test_topk_bounds(trace) -> None:
         trace.jsd(reduction="nats")  # type: ignore[arg-type]
 
 
+def test_topk_kept_must_be_positive(tiny_llava, image) -> None:
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(SettingsError, match="topk must be a positive integer"):
+            tiny_llava.trace(image, "describe this image", max_new_tokens=2, topk=bad)  # type: ignore[arg-type]
+
+
 def test_raw_prompt_and_system_prompt(tiny_llava, image) -> None:
     raw = tiny_llava.trace(
         image, "USER: <image> describe this image ASSISTANT:", raw_prompt=True, max_new_tokens=3

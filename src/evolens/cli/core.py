@@ -47,7 +47,7 @@ def trace(
         str | None,
         typer.Option(help="Fast lens: bfloat16 GEMM of the language head (README Benchmarks); default exact"),
     ] = None,
-    topk: Annotated[int, typer.Option(help="Top tokens kept per (layer, step)")] = 10,
+    topk: Annotated[int, typer.Option(help="Top tokens kept per (layer, step)", min=1)] = 10,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16")] = "auto",
     allow_pickle: Annotated[bool, typer.Option(help="Accept pickle-only checkpoints (unsafe)")] = False,

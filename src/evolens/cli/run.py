@@ -194,7 +194,7 @@ def run_command(
         str | None,
         typer.Option(help="Fast lens: bfloat16 GEMM of the language head (README Benchmarks); default exact"),
     ] = None,
-    topk: Annotated[int, typer.Option(help="Top tokens kept per (layer, step)")] = 10,
+    topk: Annotated[int, typer.Option(help="Top tokens kept per (layer, step)", min=1)] = 10,
     seed: Annotated[int, typer.Option(help="Sampling seed")] = 0,
     batch_size: Annotated[int, typer.Option(help="Items per generate call (fixes the batches)")] = 8,
     hidden_states: Annotated[bool, typer.Option(help="Store hidden states (large)")] = False,

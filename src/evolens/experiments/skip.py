@@ -311,7 +311,7 @@ def generate_skipped(
     settings = GenerationSettings(**generation)
     image_list, prompt_list = pair_items(images, prompts)
     if not lvlm.is_vlm and any(i is not None for i in image_list):
-        raise PromptError(f"{lvlm.loaded.source} is a text-only model; pass image=None")
+        raise PromptError(f"{lvlm.loaded.source} is a text-only model; it takes no image (image=None)")
     loaded = [load_image(i)[0] if i is not None else None for i in image_list]
     rendered = [
         p if raw_prompt else lvlm.render_prompt(p, image=img is not None, system=system_prompt)
