@@ -28,45 +28,21 @@ import common
 
 import evolens
 import models
-from evolens.capture.generate import GenerationSettings, eos_token_ids, generate_with_capture
 from evolens.testing import save_tiny
 
 PROMPT = "Please describe this image in detail."
 
 
 def variants(lvlm: Any, image: Any, n_tokens: int) -> dict[str, Any]:
-    roles = lvlm.loaded.roles
-    rendered = lvlm.render_prompt(PROMPT, image=True)
-    inputs = lvlm.encode([rendered], [image])
-    settings = GenerationSettings(max_new_tokens=n_tokens)
-    eos = eos_token_ids(lvlm.model, lvlm.tokenizer)
-    pad = int(lvlm.tokenizer.pad_token_id)
-    from evolens.capture.generate import _generation_config
-
-    config = _generation_config(lvlm.model, settings, eos=eos, pad=pad, suppress=roles.suppressed_token_ids)
-
-    def generate() -> int:
-        with torch.inference_mode():
-            out = lvlm.model.generate(**inputs, generation_config=config)
-        return int(out.sequences.shape[1] - inputs["input_ids"].shape[1])
+    prepared = models.prepare_generation(lvlm, [image], PROMPT, n_tokens)
 
     def capture() -> int:
-        items = generate_with_capture(
-            lvlm.model,
-            roles.decoder_layers,
-            inputs,
-            settings,
-            eos_ids=eos,
-            pad_id=pad,
-            image_token_id=roles.image_token_id,
-            suppress_ids=roles.suppressed_token_ids,
-        )
-        return int(items[0].generated_ids.shape[0])
+        return int(prepared.capture()[0].generated_ids.shape[0])
 
     def trace() -> int:
         return lvlm.trace(image, PROMPT, max_new_tokens=n_tokens).n_steps
 
-    return {"generate": generate, "capture": capture, "trace": trace}
+    return {"generate": prepared.generate, "capture": capture, "trace": trace}
 
 
 def bench_model(name: str, directory: Path, n_tokens: int, repeats: int) -> dict[str, Any]:

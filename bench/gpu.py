@@ -28,47 +28,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 
 import models
-from evolens.capture.generate import (
-    GenerationSettings,
-    _generation_config,
-    eos_token_ids,
-    generate_with_capture,
-)
 from evolens.metrics import compute_layer_metrics
 
 PROMPT = "Please describe this image in detail."
 
 
 def bench_batch(lvlm: Any, batch: int, n_tokens: int, repeats: int) -> dict[str, Any]:
-    roles = lvlm.loaded.roles
     image = models.test_image()
     images, prompts = [image] * batch, [PROMPT] * batch
-    rendered = [lvlm.render_prompt(PROMPT, image=True)] * batch
-    inputs = lvlm.encode(rendered, images)
-    settings = GenerationSettings(max_new_tokens=n_tokens)
-    eos = eos_token_ids(lvlm.model, lvlm.tokenizer)
-    pad = int(lvlm.tokenizer.pad_token_id)
-    config = _generation_config(lvlm.model, settings, eos=eos, pad=pad, suppress=roles.suppressed_token_ids)
+    prepared = models.prepare_generation(lvlm, images, PROMPT, n_tokens)
     device = next(lvlm.model.parameters()).device
-    on_device = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
     captured: list[Any] = []
 
-    def generate() -> int:
-        with torch.inference_mode():
-            out = lvlm.model.generate(**on_device, generation_config=config)
-        return int(out.sequences.shape[1] - on_device["input_ids"].shape[1]) * batch
-
     def capture() -> int:
-        captured[:] = generate_with_capture(
-            lvlm.model,
-            roles.decoder_layers,
-            inputs,
-            settings,
-            eos_ids=eos,
-            pad_id=pad,
-            image_token_id=roles.image_token_id,
-            suppress_ids=roles.suppressed_token_ids,
-        )
+        captured[:] = prepared.capture()
         return sum(int(c.generated_ids.shape[0]) for c in captured)
 
     def analysis() -> int:
@@ -84,7 +57,7 @@ def bench_batch(lvlm: Any, batch: int, n_tokens: int, repeats: int) -> dict[str,
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times, tokens = common.interleave(
-        {"generate": generate, "capture": capture, "analysis": analysis, "trace": trace},
+        {"generate": prepared.generate, "capture": capture, "analysis": analysis, "trace": trace},
         repeats,
         desc=f"batch {batch}",
     )

@@ -6,6 +6,7 @@ with the decoder's width, depth and vocabulary chosen by the caller. ``LLAVA_7B`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,3 +112,56 @@ def test_image(size: int = 64) -> Any:
 
     rng = np.random.default_rng(0)
     return Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
+
+
+@dataclass(frozen=True)
+class PreparedGeneration:
+    """One encoded batch and the generation settings evolens's ``trace`` uses, to time plain ``generate`` against
+    generation with the capture hooks on exactly the same work (``prepare_generation``)."""
+
+    lvlm: Any
+    inputs: dict[str, Any]  # on the CPU, as generate_with_capture takes them
+    on_device: dict[str, Any]  # the same on the model's device, moved once, outside the timings
+    settings: Any
+    config: Any
+    eos: list[int]
+    pad: int
+
+    def generate(self) -> int:
+        """Plain ``model.generate``, no hooks; returns the tokens generated over the batch."""
+        ids = self.on_device["input_ids"]
+        with torch.inference_mode():
+            out = self.lvlm.model.generate(**self.on_device, generation_config=self.config)
+        return int(out.sequences.shape[1] - ids.shape[1]) * int(ids.shape[0])
+
+    def capture(self) -> list[Any]:
+        """The same generation with evolens's residual-stream hooks (states kept on the CPU, as ``trace`` does)."""
+        from evolens.capture.generate import generate_with_capture
+
+        roles = self.lvlm.loaded.roles
+        return generate_with_capture(
+            self.lvlm.model,
+            roles.decoder_layers,
+            self.inputs,
+            self.settings,
+            eos_ids=self.eos,
+            pad_id=self.pad,
+            image_token_id=roles.image_token_id,
+            suppress_ids=roles.suppressed_token_ids,
+        )
+
+
+def prepare_generation(lvlm: Any, images: Sequence[Any], prompt: str, n_tokens: int) -> PreparedGeneration:
+    """Encode ``prompt`` once per image (a batch) with the settings of ``lvlm.trace(..., max_new_tokens=n_tokens)``."""
+    from evolens.capture.generate import GenerationSettings, _generation_config, eos_token_ids
+
+    roles = lvlm.loaded.roles
+    rendered = [lvlm.render_prompt(prompt, image=True)] * len(images)
+    settings = GenerationSettings(max_new_tokens=n_tokens)
+    eos = eos_token_ids(lvlm.model, lvlm.tokenizer)
+    pad = int(lvlm.tokenizer.pad_token_id)
+    config = _generation_config(lvlm.model, settings, eos=eos, pad=pad, suppress=roles.suppressed_token_ids)
+    inputs = lvlm.encode(rendered, list(images))
+    device = next(lvlm.model.parameters()).device
+    on_device = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+    return PreparedGeneration(lvlm, inputs, on_device, settings, config, eos, pad)
