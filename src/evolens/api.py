@@ -15,7 +15,7 @@ from typing_extensions import Unpack
 
 from evolens.capture.generate import GenerationSettings, eos_token_ids, generate_with_capture
 from evolens.capture.hooks import record_residual_stream
-from evolens.errors import AdapterError, PromptError, SettingsError
+from evolens.errors import AdapterError, PromptError, SettingsError, check_positive_int
 from evolens.lens.logit_lens import LogitLens, check_lens_mode, lens_dtype_of
 from evolens.metrics.compute import DEFAULT_MAX_CHUNK_BYTES, compute_layer_metrics
 from evolens.models.inputs import (
@@ -316,10 +316,8 @@ class LVLM:
             seed=seed,
         )
         the_lens = self.lens(check_lens_mode(lens)).with_matmul_dtype(lens_dtype_of(lens_dtype))
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise SettingsError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
-            raise SettingsError(f"topk must be a positive integer, got {topk!r}")
+        check_positive_int("batch_size", batch_size)
+        check_positive_int("topk", topk)
         tracked = self.token_ids(track) if track else []
         ids = list(item_ids) if item_ids is not None else [str(i) for i in range(len(image_list))]
         if len(ids) != len(image_list) or len(set(ids)) != len(ids):

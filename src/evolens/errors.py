@@ -35,6 +35,12 @@ class SettingsError(InputError):
     """A generation, lens or metric setting is out of range."""
 
 
+def check_positive_int(name: str, value: object) -> None:
+    """Raise :class:`SettingsError` unless ``value`` is an ``int`` ≥ 1 (``bool`` refused: ``True`` is not a count)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SettingsError(f"{name} must be a positive integer, got {value!r}")
+
+
 class ModelLoadError(EvolensError):
     """A checkpoint cannot be loaded."""
 

@@ -33,7 +33,7 @@ from evolens.api import LVLM
 from evolens.data.items import DataItem, Dataset
 from evolens.data.stats import Unit
 from evolens.data.text import MethodName, TextTools
-from evolens.errors import DatasetError, SettingsError
+from evolens.errors import DatasetError, SettingsError, check_positive_int
 from evolens.lens.logit_lens import lens_dtype_of
 from evolens.metrics.compute import dtype_name
 from evolens.models.inputs import load_image
@@ -138,8 +138,8 @@ TRACE_DEFAULTS: dict[str, Any] = {
 
 
 def _select(dataset: Dataset | Iterable[DataItem], limit: int | None) -> list[DataItem]:
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise SettingsError(f"limit must be a positive integer, got {limit!r}")
+    if limit is not None:
+        check_positive_int("limit", limit)
     items: list[DataItem] = []
     for item in dataset:
         if limit is not None and len(items) >= limit:
@@ -249,8 +249,7 @@ def run(
         StoreError: ``out_dir`` holds a run with another configuration, or something that is not a run.
         DatasetError: The dataset is malformed (named file and entry).
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise SettingsError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_positive_int("batch_size", batch_size)
     if unit not in ("first_token", "all_tokens"):
         raise SettingsError(f"unit must be 'first_token' or 'all_tokens', got {unit!r}")
     if merge:

@@ -20,7 +20,7 @@ import numpy as np
 
 from evolens.analysis.params import NOT_FOUND
 from evolens.analysis.trace_analysis import TraceAnalysis
-from evolens.errors import SettingsError
+from evolens.errors import SettingsError, check_positive_int
 
 PresetName = Literal["skip1", "skip2", "skip3"]
 PRESETS: tuple[PresetName, ...] = ("skip1", "skip2", "skip3")
@@ -67,8 +67,7 @@ class ItemLayers:
 def check_critical_mutation(n_layers: int, critical: int, mutation_layers: Sequence[int]) -> None:
     """Raise :class:`SettingsError` unless ``0 <= critical < L`` (or -1) and every mutation layer is in
     ``(critical, L]``."""
-    if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
-        raise SettingsError(f"n_layers must be a positive integer, got {n_layers!r}")
+    check_positive_int("n_layers", n_layers)
     if critical != NOT_FOUND and not 0 <= critical < n_layers:
         raise SettingsError(f"critical layer must be in [0, {n_layers - 1}] (or -1), got {critical}")
     for m in mutation_layers:

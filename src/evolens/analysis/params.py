@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, get_args
 
-from evolens.errors import SettingsError
+from evolens.errors import SettingsError, check_positive_int
 
 JsdReduction = Literal["bits", "paper"]
 ProbCurve = Literal["generated", "top1"]
@@ -116,14 +116,7 @@ class DetectorParams:
         _check_range("jsd_min_gap_bits", self.jsd_min_gap_bits, 0.0, 1.0)
         _check_range("spike_min_bits", self.spike_min_bits, 0.0, 1.0)
         _check_range("spike_layer_ratio", self.spike_layer_ratio, 0.0, math.inf)
-        if (
-            isinstance(self.baseline_min_tokens, bool)
-            or not isinstance(self.baseline_min_tokens, int)
-            or self.baseline_min_tokens < 1
-        ):
-            raise SettingsError(
-                f"baseline_min_tokens must be a positive integer, got {self.baseline_min_tokens!r}"
-            )
+        check_positive_int("baseline_min_tokens", self.baseline_min_tokens)
 
     # ------------------------------------------------------------ depth
     def n_persist(self, n_layers: int) -> int:

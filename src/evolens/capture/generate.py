@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from evolens.capture.hooks import record_residual_stream
-from evolens.errors import CaptureError, SettingsError
+from evolens.errors import CaptureError, SettingsError, check_positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +42,7 @@ class GenerationSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if (
-            isinstance(self.max_new_tokens, bool)
-            or not isinstance(self.max_new_tokens, int)
-            or self.max_new_tokens <= 0
-        ):
-            raise SettingsError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
+        check_positive_int("max_new_tokens", self.max_new_tokens)
         if not self.temperature > 0:
             raise SettingsError(f"temperature must be > 0, got {self.temperature!r}")
         if not 0 < self.top_p <= 1:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
-from evolens.errors import SettingsError
+from evolens.errors import SettingsError, check_positive_int
 from evolens.metrics.divergence import jsd_bits, jsd_paper
 
 if TYPE_CHECKING:
@@ -79,8 +79,7 @@ def paper_mutation_layers(
         )
     if reduction not in ("bits", "paper"):
         raise SettingsError(f"unknown reduction {reduction!r}; use 'bits' or 'paper'")
-    if isinstance(chunk_steps, bool) or not isinstance(chunk_steps, int) or chunk_steps < 1:
-        raise SettingsError(f"chunk_steps must be a positive integer, got {chunk_steps!r}")
+    check_positive_int("chunk_steps", chunk_steps)
     divergence = jsd_bits if reduction == "bits" else jsd_paper
     parts = []
     for start in range(0, trace.n_steps, chunk_steps):

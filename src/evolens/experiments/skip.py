@@ -49,7 +49,7 @@ from evolens.analysis.params import DetectorParams
 from evolens.analysis.trace_analysis import analyze_trace
 from evolens.capture.generate import GenerationSettings, eos_token_ids, generate_with_capture
 from evolens.capture.hooks import _hidden_from
-from evolens.errors import PromptError, SettingsError
+from evolens.errors import PromptError, SettingsError, check_positive_int
 from evolens.experiments.items import pair_items
 from evolens.experiments.rebuild import rebuild_refusal, rebuilt_stack
 from evolens.models.inputs import load_image
@@ -306,8 +306,7 @@ def generate_skipped(
         raise SettingsError(
             f"unknown generation option(s) {sorted(unknown)}; known: {list(GENERATION_OPTIONS)}"
         )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise SettingsError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_positive_int("batch_size", batch_size)
     settings = GenerationSettings(**generation)
     image_list, prompt_list = pair_items(images, prompts)
     if not lvlm.is_vlm and any(i is not None for i in image_list):

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from evolens.errors import SettingsError
+from evolens.errors import SettingsError, check_positive_int
 
 
 @dataclass(frozen=True)
@@ -109,8 +109,7 @@ def stage_groups(
     >>> [g.label for g in stage_groups(32, 18, 27)]
     ['rapid evolution (1–17)', 'stabilisation (18–26)', 'mutation (27–32)']
     """
-    if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
-        raise SettingsError(f"n_layers must be a positive integer, got {n_layers!r}")
+    check_positive_int("n_layers", n_layers)
     critical_layer = given_layer("critical_layer", critical_layer, n_layers)
     mutation_layer = given_layer("mutation_layer", mutation_layer, n_layers, lowest=1)
     if critical_layer is not None and mutation_layer is not None and mutation_layer <= critical_layer:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from evolens.errors import SettingsError
+from evolens.errors import SettingsError, check_positive_int
 from evolens.lens.logit_lens import LogitLens
 from evolens.metrics.divergence import entropy_bits, jsd_both, kl_bits
 from evolens.metrics.tokens import gather_logprobs, ranks, topk, union_top1
@@ -223,16 +223,14 @@ def compute_layer_metrics(
     n_boundaries, n_steps, _ = states.shape
     if target_ids.shape != (n_steps,):
         raise SettingsError(f"target_ids must have shape [{n_steps}], got {tuple(target_ids.shape)}")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise SettingsError(f"k (top-k) must be a positive integer, got {k!r}")
+    check_positive_int("k (top-k)", k)
     vocab_size = lens.vocab_size
     tracked = torch.as_tensor(tracked_ids if tracked_ids is not None else [], dtype=torch.long).flatten()
     if tracked.numel() and (int(tracked.min()) < 0 or int(tracked.max()) >= vocab_size):
         raise SettingsError(f"tracked token ids must lie in [0, {vocab_size}), got {tracked.tolist()}")
     if chunk_steps is None:
         chunk_steps = auto_chunk_steps(n_boundaries, vocab_size, max_chunk_bytes)
-    if isinstance(chunk_steps, bool) or not isinstance(chunk_steps, int) or chunk_steps < 1:
-        raise SettingsError(f"chunk_steps must be a positive integer, got {chunk_steps!r}")
+    check_positive_int("chunk_steps", chunk_steps)
     parts: list[dict[str, torch.Tensor]] = []
     # the head runs on the whole chunk (a large GEMM is efficient); the reductions on cache-sized blocks
     for steps, logp in iter_logprob_chunks(states, lens, chunk_steps):

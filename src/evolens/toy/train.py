@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from evolens.errors import SettingsError
+from evolens.errors import SettingsError, check_positive_int
 from evolens.store.atomic import atomic_directory, check_replaceable
 from evolens.toy.model import ToyArchitecture, build_model, build_processor
 from evolens.toy.world import (
@@ -95,9 +95,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "threads"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise SettingsError(f"{name} must be a positive integer, got {value!r}")
+            check_positive_int(name, getattr(self, name))
         if self.warmup_vision_steps < 0:
             raise SettingsError(f"warmup_vision_steps must be >= 0, got {self.warmup_vision_steps}")
         if not self.lr > 0:
