@@ -61,7 +61,10 @@ def test_counts_shares_and_auroc_by_hand() -> None:
     assert stats.all_tokens.critical.n_none == 1
     assert stats.n_items == 4 and stats.fisher_p is not None and 0 < stats.fisher_p <= 1
     assert LayerStatistics.from_dict(stats.to_dict()) == stats
-    assert "AUROC" in stats.summary_lines()[2]
+    lines = stats.summary_lines()
+    assert "AUROC" in lines[2]
+    assert "of all tokens with a mutation layer" in lines[0]
+    assert f"hallucinated: {stats.hallucinated.n_tokens} tokens (each judged word's first token)" in lines[1]
 
 
 def test_all_tokens_unit_counts_every_token_of_a_word() -> None:

@@ -67,6 +67,10 @@ def test_default_run_writes_every_analysis_and_the_summary(short_run: Path) -> N
     assert info["n_items_with_run_baseline"] == len(traces) == 5 and info["params"] == params.to_dict()
     np.testing.assert_allclose(info["run_baseline_jsd"], baseline)
     assert len(info["summary_lines"]) == 2 and "agree" in info["summary_lines"][1]
+    # Each rate names its denominator: the tokens with a critical layer, the tokens with both critical layers.
+    rates = summary.mutation_rate, summary.agreement_rate
+    assert f"of the {rates[0].n} tokens with a critical layer" in info["summary_lines"][1]
+    assert f"of the {rates[1].n} tokens with both" in info["summary_lines"][1]
 
 
 def test_baseline_rule_own_run_or_none(short_run: Path) -> None:

@@ -36,6 +36,10 @@ if TYPE_CHECKING:
     from evolens.trace import Trace
 
 Unit = Literal["first_token", "all_tokens"]
+_UNIT_TEXT = {
+    "first_token": "each judged word's first token",
+    "all_tokens": "every token of each judged word",
+}
 
 
 @dataclass(frozen=True)
@@ -313,10 +317,11 @@ class LayerStatistics:
         h, g = self.hallucinated, self.grounded
         return [
             f"{self.all_tokens.n_tokens} tokens from {self.n_items} items; median critical layer "
-            f"{num(self.all_tokens.critical.median, '.1f')}, {num(self.all_tokens.share_with_mutation, '.1%')} with a "
-            "mutation layer",
-            f"hallucinated: {h.n_tokens} tokens, {num(h.share_with_mutation, '.1%')} with a mutation layer; grounded: "
-            f"{g.n_tokens} tokens, {num(g.share_with_mutation, '.1%')}",
+            f"{num(self.all_tokens.critical.median, '.1f')}, {num(self.all_tokens.share_with_mutation, '.1%')} of "
+            "all tokens with a mutation layer",
+            f"hallucinated: {h.n_tokens} tokens ({_UNIT_TEXT.get(self.unit, self.unit)}), "
+            f"{num(h.share_with_mutation, '.1%')} with a mutation layer; grounded: {g.n_tokens} tokens, "
+            f"{num(g.share_with_mutation, '.1%')}",
             f"AUROC of 'mutation detected' for hallucination: {num(self.auroc.value)} "
             f"[{num(self.auroc.low)}, {num(self.auroc.high)}]; Fisher p = {num(self.fisher_p, '.3g')}",
         ]

@@ -177,8 +177,9 @@ def _summary_lines(summary: AnalysisSummary) -> list[str]:
         f"analysis of {summary.n_tokens} tokens from {summary.n_items} items: median critical layer "
         f"{est(d['critical_layer'].median, '.1f')} (probability-based {est(d['critical_layer_prob'].median, '.1f')}, "
         f"JSD-based {est(d['critical_layer_jsd'].median, '.1f')})",
-        f"mutation rate {est(summary.mutation_rate, '.1%')}; probability- and JSD-based critical layers agree for "
-        f"{est(summary.agreement_rate, '.1%')} of the tokens with both",
+        f"mutation rate {est(summary.mutation_rate, '.1%')} of the {summary.mutation_rate.n} tokens with a critical "
+        f"layer; probability- and JSD-based critical layers agree for {est(summary.agreement_rate, '.1%')} of the "
+        f"{summary.agreement_rate.n} tokens with both",
     ]
 
 
