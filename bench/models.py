@@ -153,14 +153,14 @@ class PreparedGeneration:
 
 def prepare_generation(lvlm: Any, images: Sequence[Any], prompt: str, n_tokens: int) -> PreparedGeneration:
     """Encode ``prompt`` once per image (a batch) with the settings of ``lvlm.trace(..., max_new_tokens=n_tokens)``."""
-    from evolens.capture.generate import GenerationSettings, _generation_config, eos_token_ids
+    from evolens.capture.generate import GenerationSettings, eos_token_ids, generation_config
 
     roles = lvlm.loaded.roles
     rendered = [lvlm.render_prompt(prompt, image=True)] * len(images)
     settings = GenerationSettings(max_new_tokens=n_tokens)
     eos = eos_token_ids(lvlm.model, lvlm.tokenizer)
     pad = int(lvlm.tokenizer.pad_token_id)
-    config = _generation_config(lvlm.model, settings, eos=eos, pad=pad, suppress=roles.suppressed_token_ids)
+    config = generation_config(lvlm.model, settings, eos=eos, pad=pad, suppress=roles.suppressed_token_ids)
     inputs = lvlm.encode(rendered, list(images))
     device = next(lvlm.model.parameters()).device
     on_device = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}

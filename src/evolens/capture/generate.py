@@ -97,9 +97,13 @@ def eos_token_ids(model: nn.Module, tokenizer: Any) -> tuple[int, ...]:
     return tuple(sorted(ids))
 
 
-def _generation_config(
+def generation_config(
     model: nn.Module, settings: GenerationSettings, *, eos: Sequence[int], pad: int, suppress: Sequence[int]
 ) -> Any:
+    """The ``GenerationConfig`` a trace generates with: the model's own, updated with ``settings`` (greedy unless
+    sampling is asked for, one beam, no length floor), the ``eos`` ids, ``pad`` and the ``suppress``-ed ids; no
+    hidden states or scores are returned (the hooks capture them). Plain ``generate`` with it is what a trace is
+    compared against (``bench/``)."""
     from transformers import GenerationConfig
 
     base = getattr(model, "generation_config", None)
@@ -173,7 +177,7 @@ def generate_with_capture(
     param = next(model.parameters())
     batch = _to_model(inputs, param.device, param.dtype)
     batch["attention_mask"] = attention_mask.to(param.device)
-    config = _generation_config(model, settings, eos=eos_ids, pad=pad_id, suppress=suppress_ids)
+    config = generation_config(model, settings, eos=eos_ids, pad=pad_id, suppress=suppress_ids)
     devices = [param.device.index or 0] if param.device.type == "cuda" else []
     with (
         torch.random.fork_rng(devices=devices),
