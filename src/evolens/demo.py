@@ -13,9 +13,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from evolens.data.scores import ItemEvaluation
+    from evolens.toy.world import Scene
 
 #: Demo size: held-out scenes of each kind (each scene gives 8 items: a caption, 3 yes/no and 4 VQA questions).
 DEMO_TYPICAL = 10
@@ -41,8 +46,9 @@ class DemoResult:
     lines: list[str]
 
 
-def hallucination_lines(run_dir: Path) -> list[str]:
-    """Hallucinations found against the truth, by task and scene group, from a toy run's evaluation."""
+def hallucination_lines(run_dir: Path, data_dir: Path) -> list[str]:
+    """Hallucinations found against the truth, by task and scene group, and the prior-driven answers, from a toy
+    run's evaluation (``data_dir``: the exported held-out set)."""
     from evolens.store.results import RunResults
     from evolens.store.run import RunDirectory
 
@@ -61,12 +67,54 @@ def hallucination_lines(run_dir: Path) -> list[str]:
         "hallucinations found against the truth: "
         + ", ".join(f"{k} {w}/{n}" for k, (w, n) in sorted(groups.items()))
     ]
-    if evaluation.vqa is not None and evaluation.vqa.n_prior:
-        v = evaluation.vqa
-        lines.append(
-            f"prior-driven answers (an atypical heart or moon given its prior colour): {v.prior_answers}/{v.n_prior}"
-        )
+    line = prior_answer_line(evaluation.items, items, _scenes_by_image(data_dir / "scenes.json"))
+    if line is not None:
+        lines.append(line)
     return lines
+
+
+def _scenes_by_image(path: Path) -> dict[str, Scene]:
+    from evolens.toy.world import Scene
+
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {str(s["image"]): Scene.from_dict(s) for s in data}
+
+
+def prior_answer_line(
+    judged: Iterable[ItemEvaluation], items: Mapping[str, Mapping[str, Any]], scenes: Mapping[str, Scene]
+) -> str | None:
+    """How often an atypically coloured heart or moon was given its prior colour, per task (``None``: no probes).
+
+    One-word colour questions and yes/no colour questions count where their annotation carries ``prior`` (the
+    answer the prior suggests, where it differs from the truth); captions count every atypical object they name
+    with a colour (``scenes``: the truth by image file name).
+    """
+    from evolens.toy.world import PRIORS, parse_caption
+
+    counts = {"colour questions": [0, 0], "yes/no": [0, 0], "captions": [0, 0]}
+    for item in judged:
+        record = items.get(item.item_id, {})
+        prior = record.get("annotations", {}).get("prior")
+        if isinstance(prior, str) and item.task in ("vqa", "amber-discriminative"):
+            entry = counts["colour questions" if item.task == "vqa" else "yes/no"]
+            entry[0] += int(item.answer == prior)
+            entry[1] += 1
+        elif item.task == "amber-generative":
+            scene = scenes.get(Path(str(record.get("image", ""))).name)
+            for color, shape, _ in parse_caption(item.text) if scene is not None else ():
+                obj = scene.find(shape) if scene is not None else None
+                if obj is not None and obj.atypical and color is not None:
+                    counts["captions"][0] += int(color == PRIORS[shape])
+                    counts["captions"][1] += 1
+    if not any(n for _, n in counts.values()):
+        return None
+    return (
+        "prior-driven answers (an atypical heart or moon given its prior colour): "
+        + ", ".join(f"{name} {k}/{n}" for name, (k, n) in counts.items() if n)
+        + (" (captions: of the atypical objects they name with a colour)" if counts["captions"][1] else "")
+    )
 
 
 def _check_same_size(data_dir: Path, n_typical: int, n_atypical: int) -> None:
@@ -127,7 +175,7 @@ def run_demo(
         f"{summary['done']} items traced ({summary.get('failed', 0)} failed), {summary['n_tokens']} tokens generated "
         "(each answer's EOS included; the analysis leaves it out)",
         *(analysis.get("summary_lines") or []),
-        *hallucination_lines(run_dir),
+        *hallucination_lines(run_dir, data_dir),
         *(summary.get("evaluation_lines") or []),
         *(summary.get("statistics") or []),
     ]

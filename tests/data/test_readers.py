@@ -194,6 +194,14 @@ def test_amber_annotation_errors(tmp_path: Path) -> None:
     data = _amber_with(tmp_path / "c", annotations=bad)
     with pytest.raises(DatasetError, match="must be 'yes' or 'no'"):
         list(Amber(data))
+    bad = [{"id": 1, "type": "discriminative-attribute-state", "truth": "no", "prior": "yellow"}]
+    data = _amber_with(tmp_path / "p", annotations=bad)
+    with pytest.raises(DatasetError, match=r"entry 0: 'prior' .* must be 'yes' or 'no', got 'yellow'"):
+        list(Amber(data))
+    good = [{"id": 1, "type": "discriminative-attribute-state", "truth": "no", "prior": "yes"}]
+    one_query = [{"id": 1, "image": "AMBER_1.jpg", "query": "is the moon yellow ?"}]
+    (item,) = Amber(_amber_with(tmp_path / "q", annotations=good, queries=one_query))
+    assert item.annotations["prior"] == "yes" and item.annotations["truth"] == "no"
     bad = [{"id": 1, "type": "riddle", "truth": "x"}]
     data = _amber_with(tmp_path / "d", annotations=bad)
     with pytest.raises(DatasetError, match="unknown annotation type 'riddle'"):

@@ -75,8 +75,18 @@ def test_one_dataset_and_perfect_answers_score_perfectly(exported: Path) -> None
     # answering the prior is a hallucination, and counted as prior-driven
     prior_items = [i for i in items if "prior" in i.annotations]
     judged = evaluate([Response(i.item_id, i.annotations["prior"], i.annotations) for i in prior_items])
-    assert judged.vqa is not None and judged.vqa.prior_answers == judged.vqa.n_prior == len(prior_items)
-    assert all(it.hallucinated and it.mentions[0].label == "hallucinated" for it in judged.items)
+    n_vqa = sum(i.task == "vqa" for i in prior_items)
+    assert judged.vqa is not None and judged.vqa.prior_answers == judged.vqa.n_prior == n_vqa > 0
+    assert all(it.hallucinated for it in judged.items)
+    assert all(it.mentions[0].label == "hallucinated" for it in judged.items if it.task == "vqa")
+
+
+def test_yes_no_colour_probes_carry_the_prior_answer(exported: Path) -> None:
+    asked = [q for _, q in heldout_items(heldout_scenes(3, 4)) if q.kind in ("exists", "attribute")]
+    yes_no = [i for i in Amber(exported, "query_all.json") if i.task == "amber-discriminative"]
+    assert [i.prompt for i in yes_no] == [q.text for q in asked]
+    assert [i.annotations.get("prior") for i in yes_no] == [q.prior_yes_no for q in asked]
+    assert any(q.prior_yes_no is not None for q in asked)
 
 
 def test_export_is_atomic_and_refuses_to_overwrite(exported: Path, tmp_path: Path) -> None:

@@ -95,9 +95,23 @@ def test_questions_answer_from_the_scene() -> None:
         asked = attr.text.split()[3]
         assert (scene.find(attr.subject).color == asked) == (attr.answer == "yes")  # type: ignore[union-attr,arg-type]
         assert by_kind["describe"].answer == world.caption(scene)
+        assert attr.asked == asked and all(q.asked is None for q in qs if q.kind != "attribute")
         for q in qs:
             if q.prior_answer is not None:
                 assert q.atypical and q.prior_answer == PRIORS[q.subject] != q.answer  # type: ignore[index]
+
+
+def test_the_prior_answer_of_a_yes_no_colour_question() -> None:
+    def attribute(shape: str, asked: str, answer: str, atypical: bool) -> world.Question:
+        return world.Question("attribute", f"is the {shape} {asked} ?", answer, shape, atypical, asked)
+
+    # an atypical (blue) moon: the prior says "yes" to yellow and "no" to its true colour
+    assert attribute("moon", "yellow", "no", True).prior_yes_no == "yes"
+    assert attribute("moon", "blue", "yes", True).prior_yes_no == "no"
+    assert attribute("moon", "green", "no", True).prior_yes_no is None  # the prior agrees with the truth
+    assert attribute("moon", "yellow", "yes", False).prior_yes_no is None  # a typical moon: no probe
+    assert attribute("square", "red", "no", False).prior_yes_no is None  # no prior colour
+    assert world.Question("exists", "is there a moon ?", "yes", "moon", True).prior_yes_no is None
 
 
 def test_every_word_is_in_the_vocabulary() -> None:

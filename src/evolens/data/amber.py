@@ -7,6 +7,8 @@ Files, as in AMBER's repository (``data/``)::
     annotations.json                one entry per id, in id order (AMBER indexes it by ``id - 1``):
                                     {"id": 1, "type": "generative", "truth": [objects], "hallu": [objects]}
                                     {"id": 1005, "type": "discriminative-...", "truth": "yes" | "no"}
+                                    (evolens reads an optional "prior": "yes" | "no" too — the answer a language
+                                    prior suggests instead of the truth; not AMBER's, kept on the item)
     relation.json                   {object: [related words]} — the object vocabulary and its near-synonyms
     safe_words.txt                  words never counted as hallucinations, one per line
     image/AMBER_1.jpg ...           the images (downloaded separately)
@@ -177,12 +179,18 @@ class Amber(Dataset):
             truth = entry.get("truth")
             if truth not in ("yes", "no"):
                 raise DatasetError(f"{at}: a discriminative truth must be 'yes' or 'no', got {truth!r}")
+            prior = entry.get("prior")
+            if prior is not None and prior not in ("yes", "no"):
+                raise DatasetError(
+                    f"{at}: 'prior' (the answer a language prior suggests) must be 'yes' or 'no', got {prior!r}"
+                )
             return {
                 "task": DISCRIMINATIVE,
                 "amber_id": amber_id,
                 "type": kind,
                 "dimension": dimension_of(kind),
                 "truth": truth,
+                **({"prior": prior} if prior is not None else {}),
             }
         raise DatasetError(
             f"{at}: unknown annotation type {kind!r} (expected 'generative' or 'discriminative-...')"

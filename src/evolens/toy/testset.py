@@ -8,7 +8,9 @@
     root/query/query_discriminative.json AMBER: yes/no questions (existence, attribute), ids N+1..
     root/query/query_all.json            both
     root/annotations.json                AMBER annotations, indexed by id - 1 (truth: shapes present, hallu: the
-                                         plausible absent ones — every other shape of the world)
+                                         plausible absent ones — every other shape of the world; a colour question
+                                         about an atypical heart or moon also carries "prior", the answer the
+                                         prior suggests)
     root/relation.json, safe_words.txt   AMBER's word lists for the toy vocabulary
     root/vqa.jsonl                       one-word questions {id, image, prompt, task: "vqa", answer, kind, ...}
 
@@ -51,7 +53,10 @@ def _amber_files(scenes: Sequence[Scene], items: Sequence[tuple[int, Question]])
         if q.kind not in YES_NO_TYPES:
             continue
         discriminative.append({"id": next_id, "image": image_name(scene_idx), "query": q.text})
-        annotations.append({"id": next_id, "type": YES_NO_TYPES[q.kind], "truth": q.answer})
+        entry: dict[str, Any] = {"id": next_id, "type": YES_NO_TYPES[q.kind], "truth": q.answer}
+        if q.prior_yes_no is not None:
+            entry["prior"] = q.prior_yes_no
+        annotations.append(entry)
         next_id += 1
     return {
         "query/query_generative.json": generative,

@@ -239,6 +239,7 @@ class Question:
         answer: The true answer (one word, or the caption for ``"describe"``).
         subject: The shape it is about, when it is about one (``None`` for count and describe).
         atypical: It asks about an atypically coloured prior shape (the probes of prior-driven errors).
+        asked: The colour an ``"attribute"`` question asks about (``None`` for the other kinds).
     """
 
     kind: QuestionKind
@@ -246,6 +247,7 @@ class Question:
     answer: str
     subject: str | None = None
     atypical: bool = False
+    asked: str | None = None
 
     @property
     def prior_answer(self) -> str | None:
@@ -253,6 +255,15 @@ class Question:
         if self.kind in ("color", "slot_color") and self.subject in PRIORS and self.atypical:
             return PRIORS[self.subject]
         return None
+
+    @property
+    def prior_yes_no(self) -> str | None:
+        """The answer the language prior suggests to a yes/no colour question about an atypically coloured prior
+        shape, where it differs from the truth: "yes" when it asks the prior colour, "no" when it asks the true one."""
+        if self.kind != "attribute" or not self.atypical or self.subject not in PRIORS or self.asked is None:
+            return None
+        prior = "yes" if self.asked == PRIORS[self.subject] else "no"
+        return prior if prior != self.answer else None
 
 
 def questions(scene: Scene, rng: np.random.Generator) -> list[Question]:
@@ -300,6 +311,7 @@ def questions(scene: Scene, rng: np.random.Generator) -> list[Question]:
             attr_answer,
             attr_obj.shape,
             attr_obj.atypical,
+            attr_color,
         ),
         Question("describe", DESCRIBE_PROMPT, caption(scene), None, scene.atypical),
     ]
