@@ -91,7 +91,7 @@ def prior_answer_line(
     answer the prior suggests, where it differs from the truth); captions count every atypical object they name
     with a colour (``scenes``: the truth by image file name).
     """
-    from evolens.toy.world import PRIORS, parse_caption
+    from evolens.toy.world import caption_prior_colors
 
     counts = {"colour questions": [0, 0], "yes/no": [0, 0], "captions": [0, 0]}
     for item in judged:
@@ -101,13 +101,13 @@ def prior_answer_line(
             entry = counts["colour questions" if item.task == "vqa" else "yes/no"]
             entry[0] += int(item.answer == prior)
             entry[1] += 1
-        elif item.task == "amber-generative":
-            scene = scenes.get(Path(str(record.get("image", ""))).name)
-            for color, shape, _ in parse_caption(item.text) if scene is not None else ():
-                obj = scene.find(shape) if scene is not None else None
-                if obj is not None and obj.atypical and color is not None:
-                    counts["captions"][0] += int(color == PRIORS[shape])
-                    counts["captions"][1] += 1
+        elif (
+            item.task == "amber-generative"
+            and (scene := scenes.get(Path(str(record.get("image", ""))).name)) is not None
+        ):
+            named = caption_prior_colors(scene, item.text)
+            counts["captions"][0] += sum(named)
+            counts["captions"][1] += len(named)
     if not any(n for _, n in counts.values()):
         return None
     return (

@@ -125,3 +125,18 @@ def test_every_word_is_in_the_vocabulary() -> None:
 def test_unknown_shape_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown shape"):
         world.render(Scene((world.Obj("hexagon", "red", "left"),)))
+
+
+def test_caption_prior_colors_judge_the_atypical_objects_named_with_a_colour() -> None:
+    scene = world.Scene(
+        (
+            world.Obj("moon", "blue", "top"),
+            world.Obj("heart", "white", "left"),
+            world.Obj("square", "red", "right"),
+        )
+    )
+    # the moon given its prior colour, the heart its true one; the square has no prior; "star" is not in the scene
+    assert world.caption_prior_colors(
+        scene, "a yellow moon , a white heart , a red square and a red star ."
+    ) == [True, False]
+    assert world.caption_prior_colors(scene, "a moon at the top .") == []  # no colour named

@@ -31,6 +31,7 @@ from evolens.toy.world import (
     PRIORS,
     Question,
     Scene,
+    caption_prior_colors,
     caption_words,
     parse_caption,
     questions,
@@ -269,10 +270,8 @@ def score(
         group = "typical" if scene_idx < n_typical else "atypical"
         if q.kind == "describe":
             captions[group].add(scene, answer, q.answer)
-            for color, shape, _ in parse_caption(answer):
-                obj = scene.find(shape)
-                if obj is not None and obj.atypical and color is not None:
-                    cap_prior.add(color == PRIORS[shape])
+            for prior_color in caption_prior_colors(scene, answer):
+                cap_prior.add(prior_color)
             continue
         word = first_word(answer)[0]
         hit = word == q.answer

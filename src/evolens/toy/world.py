@@ -229,6 +229,17 @@ def parse_caption(text: str) -> list[tuple[str | None, str, str | None]]:
     return found
 
 
+def caption_prior_colors(scene: Scene, text: str) -> list[bool]:
+    """For every atypically coloured object of ``scene`` that the caption names with a colour: was that colour its
+    prior (a prior-driven error)?"""
+    named = []
+    for color, shape, _ in parse_caption(text):
+        obj = scene.find(shape)
+        if obj is not None and obj.atypical and color is not None:
+            named.append(color == PRIORS[shape])
+    return named
+
+
 @dataclass(frozen=True)
 class Question:
     """A question about a scene with its true answer.
