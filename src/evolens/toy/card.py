@@ -92,6 +92,8 @@ def model_card(record: dict[str, Any], evaluation: ToyEvaluation, config: dict[s
         f"| shape errors on atypical hearts/moons (typical ones) | {_pct(e['atypical_shape_errors'])} "
         f"({_pct(e['typical_prior_shape_errors'])}) |",
         f"| captions giving an atypical object its prior colour | {_pct(e['caption_prior_colors'])} |",
+        f"| yes/no colour questions on atypical hearts/moons answered as the prior suggests | "
+        f"{_pct(e['yes_no_prior_answers'])} |",
         "",
         f"Per kind, typical: {kinds}.",
         "",

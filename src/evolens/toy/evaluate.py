@@ -124,6 +124,8 @@ class ToyEvaluation:
         atypical_shape_errors: Shape questions ("what shape is on the left ?") about an atypical heart/moon
             answered wrongly; ``typical_prior_shape_errors``: the same about typical hearts/moons.
         caption_prior_colors: Atypical objects a caption names with their prior colour (of those it names).
+        yes_no_prior_answers: Yes/no colour questions about an atypical heart/moon answered as the prior suggests
+            (``Question.prior_yes_no``: "yes" to its prior colour, "no" to its true one).
         examples: Up to 20 prior-driven errors ``{question, truth, answer}`` for the model card.
     """
 
@@ -136,6 +138,7 @@ class ToyEvaluation:
     atypical_shape_errors: Rate
     typical_prior_shape_errors: Rate
     caption_prior_colors: Rate
+    yes_no_prior_answers: Rate
     examples: list[dict[str, str]]
 
     def to_dict(self) -> dict[str, Any]:
@@ -149,6 +152,7 @@ class ToyEvaluation:
             "atypical_shape_errors": self.atypical_shape_errors.to_dict(),
             "typical_prior_shape_errors": self.typical_prior_shape_errors.to_dict(),
             "caption_prior_colors": self.caption_prior_colors.to_dict(),
+            "yes_no_prior_answers": self.yes_no_prior_answers.to_dict(),
             "examples": self.examples,
         }
 
@@ -175,6 +179,9 @@ class ToyEvaluation:
             f"(typical ones: {pct(self.typical_prior_shape_errors)})"
         )
         lines.append(f"captions giving an atypical object its prior colour: {pct(self.caption_prior_colors)}")
+        lines.append(
+            f"yes/no colour questions on them answered as the prior suggests: {pct(self.yes_no_prior_answers)}"
+        )
         return lines
 
 
@@ -263,7 +270,14 @@ def score(
     """Score ``answers`` (one per item) — a pure function, separate from the generation."""
     vqa = {g: {k: Rate() for k in (*ONE_WORD_KINDS, "all")} for g in ("typical", "atypical")}
     captions = {g: CaptionScores() for g in ("typical", "atypical")}
-    prior, any_color, shape_atyp, shape_typ, cap_prior = Rate(), Rate(), Rate(), Rate(), Rate()
+    prior, any_color, shape_atyp, shape_typ, cap_prior, yes_no_prior = (
+        Rate(),
+        Rate(),
+        Rate(),
+        Rate(),
+        Rate(),
+        Rate(),
+    )
     examples: list[dict[str, str]] = []
     for (scene_idx, q), answer in zip(items, answers, strict=True):
         scene = scenes[scene_idx]
@@ -282,6 +296,8 @@ def score(
             any_color.add(not hit)
             if word == q.prior_answer and len(examples) < 20:
                 examples.append({"question": q.text, "truth": q.answer, "answer": answer})
+        if q.prior_yes_no is not None:
+            yes_no_prior.add(word == q.prior_yes_no)
         if q.kind == "shape" and q.subject in PRIORS:
             (shape_atyp if q.atypical else shape_typ).add(not hit)
     return ToyEvaluation(
@@ -294,6 +310,7 @@ def score(
         atypical_shape_errors=shape_atyp,
         typical_prior_shape_errors=shape_typ,
         caption_prior_colors=cap_prior,
+        yes_no_prior_answers=yes_no_prior,
         examples=examples,
     )
 
