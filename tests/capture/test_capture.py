@@ -142,8 +142,10 @@ def test_inconsistent_layer_calls_are_refused() -> None:
     rec = ResidualRecording(n_boundaries=3, keep_prompt=False)
     rec._record(0, torch.zeros(1, 2, 4))
     rec._record(1, torch.zeros(1, 2, 4))
-    with pytest.raises(CaptureError, match="unequal number"):
-        _ = rec.n_calls
+    with pytest.raises(CaptureError, match="out of order"):  # layer 0 ran twice in one call
+        rec._record(1, torch.zeros(1, 2, 4))
+    with pytest.raises(CaptureError, match="out of order"):  # a layer ran before any call began
+        ResidualRecording(n_boundaries=3)._record(2, torch.zeros(1, 2, 4))
 
 
 @pytest.mark.parametrize(
@@ -165,3 +167,84 @@ def test_bad_generation_settings(kwargs) -> None:
 def test_storage_dtype(tiny_llava, image) -> None:
     trace = tiny_llava.trace(image, "describe this image", max_new_tokens=2, storage_dtype=torch.float16)
     assert trace.hidden_states.dtype == torch.float16
+
+
+def test_the_buffer_grows_past_its_capacity_and_keeps_every_call() -> None:
+    from evolens.capture.hooks import ResidualRecording
+
+    rec = ResidualRecording(n_boundaries=2, capacity=1)
+    for call in range(5):
+        for boundary in range(2):
+            rec._record(boundary, torch.full((2, 1 if call else 3, 4), float(10 * call + boundary)))
+    rec.finish()
+    states = rec.states()
+    assert rec.n_calls == 5 and states.shape == (2, 5, 2, 4)
+    expected = torch.tensor([[10.0 * c + b for c in range(5)] for b in range(2)])
+    assert torch.equal(states[..., 0, 0], expected)
+
+
+def test_skipped_layers_pass_the_stream_through() -> None:
+    from evolens.capture.hooks import ResidualRecording
+
+    rec = ResidualRecording(n_boundaries=4, keep_prompt=True)
+    rec._record(0, torch.full((1, 3, 2), 0.0))
+    rec._record(1, torch.full((1, 3, 2), 1.0))
+    rec._record(3, torch.full((1, 3, 2), 3.0))  # layer 1 (boundary 2) did not run in this call
+    rec._record(0, torch.full((1, 1, 2), 5.0))
+    rec._record(1, torch.full((1, 1, 2), 6.0))  # the call ends here: layers 1 and 2 pass the stream through
+    rec.finish()
+    assert rec.states()[:, :, 0, 0].tolist() == [[0.0, 5.0], [1.0, 6.0], [1.0, 6.0], [3.0, 6.0]]
+    assert rec.prompt is not None
+    assert [float(p[0, 0, 0]) for p in rec.prompt] == [0.0, 1.0, 1.0, 3.0]
+
+
+def test_nothing_recorded_is_an_error() -> None:
+    from evolens.capture.hooks import ResidualRecording
+
+    with pytest.raises(CaptureError, match="nothing was recorded"):
+        ResidualRecording(n_boundaries=3).states()
+    with pytest.raises(SettingsError, match="placement"):
+        ResidualRecording(n_boundaries=3, placement="gpu")  # type: ignore[arg-type]
+
+
+def test_buffer_placement_spills_what_does_not_fit() -> None:
+    from evolens.capture.hooks import buffer_placement
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert buffer_placement(cpu, 10**12) == cpu  # a CPU model's buffer stays in CPU memory
+    assert buffer_placement(gpu, 100, "auto", max_device_bytes=100) == gpu
+    assert buffer_placement(gpu, 101, "auto", max_device_bytes=100) == cpu  # spilled to pinned host memory
+    assert buffer_placement(gpu, 10**15, "device") == gpu
+    assert buffer_placement(gpu, 1, "host") == cpu
+
+
+@pytest.mark.parametrize("placement", ["host", "device"])
+def test_placement_does_not_change_the_states(tiny_llava, image, placement) -> None:
+    rendered = [tiny_llava.render_prompt("describe this image")]
+    inputs = tiny_llava.encode(rendered, [image])
+    args = {"eos_ids": [], "pad_id": 0, "keep_prompt": True}
+    layers = tiny_llava.loaded.roles.decoder_layers
+    settings = GenerationSettings(max_new_tokens=4)
+    auto = generate_with_capture(tiny_llava.model, layers, inputs, settings, **args)[0]
+    other = generate_with_capture(tiny_llava.model, layers, inputs, settings, placement=placement, **args)[0]
+    assert torch.equal(auto.hidden_states, other.hidden_states)
+    assert torch.equal(auto.prompt_hidden_states, other.prompt_hidden_states)
+
+
+def test_states_can_stay_where_they_were_captured(tiny_llava, image) -> None:
+    rendered = [tiny_llava.render_prompt("describe this image")] * 2
+    inputs = tiny_llava.encode(rendered, [image, make_image(9)])
+    layers = tiny_llava.loaded.roles.decoder_layers
+    settings = GenerationSettings(max_new_tokens=3)
+    stored = generate_with_capture(tiny_llava.model, layers, inputs, settings, eos_ids=[], pad_id=0)
+    kept = generate_with_capture(
+        tiny_llava.model, layers, inputs, settings, eos_ids=[], pad_id=0, storage_device=None
+    )
+    for a, b in zip(stored, kept, strict=True):
+        assert torch.equal(a.hidden_states, b.hidden_states)
+        assert a.hidden_states.is_contiguous()
+    # both items are views of one capture buffer
+    assert (
+        kept[0].hidden_states.untyped_storage().data_ptr()
+        == kept[1].hidden_states.untyped_storage().data_ptr()
+    )

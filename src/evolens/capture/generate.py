@@ -11,7 +11,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from evolens.capture.hooks import record_residual_stream
+from evolens.capture.hooks import Placement, record_residual_stream
 from evolens.errors import CaptureError, SettingsError, check_positive_int
 
 logger = logging.getLogger(__name__)
@@ -153,7 +153,9 @@ def generate_with_capture(
     suppress_ids: Sequence[int] = (),
     keep_prompt: bool = False,
     storage_dtype: torch.dtype | None = None,
-    storage_device: str | torch.device = "cpu",
+    storage_device: str | torch.device | None = "cpu",
+    placement: Placement = "auto",
+    max_device_bytes: int | None = None,
 ) -> list[CapturedItem]:
     """Run ``model.generate`` on a (left-padded) batch and return one :class:`CapturedItem` per row.
 
@@ -168,7 +170,12 @@ def generate_with_capture(
         suppress_ids: Ids generation must never emit (image placeholders).
         keep_prompt: Also keep every prompt position's states (from the prefill call).
         storage_dtype: dtype of the kept states (``None``: the model's dtype, which keeps the lens exact).
-        storage_device: Where the kept states live.
+        storage_device: Where the kept states live; ``None`` leaves them where they were captured, in the model's
+            dtype (views into the capture buffer, on the model's device unless it spilled; see ``placement``),
+            for an analysis that runs there before they move.
+        placement: Where the capture buffer lives (:func:`~evolens.capture.hooks.buffer_placement`): ``"auto"``
+            (the model's device when it fits, else pinned host memory), ``"device"`` or ``"host"``.
+        max_device_bytes: Device budget of ``"auto"`` placement (``None``: a share of the free memory).
     """
     input_ids = inputs["input_ids"]
     attention_mask = inputs.get("attention_mask")
@@ -181,7 +188,13 @@ def generate_with_capture(
     devices = [param.device.index or 0] if param.device.type == "cuda" else []
     with (
         torch.random.fork_rng(devices=devices),
-        record_residual_stream(layers, keep_prompt=keep_prompt) as rec,
+        record_residual_stream(
+            layers,
+            keep_prompt=keep_prompt,
+            capacity=settings.max_new_tokens,
+            placement=placement,
+            max_device_bytes=max_device_bytes,
+        ) as rec,
     ):
         torch.manual_seed(settings.seed)
         with torch.inference_mode():
@@ -195,11 +208,10 @@ def generate_with_capture(
             f"the decoder ran {n_calls} times for {new_tokens.shape[1]} generated tokens; this model's generate() "
             "does not make one forward pass per token, so states cannot be matched to tokens"
         )
-    out_dtype = storage_dtype or rec.last[0][0].dtype
-    # [n_boundaries, n_calls, batch, d_model]
-    stacked = torch.stack(
-        [torch.stack([s.to(storage_device) for s in per_call]) for per_call in rec.last]
-    ).to(out_dtype)
+    # [n_boundaries, n_calls, batch, d_model]: one copy per call to the storage device (none when it is None)
+    stacked = rec.states()
+    if storage_device is not None:
+        stacked = stacked.to(device=storage_device, dtype=storage_dtype or stacked.dtype)
     items: list[CapturedItem] = []
     eos_set = torch.tensor(sorted(set(eos_ids)), dtype=torch.long)
     for row in range(sequences.shape[0]):
@@ -222,7 +234,9 @@ def generate_with_capture(
             )
         prompt_states = None
         if keep_prompt and rec.prompt is not None:
-            prompt_states = torch.stack([p[row, n_pad:].to(storage_device) for p in rec.prompt]).to(out_dtype)
+            prompt_states = torch.stack([p[row, n_pad:] for p in rec.prompt])
+            if storage_device is not None:
+                prompt_states = prompt_states.to(device=storage_device, dtype=storage_dtype or stacked.dtype)
         positions = (
             (prompt_ids == image_token_id).nonzero().flatten()
             if image_token_id is not None
@@ -230,7 +244,11 @@ def generate_with_capture(
         )
         items.append(
             CapturedItem(
-                hidden_states=stacked[:, :n_steps, row].contiguous(),
+                hidden_states=(
+                    stacked[:, :n_steps, row]
+                    if storage_device is None
+                    else stacked[:, :n_steps, row].contiguous()
+                ),
                 generated_ids=generated[:n_steps].clone(),
                 prompt_ids=prompt_ids.clone(),
                 prompt_hidden_states=prompt_states,

@@ -3,21 +3,36 @@
 For a stack of L decoder layers the recorder keeps L + 1 states per forward call: the input of layer 0 (the
 embeddings as the decoder receives them: image features merged, Gemma's scaling applied) and the output of every
 layer — all *before* the final norm. A layer the decoder skips in a forward call (Mllama's cross-attention layers
-without an image) passes the stream through: its output state is its input. Hooks live only inside :func:`record_residual_stream`; they are removed on
-exit, also when the body raises.
+without an image) passes the stream through: its output state is its input. Hooks live only inside
+:func:`record_residual_stream`; they are removed on exit, also when the body raises.
+
+The states go into one preallocated buffer ``[L + 1, capacity, batch, 1, d_model]``, written with one copy per
+boundary per forward call and no other per-call tensor work, so that recording costs about as much as the copies
+themselves on an accelerator (where eager decoding is launch-bound) and on a CPU. The buffer lives on the model's
+device when it fits in a share of that device's free memory (:func:`buffer_placement`), else in pinned host memory
+(the *spill*: each copy then leaves the device as it is made, asynchronously).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from evolens.errors import CaptureError
+from evolens.errors import CaptureError, SettingsError
+
+logger = logging.getLogger(__name__)
+
+Placement = Literal["auto", "device", "host"]
+PLACEMENTS: tuple[str, ...] = ("auto", "device", "host")
+DEVICE_BUFFER_SHARE = (
+    0.25  # "auto" keeps the buffer on the accelerator if it takes at most this share of free memory
+)
 
 
 def _hidden_from(value: Any) -> torch.Tensor:
@@ -32,35 +47,93 @@ def _hidden_from(value: Any) -> torch.Tensor:
     raise CaptureError(f"cannot find the hidden states in a decoder layer's {type(value).__name__} output")
 
 
+def free_device_bytes(device: torch.device) -> int | None:
+    """Free memory of a CUDA device in bytes (``None`` for other devices: unknown)."""
+    if device.type != "cuda":
+        return None
+    free, _total = torch.cuda.mem_get_info(device)
+    return int(free)
+
+
+def buffer_placement(
+    device: torch.device, n_bytes: int, placement: Placement = "auto", max_device_bytes: int | None = None
+) -> torch.device:
+    """Where a capture buffer of ``n_bytes`` for states on ``device`` lives.
+
+    A CPU model's buffer is in (ordinary) CPU memory. On an accelerator, ``"device"`` keeps it there, ``"host"``
+    puts it in pinned CPU memory, and ``"auto"`` keeps it on the device when ``n_bytes`` is at most
+    ``max_device_bytes`` (default: :data:`DEVICE_BUFFER_SHARE` of the device's free memory; unknown free memory
+    counts as enough) and spills to the host otherwise.
+    """
+    if device.type == "cpu" or placement == "device":
+        return device
+    if placement == "host":
+        return torch.device("cpu")
+    limit = max_device_bytes
+    if limit is None:
+        free = free_device_bytes(device)
+        limit = n_bytes if free is None else int(free * DEVICE_BUFFER_SHARE)
+    if n_bytes <= limit:
+        return device
+    logger.info(
+        "the capture buffer (%.2f GiB) exceeds the device budget (%.2f GiB): states spill to pinned host memory",
+        n_bytes / 2**30,
+        limit / 2**30,
+    )
+    return torch.device("cpu")
+
+
 @dataclass
 class ResidualRecording:
-    """What the hooks saw, one entry per forward call.
+    """What the hooks saw: the last position's state at every boundary of every forward call.
 
     Attributes:
-        last: ``last[i][c]`` is the state at boundary ``i`` (0 = input of layer 0, i = output of layer i) for
-            the last position of forward call ``c``: shape ``[batch, d_model]``.
-        prompt: With ``keep_prompt``, the states of every position of the first call (the prompt):
-            ``prompt[i]`` has shape ``[batch, prompt_len, d_model]``; else ``None``.
+        n_boundaries: L + 1.
+        keep_prompt: Also keep every position's states of the first call (the prompt).
+        capacity: Forward calls the buffer holds when it is allocated (it doubles when more come).
+        placement: Where the buffer goes (see :func:`buffer_placement`).
+        max_device_bytes: Device budget of ``"auto"`` placement (``None``: a share of free memory).
+        buffer: ``[n_boundaries, capacity, batch, 1, d_model]`` once the first call began, else ``None``.
+        prompt: With ``keep_prompt``, ``prompt[i]`` is boundary ``i``'s ``[batch, prompt_len, d_model]`` states
+            of the first call; else ``None``.
     """
 
     n_boundaries: int
-    keep_prompt: bool
-    last: list[list[torch.Tensor]] = field(default_factory=list)
+    keep_prompt: bool = False
+    capacity: int = 1
+    placement: Placement = "auto"
+    max_device_bytes: int | None = None
+    buffer: torch.Tensor | None = None
     prompt: list[torch.Tensor] | None = None
+    _calls: int = 0
+    _next: int = 0  # the boundary the current call writes next
+    _row: tuple[torch.Tensor, ...] = field(default=(), repr=False)  # the current call's [batch, 1, d] slots
+    _spilled: bool = False
 
     def __post_init__(self) -> None:
-        self.last = [[] for _ in range(self.n_boundaries)]
+        if self.placement not in PLACEMENTS:
+            raise SettingsError(f"placement must be one of {list(PLACEMENTS)}, got {self.placement!r}")
+        self.capacity = max(1, int(self.capacity))
 
     @property
     def n_calls(self) -> int:
-        """Number of complete forward calls seen (checked consistent across boundaries)."""
-        counts = {len(states) for states in self.last}
-        if len(counts) != 1:
-            raise CaptureError(
-                f"decoder layers ran an unequal number of times ({sorted(counts)}); the model skipped or repeated "
-                "layers during generation, so per-layer states cannot be aligned"
-            )
-        return counts.pop()
+        """Number of forward calls recorded."""
+        return self._calls
+
+    @property
+    def device(self) -> torch.device | None:
+        """Where the buffer lives (``None`` before the first call)."""
+        return None if self.buffer is None else self.buffer.device
+
+    def states(self) -> torch.Tensor:
+        """``[n_boundaries, n_calls, batch, d_model]``: a view of the buffer (no copy).
+
+        Raises:
+            CaptureError: No forward call was recorded.
+        """
+        if self.buffer is None:
+            raise CaptureError("no forward call went through the decoder layers; nothing was recorded")
+        return self.buffer[:, : self._calls, :, 0]
 
     def _record(self, boundary: int, hidden: torch.Tensor) -> None:
         if hidden.dim() != 3:
@@ -68,58 +141,118 @@ class ResidualRecording:
                 f"expected hidden states [batch, positions, d_model], got shape {tuple(hidden.shape)}"
             )
         if boundary == 0:
-            self.finish_call()
-        else:
-            self._pass_through(boundary)
-        # every position is copied only where it is kept (the prompt's call, with keep_prompt): the prompt's
-        # forward call holds [batch, prompt_len, d_model] per boundary, a large copy nobody asked for otherwise
-        keep_full = self.keep_prompt and len(self.last[boundary]) == 0
-        self._append(
-            boundary, hidden[:, -1, :].detach().clone(), hidden.detach().clone() if keep_full else None
+            self._begin_call(hidden)
+        elif boundary != self._next:
+            self._catch_up(boundary)
+        # one copy per boundary and call; a decoding call's output is already [batch, 1, d_model]
+        self._row[boundary].copy_(hidden if hidden.shape[1] == 1 else hidden[:, -1:], non_blocking=True)
+        if self.prompt is not None and self._calls == 1:
+            self.prompt[boundary] = hidden.detach().clone()
+        self._next = boundary + 1
+
+    def _begin_call(self, hidden: torch.Tensor) -> None:
+        self.finish_call()
+        if self.buffer is None:
+            self._allocate(hidden)
+        elif self._calls == self.capacity:
+            self._grow()
+        assert self.buffer is not None
+        self._row = self.buffer[:, self._calls].unbind(0)
+        self._calls += 1
+        self._next = 0
+        if self.keep_prompt and self._calls == 1:
+            self.prompt = [torch.empty(0)] * self.n_boundaries
+
+    def _allocate(self, hidden: torch.Tensor) -> None:
+        batch, _, d_model = hidden.shape
+        shape = (self.n_boundaries, self.capacity, batch, 1, d_model)
+        n_bytes = self.n_boundaries * self.capacity * batch * d_model * hidden.element_size()
+        where = buffer_placement(hidden.device, n_bytes, self.placement, self.max_device_bytes)
+        self._spilled = where.type == "cpu" and hidden.device.type == "cuda"
+        self.buffer = torch.empty(shape, dtype=hidden.dtype, device=where, pin_memory=self._spilled)
+
+    def _grow(self) -> None:
+        assert self.buffer is not None
+        old = self.buffer
+        self.capacity *= 2
+        self.buffer = torch.empty(
+            (old.shape[0], self.capacity, *old.shape[2:]),
+            dtype=old.dtype,
+            device=old.device,
+            pin_memory=self._spilled,
         )
+        self.buffer[:, : old.shape[1]].copy_(old)
 
-    def _append(self, boundary: int, last: torch.Tensor, full: torch.Tensor | None) -> None:
-        first_call = len(self.last[boundary]) == 0
-        self.last[boundary].append(last)
-        if self.keep_prompt and first_call:
-            if self.prompt is None:
-                self.prompt = [torch.empty(0)] * self.n_boundaries
-            self.prompt[boundary] = full if full is not None else torch.empty(0)
-
-    def _pass_through(self, upto: int) -> None:
-        # A decoder may skip a layer in a forward call (Mllama skips its cross-attention layers when there is no
-        # image): the residual stream then passes through unchanged, so the skipped layer's output is its input.
-        n_calls = len(self.last[0])
-        for boundary in range(1, upto):
-            if len(self.last[boundary]) < n_calls:
-                full = self.prompt[boundary - 1] if self.keep_prompt and self.prompt is not None else None
-                self._append(boundary, self.last[boundary - 1][-1], full)
+    def _catch_up(self, boundary: int) -> None:
+        """Boundaries before ``boundary`` that did not run in this call pass the stream through."""
+        if not self._calls or boundary < self._next:
+            raise CaptureError(
+                f"decoder layer {boundary - 1} ran out of order (expected layer {self._next - 1} or later); the "
+                "model skipped or repeated layers during generation, so per-layer states cannot be aligned"
+            )
+        if self._spilled:  # the row before may still be on its way from the device
+            torch.cuda.synchronize()
+        for skipped in range(self._next, boundary):
+            # A decoder may skip a layer in a forward call (Mllama skips its cross-attention layers when there is
+            # no image): the residual stream then passes through unchanged, so the skipped layer's output is its
+            # input.
+            self._row[skipped].copy_(self._row[skipped - 1])
+            if self.prompt is not None and self._calls == 1:
+                self.prompt[skipped] = self.prompt[skipped - 1]
 
     def finish_call(self) -> None:
         """Complete the current forward call: layers at its end that did not run pass the stream through."""
-        if self.last[0]:
-            self._pass_through(self.n_boundaries)
+        if self._calls and self._next < self.n_boundaries:
+            self._catch_up(self.n_boundaries)
+            self._next = self.n_boundaries
+
+    def finish(self) -> None:
+        """Complete the last call; with a spilled buffer, wait until every asynchronous copy has landed."""
+        # an inference-mode buffer (generation ran under torch.inference_mode) takes in-place writes only there
+        with torch.inference_mode(self.buffer is not None and self.buffer.is_inference()):
+            self.finish_call()
+        if self._spilled:
+            torch.cuda.synchronize()
 
 
 @contextmanager
 def record_residual_stream(
-    layers: nn.ModuleList, *, keep_prompt: bool = False
+    layers: nn.ModuleList,
+    *,
+    keep_prompt: bool = False,
+    capacity: int = 1,
+    placement: Placement = "auto",
+    max_device_bytes: int | None = None,
 ) -> Iterator[ResidualRecording]:
     """Record the L + 1 pre-norm residual states of every forward call through ``layers``.
 
     Hooks registered earlier (for example a layer-skip hook that returns the layer's input) run first, so the
     recording sees their effect.
+
+    Args:
+        layers: The text decoder's layers.
+        keep_prompt: Also keep every position of the first call.
+        capacity: Forward calls to preallocate for (``max_new_tokens`` for a generation; more still work).
+        placement: ``"auto"``, ``"device"`` or ``"host"`` (see :func:`buffer_placement`).
+        max_device_bytes: Device budget of ``"auto"`` placement (``None``: a share of free memory).
     """
-    recording = ResidualRecording(n_boundaries=len(layers) + 1, keep_prompt=keep_prompt)
+    recording = ResidualRecording(
+        n_boundaries=len(layers) + 1,
+        keep_prompt=keep_prompt,
+        capacity=capacity,
+        placement=placement,
+        max_device_bytes=max_device_bytes,
+    )
     handles: list[torch.utils.hooks.RemovableHandle] = []
+    record = recording._record
 
     def pre_hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         hidden = args[0] if args else kwargs.get("hidden_states")
-        recording._record(0, _hidden_from(hidden))
+        record(0, _hidden_from(hidden))
 
     def make_hook(boundary: int) -> Any:
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-            recording._record(boundary, _hidden_from(output))
+            record(boundary, output if isinstance(output, torch.Tensor) else _hidden_from(output))
 
         return hook
 
@@ -131,4 +264,4 @@ def record_residual_stream(
     finally:
         for handle in handles:
             handle.remove()
-        recording.finish_call()
+        recording.finish()
