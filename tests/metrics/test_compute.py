@@ -9,30 +9,32 @@ from torch import nn
 
 from evolens.errors import SettingsError
 from evolens.lens import LogitLens
-from evolens.metrics import auto_chunk_steps, compute_layer_metrics, track_tokens
+from evolens.metrics import auto_chunk_steps, compute_batch_metrics, compute_layer_metrics, track_tokens
+from evolens.metrics.compute import chunk_bytes_per_step, device_chunk_budget, resolve_strategy
 from evolens.models.roles import LogitTransform
+from evolens.testing.dispatch import DispatchCounter
 
 N_LAYERS, N_STEPS, D, VOCAB = 5, 7, 16, 40
 
 
 def make_lens(
-    mode: str = "logit", dtype: torch.dtype = torch.float32, softcap: float | None = None
+    mode: str = "logit", dtype: torch.dtype = torch.float32, softcap: float | None = None, vocab: int = VOCAB
 ) -> LogitLens:
     torch.manual_seed(1)
     norm = nn.RMSNorm(D, eps=1e-6).to(dtype)
     with torch.no_grad():
         norm.weight.uniform_(0.5, 1.5)
-    head = nn.Linear(D, VOCAB, bias=False).to(dtype)
+    head = nn.Linear(D, vocab, bias=False).to(dtype)
     with torch.no_grad():
         head.weight.normal_(0, 1.0)
     return LogitLens(norm, head, LogitTransform(softcap=softcap), N_LAYERS, mode)  # type: ignore[arg-type]
 
 
-def make_states(dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    g = torch.Generator().manual_seed(2)
+def make_states(dtype: torch.dtype = torch.float32, n_steps: int = N_STEPS, seed: int = 2) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
     # growing scale across layers, as residual streams do
     scale = torch.linspace(0.5, 4.0, N_LAYERS + 1).view(-1, 1, 1)
-    return (torch.randn(N_LAYERS + 1, N_STEPS, D, generator=g) * scale).to(dtype)
+    return (torch.randn(N_LAYERS + 1, n_steps, D, generator=g) * scale).to(dtype)
 
 
 def reference(states: torch.Tensor, lens: LogitLens, targets: torch.Tensor, k: int) -> dict[str, np.ndarray]:
@@ -180,3 +182,97 @@ def test_bad_shapes_raise() -> None:
         compute_layer_metrics(make_states(), make_lens(), torch.zeros(3, dtype=torch.long))
     with pytest.raises(SettingsError, match="states must be"):
         compute_layer_metrics(make_states()[0], make_lens(), torch.zeros(N_STEPS, dtype=torch.long))
+
+
+def assert_same_metrics(a, b, atol: float = 1e-6) -> None:
+    """Equal ids, ranks and candidates; float metrics equal to float32 rounding."""
+    for name, value in a.tensors().items():
+        other = getattr(b, name)
+        assert value.shape == other.shape, name
+        if value.is_floating_point():
+            assert torch.allclose(value, other, atol=atol, rtol=1e-5), name
+        else:
+            assert torch.equal(value, other), name
+
+
+@pytest.mark.parametrize("mode", ["logit", "paper"])
+@pytest.mark.parametrize("chunk_steps", [1, 3, None])
+def test_whole_chunk_strategy_equals_the_blocked_one(mode: str, chunk_steps: int | None) -> None:
+    lens = make_lens(mode)
+    states = make_states()
+    targets = torch.tensor([3, 7, 7, 0, 39, 12, 5])
+    args = {"k": 4, "tracked_ids": [1, 39], "chunk_steps": chunk_steps}
+    blocked = compute_layer_metrics(states, lens, targets, strategy="blocked", **args)
+    whole = compute_layer_metrics(states, lens, targets, strategy="whole", **args)
+    assert_same_metrics(blocked, whole)
+    ref = reference(states, lens, targets, k=4)
+    np.testing.assert_allclose(whole.jsd_bits.numpy(), ref["jsd"], rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(whole.jsd_paper.numpy(), ref["jsd_paper"], rtol=1e-3, atol=1e-8)
+
+
+@pytest.mark.parametrize("strategy", ["blocked", "whole"])
+@pytest.mark.parametrize("chunk_steps", [2, None])
+def test_a_batch_gives_what_each_item_gives_alone(strategy: str, chunk_steps: int | None) -> None:
+    lens = make_lens()
+    items = [make_states(n_steps=n, seed=n) for n in (7, 1, 12)]
+    targets = [
+        torch.randint(0, VOCAB, (s.shape[1],), generator=torch.Generator().manual_seed(5)) for s in items
+    ]
+    batch = compute_batch_metrics(
+        items, lens, targets, k=3, tracked_ids=[4], chunk_steps=chunk_steps, strategy=strategy
+    )
+    assert len(batch) == len(items)
+    for states, ids, got in zip(items, targets, batch, strict=True):
+        alone = compute_layer_metrics(states, lens, ids, k=3, tracked_ids=[4], strategy="blocked")
+        assert got.n_steps == states.shape[1]
+        # every item keeps its own candidate width, however wide the batch's widest step is
+        assert_same_metrics(alone, got)
+    assert compute_batch_metrics([], lens, []) == []
+
+
+def test_batch_metrics_refuse_mismatched_items() -> None:
+    lens = make_lens()
+    with pytest.raises(SettingsError, match="state tensors"):
+        compute_batch_metrics([make_states()], lens, [])
+    with pytest.raises(SettingsError, match="same number of layers"):
+        compute_batch_metrics(
+            [make_states(), make_states()[:3]], lens, [torch.zeros(N_STEPS, dtype=torch.long)] * 2
+        )
+    with pytest.raises(SettingsError, match="at least one generated step"):
+        compute_batch_metrics([make_states(n_steps=0)], lens, [torch.zeros(0, dtype=torch.long)])
+
+
+def test_strategies_resolve_by_device() -> None:
+    assert resolve_strategy("auto", torch.device("cpu")) == "blocked"
+    assert resolve_strategy("auto", torch.device("cuda")) == "whole"
+    assert resolve_strategy("whole", torch.device("cpu")) == "whole"
+    with pytest.raises(SettingsError, match="unknown metrics strategy"):
+        resolve_strategy("fast", torch.device("cpu"))
+    with pytest.raises(SettingsError, match="unknown metrics strategy"):
+        compute_layer_metrics(
+            make_states(), make_lens(), torch.zeros(N_STEPS, dtype=torch.long), strategy="x"
+        )
+
+
+def test_whole_chunk_budget_counts_every_temporary() -> None:
+    per_step = chunk_bytes_per_step(33, 32000, "whole")
+    assert per_step > chunk_bytes_per_step(33, 32000, "blocked")
+    steps = auto_chunk_steps(33, 32000, 2**30, "whole")
+    assert steps * per_step <= 2**30 < (steps + 1) * per_step
+    assert device_chunk_budget(torch.device("cpu")) == 512 * 2**20  # free memory unknown: the CPU default
+
+
+def _ops(n_steps: int, strategy: str) -> int:
+    lens = make_lens(vocab=2**15)  # the blocked strategy reduces 8 steps at a time at this vocabulary
+    states = make_states(n_steps=n_steps)
+    targets = torch.zeros(n_steps, dtype=torch.long)
+    with DispatchCounter() as counter:
+        compute_layer_metrics(states, lens, targets, k=3, chunk_steps=n_steps, strategy=strategy)
+    return counter.compute_ops
+
+
+def test_whole_chunk_operations_do_not_grow_with_the_steps() -> None:
+    # one chunk either way: the whole-chunk strategy dispatches the same operations for 8 and 64 steps, while
+    # the blocked one dispatches a block's worth per 8 steps (launch-bound on a GPU)
+    assert _ops(8, "whole") == _ops(64, "whole")
+    assert _ops(64, "blocked") > 4 * _ops(8, "blocked")

@@ -1,8 +1,11 @@
 """Metrics: token probability, rank, entropy, top-k, JS/KL divergences — each implemented exactly once."""
 
 from evolens.metrics.compute import (
+    METRICS_STRATEGIES,
     LayerMetrics,
+    MetricsStrategy,
     auto_chunk_steps,
+    compute_batch_metrics,
     compute_layer_metrics,
     iter_logprob_chunks,
     metric_block_steps,
@@ -12,8 +15,11 @@ from evolens.metrics.divergence import entropy_bits, jsd_bits, jsd_both, jsd_pap
 from evolens.metrics.tokens import gather_logprobs, ranks, topk, union_top1
 
 __all__ = [
+    "METRICS_STRATEGIES",
     "LayerMetrics",
+    "MetricsStrategy",
     "auto_chunk_steps",
+    "compute_batch_metrics",
     "compute_layer_metrics",
     "entropy_bits",
     "gather_logprobs",

@@ -2,28 +2,49 @@
 
 The lens produces ``[n_layers + 1, chunk_steps, vocab]`` log-probabilities for a chunk of generation steps at a
 time; every metric is reduced from that chunk, and the chunk is dropped before the next one. The full
-``[n_layers + 1, n_steps, vocab]`` tensor never exists. Inside a chunk the metrics are reduced a few steps at a
-time (:func:`metric_block_steps`), so their temporaries stay in cache.
+``[n_layers + 1, n_steps, vocab]`` tensor never exists.
 
-Memory: the chunk's float32 logits and log-probabilities take ``2 * (n_layers + 1) * chunk_steps * vocab * 4``
-bytes, plus the probabilities of one block of steps and a few ``[block_steps, vocab]`` temporaries.
-``chunk_steps`` is chosen so that this stays under ``max_chunk_bytes`` (default 512 MiB), and is at least 1.
+Two strategies reduce a chunk, with the same functions (``metrics/divergence.py``, ``metrics/tokens.py``) on
+blocks of different shapes, and the same results:
+
+* ``"blocked"``, for CPUs: the metrics are reduced a few steps at a time (:func:`metric_block_steps`) and one
+  adjacent layer pair at a time, so their temporaries stay in a core's cache. Memory: the chunk's float32 logits
+  and log-probabilities, ``2 * (n_layers + 1) * chunk_steps * vocab * 4`` bytes, plus the probabilities of one
+  block of steps and a few ``[block_steps, vocab]`` temporaries; ``chunk_steps`` keeps the first term under
+  ``max_chunk_bytes`` (default 512 MiB).
+* ``"whole"``, for accelerators: a chunk's reductions run at once, all adjacent layer pairs in one vectorised
+  step, and the items of a batch go through in one pass over their concatenated steps
+  (:func:`compute_batch_metrics`): a fixed number of kernel launches per chunk instead of dozens per step, where
+  an eager GPU is launch-bound. Temporaries are as large as the chunk: ``WHOLE_CHUNK_FLOATS`` float32 arrays of
+  ``(n_layers + 1) * chunk_steps * vocab``; the budget is a share of the device's free memory, capped
+  (:func:`device_chunk_budget`), unless ``max_chunk_bytes`` is given.
+
+``"auto"`` takes ``"whole"`` when the lens runs on an accelerator and ``"blocked"`` on a CPU.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
+from typing import Literal, get_args
 
 import torch
 
+from evolens.capture.hooks import free_device_bytes
 from evolens.errors import SettingsError, check_positive_int
 from evolens.lens.logit_lens import LogitLens
 from evolens.metrics.divergence import entropy_bits, jsd_both, kl_bits
 from evolens.metrics.tokens import gather_logprobs, ranks, topk, union_top1
 
+MetricsStrategy = Literal["auto", "blocked", "whole"]
+METRICS_STRATEGIES: tuple[str, ...] = get_args(MetricsStrategy)
 DEFAULT_MAX_CHUNK_BYTES = 512 * 2**20
+DEVICE_MAX_CHUNK_BYTES = 8 * 2**30  # cap of a "whole" chunk on an accelerator
+DEVICE_FREE_SHARE = 0.5  # ... and at most this share of its free memory
+WHOLE_CHUNK_FLOATS = (
+    8  # float32 [layers, steps, vocab] arrays alive at once in a "whole" chunk (logp, probs, JSD's 5)
+)
 METRIC_BLOCK_BYTES = 2**20
 LOGPROB_FLOOR = -1.0e4  # nats; keeps masked (-inf) logits from turning 0 * inf into NaN in the sums
 
@@ -92,18 +113,51 @@ class LayerMetrics:
 
 
 def metric_block_steps(vocab_size: int) -> int:
-    """Steps per block of the metric reductions: one ``[steps, vocab]`` float32 temporary fits in
+    """Steps per block of the ``"blocked"`` reductions: one ``[steps, vocab]`` float32 temporary fits in
     ``METRIC_BLOCK_BYTES`` (a core's L2 cache), which makes the elementwise passes ~1.4x faster than on a whole
     chunk (measured in ``bench/lens_speed.py``) and keeps the shared probabilities small."""
     return max(1, METRIC_BLOCK_BYTES // (4 * vocab_size))
 
 
+def resolve_strategy(strategy: str, device: torch.device) -> Literal["blocked", "whole"]:
+    """The strategy that runs for ``strategy`` with the lens on ``device`` (``"auto"``: ``"whole"`` on an
+    accelerator, ``"blocked"`` on a CPU).
+
+    Raises:
+        SettingsError: An unknown strategy.
+    """
+    if strategy not in METRICS_STRATEGIES:
+        raise SettingsError(f"unknown metrics strategy {strategy!r}; use one of {list(METRICS_STRATEGIES)}")
+    if strategy == "auto":
+        return "blocked" if device.type == "cpu" else "whole"
+    return strategy  # type: ignore[return-value]
+
+
+def chunk_bytes_per_step(n_boundaries: int, vocab_size: int, strategy: str = "blocked") -> int:
+    """Bytes one step of a chunk is budgeted at: its float32 logits and log-probs (``"blocked"``), or every
+    chunk-sized temporary of a ``"whole"`` chunk (``WHOLE_CHUNK_FLOATS`` arrays)."""
+    floats = WHOLE_CHUNK_FLOATS if strategy == "whole" else 2
+    return floats * n_boundaries * vocab_size * 4
+
+
+def device_chunk_budget(device: torch.device) -> int:
+    """A ``"whole"`` chunk's default budget on ``device``: ``DEVICE_FREE_SHARE`` of its free memory, at most
+    ``DEVICE_MAX_CHUNK_BYTES``; ``DEFAULT_MAX_CHUNK_BYTES`` where free memory is unknown (CPU, other devices)."""
+    free = free_device_bytes(device)
+    if free is None:
+        return DEFAULT_MAX_CHUNK_BYTES
+    return min(DEVICE_MAX_CHUNK_BYTES, int(free * DEVICE_FREE_SHARE))
+
+
 def auto_chunk_steps(
-    n_boundaries: int, vocab_size: int, max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES
+    n_boundaries: int,
+    vocab_size: int,
+    max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
+    strategy: str = "blocked",
 ) -> int:
-    """Steps per chunk so that the chunk's logits and log-probs fit in ``max_chunk_bytes`` (at least 1)."""
-    per_step = 2 * n_boundaries * vocab_size * 4
-    return max(1, max_chunk_bytes // per_step)
+    """Steps per chunk so that :func:`chunk_bytes_per_step` times the steps fits in ``max_chunk_bytes``
+    (at least 1)."""
+    return max(1, max_chunk_bytes // chunk_bytes_per_step(n_boundaries, vocab_size, strategy))
 
 
 def iter_logprob_chunks(
@@ -124,7 +178,7 @@ def _tracked_metrics(logp: torch.Tensor, tracked: torch.Tensor) -> tuple[torch.T
     n_boundaries, n_steps, _ = logp.shape
     if not tracked.numel():
         return logp.new_zeros(n_boundaries, n_steps, 0), torch.zeros(
-            n_boundaries, n_steps, 0, dtype=torch.long
+            n_boundaries, n_steps, 0, dtype=torch.long, device=logp.device
         )
     idx = tracked.to(logp.device).view(1, 1, -1).expand(n_boundaries, n_steps, -1)
     # one id at a time keeps the rank comparison at [layers, steps, vocab] instead of [..., n_tracked, vocab]
@@ -133,9 +187,15 @@ def _tracked_metrics(logp: torch.Tensor, tracked: torch.Tensor) -> tuple[torch.T
 
 
 def _block_metrics(
-    logp: torch.Tensor, targets: torch.Tensor, k: int, out: dict[str, torch.Tensor], steps: slice
+    logp: torch.Tensor,
+    targets: torch.Tensor,
+    k: int,
+    out: dict[str, torch.Tensor],
+    steps: slice,
+    all_pairs: bool,
 ) -> None:
-    """Write the metrics of one block of steps (``logp [n_layers + 1, block, vocab]``) into ``out[..., steps]``."""
+    """Write the metrics of one block of steps (``logp [n_layers + 1, block, vocab]``) into ``out[..., steps]``;
+    the adjacent layer pairs' JSDs in one vectorised call (``all_pairs``) or one pair at a time."""
     n_boundaries = logp.shape[0]
     target_idx = targets.to(logp.device).view(1, -1, 1).expand(n_boundaries, -1, 1)
     # every layer's probabilities once, shared by entropy, KL and both JSDs
@@ -145,6 +205,11 @@ def _block_metrics(
     out["entropy_bits"][:, steps] = entropy_bits(logp, probs)
     out["kl_to_last_bits"][:, steps] = kl_bits(logp[-1:], logp, probs[-1:])
     out["topk_ids"][:, steps], out["topk_logprobs"][:, steps] = topk(logp, k)
+    if all_pairs:
+        out["jsd_bits"][:, steps], out["jsd_paper"][:, steps] = jsd_both(
+            logp[:-1], logp[1:], probs[:-1], probs[1:]
+        )
+        return
     for i in range(n_boundaries - 1):  # one adjacent pair at a time: the temporaries stay [block, vocab]
         out["jsd_bits"][i, steps], out["jsd_paper"][i, steps] = jsd_both(
             logp[i], logp[i + 1], probs[i], probs[i + 1]
@@ -152,8 +217,9 @@ def _block_metrics(
 
 
 def _chunk_metrics(
-    logp: torch.Tensor, targets: torch.Tensor, tracked: torch.Tensor, k: int
+    logp: torch.Tensor, targets: torch.Tensor, tracked: torch.Tensor, k: int, strategy: str
 ) -> dict[str, torch.Tensor]:
+    """Every metric of one chunk, on ``logp``'s device."""
     n_boundaries, n_steps, vocab = logp.shape
     k = min(k, vocab)
     # Outputs are allocated once per chunk and filled block by block: small per-block results that outlived
@@ -169,19 +235,17 @@ def _chunk_metrics(
         "jsd_bits": logp.new_empty((n_boundaries - 1, n_steps)),
         "jsd_paper": logp.new_empty((n_boundaries - 1, n_steps)),
     }
-    block = metric_block_steps(vocab)
+    whole = strategy == "whole"
+    block = n_steps if whole else metric_block_steps(vocab)
     for start in range(0, n_steps, block):
         steps = slice(start, min(start + block, n_steps))
-        _block_metrics(logp[:, steps], targets[steps], k, out, steps)
+        _block_metrics(logp[:, steps], targets[steps], k, out, steps, all_pairs=whole)
     out["tracked_logprobs"], out["tracked_ranks"] = _tracked_metrics(logp, tracked)
-    candidates = union_top1(out["topk_ids"][..., 0].cpu())
-    safe = candidates.clamp_min(0).to(logp.device)
-    cand_logp = gather_logprobs(logp, safe.unsqueeze(0).expand(n_boundaries, -1, -1))
-    out["candidate_logprobs"] = cand_logp.masked_fill(
-        (candidates < 0).to(logp.device).unsqueeze(0), float("-inf")
-    )
+    candidates = union_top1(out["topk_ids"][..., 0])
+    cand_logp = gather_logprobs(logp, candidates.clamp_min(0).unsqueeze(0).expand(n_boundaries, -1, -1))
+    out["candidate_logprobs"] = cand_logp.masked_fill((candidates < 0).unsqueeze(0), float("-inf"))
     out["candidate_ids"] = candidates
-    return {name: value.cpu() for name, value in out.items()}
+    return out
 
 
 def _pad_cat(parts: list[torch.Tensor], dim_steps: int, fill: float | int) -> torch.Tensor:
@@ -190,9 +254,142 @@ def _pad_cat(parts: list[torch.Tensor], dim_steps: int, fill: float | int) -> to
     for p in parts:
         if p.shape[-1] < width:
             pad_shape = (*p.shape[:-1], width - p.shape[-1])
-            p = torch.cat([p, torch.full(pad_shape, fill, dtype=p.dtype)], dim=-1)
+            p = torch.cat([p, torch.full(pad_shape, fill, dtype=p.dtype, device=p.device)], dim=-1)
         padded.append(p)
     return torch.cat(padded, dim=dim_steps)
+
+
+def _metric_tensors(
+    states: torch.Tensor,
+    lens: LogitLens,
+    targets: torch.Tensor,
+    tracked: torch.Tensor,
+    k: int,
+    chunk_steps: int,
+    strategy: str,
+) -> dict[str, torch.Tensor]:
+    """Every metric of ``states`` on the CPU, chunk by chunk. A ``"blocked"`` chunk's results leave the device
+    as it ends; ``"whole"`` results stay there until the last chunk (one copy each)."""
+    parts: list[dict[str, torch.Tensor]] = []
+    # the head runs on the whole chunk (a large GEMM is efficient); the reductions as the strategy says
+    for steps, logp in iter_logprob_chunks(states, lens, chunk_steps):
+        part = _chunk_metrics(logp, targets[steps], tracked, k, strategy)
+        parts.append(part if strategy == "whole" else {name: value.cpu() for name, value in part.items()})
+        del logp
+    joined = {
+        name: torch.cat([p[name] for p in parts], dim=1)
+        for name in parts[0]
+        if name not in ("candidate_ids", "candidate_logprobs")
+    }
+    joined["candidate_ids"] = _pad_cat([p["candidate_ids"] for p in parts], 0, -1)
+    joined["candidate_logprobs"] = _pad_cat([p["candidate_logprobs"] for p in parts], 1, -math.inf)
+    return {name: value.cpu() for name, value in joined.items()}
+
+
+def _item_slice(joined: dict[str, torch.Tensor], steps: slice) -> dict[str, torch.Tensor]:
+    """One item's metrics out of a batch's concatenated steps; its candidates keep their own width."""
+    candidates = joined["candidate_ids"][steps]
+    width = int((candidates >= 0).sum(1).max()) if candidates.numel() else 0
+    item = {
+        name: value[:, steps].clone(memory_format=torch.contiguous_format)
+        for name, value in joined.items()
+        if name not in ("candidate_ids", "candidate_logprobs")
+    }
+    item["candidate_ids"] = candidates[:, :width].clone(memory_format=torch.contiguous_format)
+    item["candidate_logprobs"] = joined["candidate_logprobs"][:, steps, :width].clone(
+        memory_format=torch.contiguous_format
+    )
+    return item
+
+
+def compute_batch_metrics(
+    states: Sequence[torch.Tensor],
+    lens: LogitLens,
+    target_ids: Sequence[torch.Tensor],
+    *,
+    k: int = 10,
+    tracked_ids: torch.Tensor | list[int] | None = None,
+    chunk_steps: int | None = None,
+    max_chunk_bytes: int | None = None,
+    strategy: MetricsStrategy = "auto",
+) -> list[LayerMetrics]:
+    """:func:`compute_layer_metrics` of several items (a generated batch), in one pass where that pays.
+
+    With the ``"whole"`` strategy the items' steps are concatenated and reduced together (metrics are per
+    (layer, step), so nothing mixes), then split; with ``"blocked"`` they run one after another. Either way the
+    results equal those of each item alone.
+
+    Args:
+        states: One ``[n_layers + 1, n_steps_i, d_model]`` tensor per item (any device).
+        lens: The lens; it runs on its head's device, and so does the analysis.
+        target_ids: One ``[n_steps_i]`` tensor per item.
+        k: How many top tokens to keep per (layer, step).
+        tracked_ids: Extra token ids whose log-probability and rank are kept.
+        chunk_steps: Steps per chunk; ``None`` derives it from the budget.
+        max_chunk_bytes: Memory budget of one chunk (:func:`chunk_bytes_per_step`); ``None``: 512 MiB for
+            ``"blocked"``, :func:`device_chunk_budget` for ``"whole"``.
+        strategy: ``"auto"``, ``"blocked"`` or ``"whole"`` (see the module docstring).
+    """
+    if len(states) != len(target_ids):
+        raise SettingsError(f"got {len(states)} state tensors but {len(target_ids)} target id tensors")
+    if not states:
+        return []
+    for item_states, item_targets in zip(states, target_ids, strict=True):
+        if item_states.dim() != 3:
+            raise SettingsError(
+                f"states must be [n_layers + 1, n_steps, d_model], got shape {tuple(item_states.shape)}"
+            )
+        if item_states.shape[1] == 0:
+            raise SettingsError("a trace needs at least one generated step")
+        if item_targets.shape != (item_states.shape[1],):
+            raise SettingsError(
+                f"target_ids must have shape [{item_states.shape[1]}], got {tuple(item_targets.shape)}"
+            )
+    if len({s.shape[0] for s in states}) != 1 or len({s.shape[2] for s in states}) != 1:
+        raise SettingsError("every item's states must have the same number of layers and width")
+    check_positive_int("k (top-k)", k)
+    vocab_size = lens.vocab_size
+    tracked = torch.as_tensor(tracked_ids if tracked_ids is not None else [], dtype=torch.long).flatten()
+    if tracked.numel() and (int(tracked.min()) < 0 or int(tracked.max()) >= vocab_size):
+        raise SettingsError(f"tracked token ids must lie in [0, {vocab_size}), got {tracked.tolist()}")
+    how = resolve_strategy(strategy, lens.device)
+    n_boundaries = int(states[0].shape[0])
+    if chunk_steps is None:
+        if max_chunk_bytes is None:
+            max_chunk_bytes = (
+                DEFAULT_MAX_CHUNK_BYTES if how == "blocked" else device_chunk_budget(lens.device)
+            )
+        check_positive_int("max_chunk_bytes", max_chunk_bytes)
+        chunk_steps = auto_chunk_steps(n_boundaries, vocab_size, max_chunk_bytes, how)
+    check_positive_int("chunk_steps", chunk_steps)
+    targets = [t.reshape(-1).long().cpu() for t in target_ids]
+    if how == "blocked":
+        joined = [
+            _metric_tensors(s, lens, t, tracked, k, chunk_steps, how)
+            for s, t in zip(states, targets, strict=True)
+        ]
+    else:
+        lengths = [int(t.shape[0]) for t in targets]
+        all_states = torch.cat([s.to(lens.device) for s in states], dim=1) if len(states) > 1 else states[0]
+        n_total = sum(lengths)
+        chunk_steps = math.ceil(n_total / math.ceil(n_total / chunk_steps))  # equal chunks, none tiny
+        together = _metric_tensors(all_states, lens, torch.cat(targets), tracked, k, chunk_steps, how)
+        ends = torch.tensor(lengths).cumsum(0).tolist()
+        joined = [
+            _item_slice(together, slice(end - n, end)) if len(states) > 1 else together
+            for n, end in zip(lengths, ends, strict=True)
+        ]
+    return [
+        LayerMetrics(
+            target_ids=t,
+            tracked_ids=tracked,
+            lens_mode=lens.mode,
+            vocab_size=vocab_size,
+            lens_dtype=dtype_name(lens.matmul_dtype),
+            **item,
+        )
+        for t, item in zip(targets, joined, strict=True)
+    ]
 
 
 def compute_layer_metrics(
@@ -203,56 +400,38 @@ def compute_layer_metrics(
     k: int = 10,
     tracked_ids: torch.Tensor | list[int] | None = None,
     chunk_steps: int | None = None,
-    max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
+    max_chunk_bytes: int | None = None,
+    strategy: MetricsStrategy = "auto",
 ) -> LayerMetrics:
     """Apply ``lens`` to ``states`` chunk by chunk and reduce every metric.
 
     Args:
         states: ``[n_layers + 1, n_steps, d_model]`` pre-norm residual states.
-        lens: The lens (its mode decides norm placement).
+        lens: The lens (its mode decides norm placement; the analysis runs on its head's device).
         target_ids: ``[n_steps]`` the token generated at each step.
         k: How many top tokens to keep per (layer, step).
         tracked_ids: Extra token ids whose log-probability and rank are kept.
         chunk_steps: Steps per chunk; ``None`` derives it from ``max_chunk_bytes``.
-        max_chunk_bytes: Memory budget of one chunk when ``chunk_steps`` is ``None``.
+        max_chunk_bytes: Memory budget of one chunk when ``chunk_steps`` is ``None`` (``None``: 512 MiB on a
+            CPU, a share of free memory on an accelerator).
+        strategy: ``"auto"``, ``"blocked"`` (CPU design) or ``"whole"`` (accelerator design); same results.
     """
     if states.dim() != 3:
         raise SettingsError(
             f"states must be [n_layers + 1, n_steps, d_model], got shape {tuple(states.shape)}"
         )
-    n_boundaries, n_steps, _ = states.shape
-    if target_ids.shape != (n_steps,):
-        raise SettingsError(f"target_ids must have shape [{n_steps}], got {tuple(target_ids.shape)}")
-    check_positive_int("k (top-k)", k)
-    vocab_size = lens.vocab_size
-    tracked = torch.as_tensor(tracked_ids if tracked_ids is not None else [], dtype=torch.long).flatten()
-    if tracked.numel() and (int(tracked.min()) < 0 or int(tracked.max()) >= vocab_size):
-        raise SettingsError(f"tracked token ids must lie in [0, {vocab_size}), got {tracked.tolist()}")
-    if chunk_steps is None:
-        chunk_steps = auto_chunk_steps(n_boundaries, vocab_size, max_chunk_bytes)
-    check_positive_int("chunk_steps", chunk_steps)
-    parts: list[dict[str, torch.Tensor]] = []
-    # the head runs on the whole chunk (a large GEMM is efficient); the reductions on cache-sized blocks
-    for steps, logp in iter_logprob_chunks(states, lens, chunk_steps):
-        parts.append(_chunk_metrics(logp, target_ids[steps], tracked, k))
-        del logp
-    if not parts:
-        raise SettingsError("a trace needs at least one generated step")
-    joined = {
-        name: torch.cat([p[name] for p in parts], dim=1)
-        for name in parts[0]
-        if name not in ("candidate_ids", "candidate_logprobs")
-    }
-    joined["candidate_ids"] = _pad_cat([p["candidate_ids"] for p in parts], 0, -1)
-    joined["candidate_logprobs"] = _pad_cat([p["candidate_logprobs"] for p in parts], 1, -math.inf)
-    return LayerMetrics(
-        target_ids=target_ids.cpu().long(),
-        tracked_ids=tracked,
-        lens_mode=lens.mode,
-        vocab_size=vocab_size,
-        lens_dtype=dtype_name(lens.matmul_dtype),
-        **joined,
-    )
+    if target_ids.shape != (states.shape[1],):
+        raise SettingsError(f"target_ids must have shape [{states.shape[1]}], got {tuple(target_ids.shape)}")
+    return compute_batch_metrics(
+        [states],
+        lens,
+        [target_ids],
+        k=k,
+        tracked_ids=tracked_ids,
+        chunk_steps=chunk_steps,
+        max_chunk_bytes=max_chunk_bytes,
+        strategy=strategy,
+    )[0]
 
 
 def dtype_name(dtype: torch.dtype | None) -> str | None:
