@@ -17,7 +17,7 @@ from evolens.capture.generate import GenerationSettings, eos_token_ids, generate
 from evolens.capture.hooks import record_residual_stream
 from evolens.errors import AdapterError, PromptError, SettingsError, check_positive_int
 from evolens.lens.logit_lens import LogitLens, check_lens_mode, lens_dtype_of
-from evolens.metrics.compute import DEFAULT_MAX_CHUNK_BYTES, compute_layer_metrics
+from evolens.metrics.compute import compute_batch_metrics
 from evolens.models.inputs import (
     ImageInfo,
     ImageInput,
@@ -49,9 +49,11 @@ class TraceOptions(TypedDict, total=False):
         prompt_positions: Keep every prompt position's states too [False].
         keep_hidden_states: Keep the ``[n_layers + 1, n_steps, d_model]`` states [True].
         storage_dtype: dtype of kept states (None: the model's, which keeps the lens exact) [None].
-        storage_device: Where kept states live ["cpu"].
+        storage_device: Where kept states live ["cpu"]. The states are captured and analysed on the model's device
+            either way; they leave it once per generated batch, and not at all when not kept.
         chunk_steps: Steps per lens chunk (None: from ``max_chunk_bytes``) [None].
-        max_chunk_bytes: Memory budget of one lens chunk [512 MiB].
+        max_chunk_bytes: Memory budget of one lens chunk [None: 512 MiB on a CPU; on a GPU half its free memory,
+            at most 8 GiB].
         batch_size: Items per generate call [8].
         raw_prompt: Send the prompt as is, without the chat template [False].
         system_prompt: A system turn for chat templates that accept one [None].
@@ -74,7 +76,7 @@ class TraceOptions(TypedDict, total=False):
     storage_dtype: torch.dtype | None
     storage_device: str | torch.device
     chunk_steps: int | None
-    max_chunk_bytes: int
+    max_chunk_bytes: int | None
     batch_size: int
     raw_prompt: bool
     system_prompt: str | None
@@ -109,6 +111,7 @@ class LVLM:
 
     def __init__(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
+        self._vocab: dict[int, str] = {}  # token id -> display string, decoded once per LVLM
 
     # ------------------------------------------------------------------ facts
     @property
@@ -290,7 +293,7 @@ class LVLM:
         storage_dtype: torch.dtype | None = None,
         storage_device: str | torch.device = "cpu",
         chunk_steps: int | None = None,
-        max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
+        max_chunk_bytes: int | None = None,
         batch_size: int = 8,
         raw_prompt: bool = False,
         system_prompt: str | None = None,
@@ -393,12 +396,13 @@ class LVLM:
         storage_dtype: torch.dtype | None,
         storage_device: str | torch.device,
         chunk_steps: int | None,
-        max_chunk_bytes: int,
+        max_chunk_bytes: int | None,
         info: ModelInfo,
     ) -> list[Trace]:
         pil = [img[0] for img in images if img is not None]
         inputs = self.encode(rendered, pil or None)
         roles = self.loaded.roles
+        # states stay where they were captured (the model's device) for the analysis, then leave it once
         captured = generate_with_capture(
             self.model,
             roles.decoder_layers,
@@ -409,21 +413,23 @@ class LVLM:
             image_token_id=roles.image_token_id,
             suppress_ids=roles.suppressed_token_ids,
             keep_prompt=prompt_positions,
-            storage_dtype=storage_dtype,
-            storage_device=storage_device,
+            storage_device=None,
+        )
+        all_metrics = compute_batch_metrics(
+            [item.hidden_states for item in captured],
+            lens,
+            [item.generated_ids for item in captured],
+            k=topk,
+            tracked_ids=tracked,
+            chunk_steps=chunk_steps,
+            max_chunk_bytes=max_chunk_bytes,
         )
         traces = []
-        for item, text_in, prompt, img, item_id in zip(
-            captured, rendered, prompts, images, item_ids, strict=True
+        for item, metrics, text_in, prompt, img, item_id in zip(
+            captured, all_metrics, rendered, prompts, images, item_ids, strict=True
         ):
-            metrics = compute_layer_metrics(
-                item.hidden_states,
-                lens,
-                item.generated_ids,
-                k=topk,
-                tracked_ids=tracked,
-                chunk_steps=chunk_steps,
-                max_chunk_bytes=max_chunk_bytes,
+            stored = (
+                _stored(item.hidden_states, storage_device, storage_dtype) if keep_hidden_states else None
             )
             gen_ids = item.generated_ids.tolist()
             traces.append(
@@ -432,18 +438,18 @@ class LVLM:
                     tokens=token_pieces(self.tokenizer, gen_ids),
                     generated_ids=item.generated_ids,
                     metrics=metrics,
-                    hidden_states=item.hidden_states if keep_hidden_states else None,
+                    hidden_states=stored,
                     prompt=prompt,
                     rendered_prompt=text_in,
                     prompt_ids=item.prompt_ids,
                     prompt_tokens=self.tokenizer.convert_ids_to_tokens(item.prompt_ids.tolist()),
                     image_token_positions=item.image_token_positions,
-                    prompt_hidden_states=item.prompt_hidden_states,
+                    prompt_hidden_states=_stored(item.prompt_hidden_states, storage_device, storage_dtype),
                     image=img[1] if img is not None else None,
                     stop_reason=item.stop_reason,
                     generation=settings,
                     model=info,
-                    vocab=vocab_strings(self.tokenizer, metrics_token_ids(metrics)),
+                    vocab=vocab_strings(self.tokenizer, metrics_token_ids(metrics), self._vocab),
                     item_id=item_id,
                     _lens=lens,
                     _tokenizer=self.tokenizer,
@@ -464,10 +470,19 @@ class LVLM:
         device = self.loaded.device
         with record_residual_stream(self.loaded.roles.decoder_layers) as rec, torch.inference_mode():
             out = self.model(input_ids=ids.to(device), use_cache=False)
-        states = torch.stack([per_call[0] for per_call in rec.last])  # [L + 1, 1, d]
+        states = rec.states()[:, 0]  # [L + 1, 1, d]
         lens_logits = self.lens("logit").logits(states)[-1, 0]
         model_logits = out.logits[0, -1].float().to(lens_logits.device)
         return float((lens_logits - model_logits).abs().max())
+
+
+def _stored(
+    states: torch.Tensor | None, device: str | torch.device, dtype: torch.dtype | None
+) -> torch.Tensor | None:
+    """Captured states as a trace keeps them: on ``device``, in ``dtype`` (``None``: as captured), contiguous."""
+    if states is None:
+        return None
+    return states.to(device=device, dtype=dtype or states.dtype).contiguous()
 
 
 def _tolerance(dtype: torch.dtype) -> float:

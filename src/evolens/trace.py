@@ -319,6 +319,18 @@ def metrics_token_ids(metrics: LayerMetrics) -> set[int]:
     return ids
 
 
-def vocab_strings(tokenizer: Any, ids: set[int] | Sequence[int]) -> dict[int, str]:
-    """Id -> display string (the token decoded alone, special tokens kept)."""
-    return {int(i): tokenizer.decode([int(i)], skip_special_tokens=False) for i in sorted(ids)}
+def vocab_strings(
+    tokenizer: Any, ids: set[int] | Sequence[int], cache: dict[int, str] | None = None
+) -> dict[int, str]:
+    """Id -> display string (the token decoded alone, special tokens kept).
+
+    ``cache``: strings of this tokenizer decoded before (read, and updated with the new ones): a trace of a random
+    or uncertain model mentions thousands of ids, and a dataset's traces mostly the same ones.
+    """
+    wanted = sorted({int(i) for i in ids})
+    known = cache if cache is not None else {}
+    missing = [i for i in wanted if i not in known]
+    if missing:
+        decoded = tokenizer.batch_decode([[i] for i in missing], skip_special_tokens=False)
+        known.update(zip(missing, decoded, strict=True))
+    return {i: known[i] for i in wanted}

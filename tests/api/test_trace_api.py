@@ -144,3 +144,24 @@ def test_item_ids_and_image_info(tiny_llava, image_file) -> None:
     assert traces[0].image is not None and traces[0].image.source == str(image_file)
     assert len(traces[0].image.sha256) == 64
     assert traces[1].image is None and traces[1].image_token_positions.numel() == 0
+
+
+def test_vocab_strings_decode_each_id_once_per_cache(tiny_llava) -> None:
+    from evolens.trace import vocab_strings
+
+    tokenizer = tiny_llava.tokenizer
+    ids = [5, 3, 9, 3]
+    expected = {i: tokenizer.decode([i], skip_special_tokens=False) for i in (3, 5, 9)}
+    cache: dict[int, str] = {}
+    assert vocab_strings(tokenizer, ids, cache) == expected
+    cache[9] = "cached"  # a cached string is read, not decoded again
+    assert vocab_strings(tokenizer, [9, 4], cache) == {9: "cached", 4: tokenizer.decode([4])}
+    assert vocab_strings(tokenizer, ids) == expected
+
+
+def test_traces_of_one_model_share_its_decoded_vocabulary(tiny_llava, image) -> None:
+    a = tiny_llava.trace(image, "describe this image", max_new_tokens=3)
+    b = tiny_llava.trace(image, "what color is the circle ?", max_new_tokens=3)
+    for trace in (a, b):
+        assert set(trace.vocab) <= set(tiny_llava._vocab)
+        assert all(trace.vocab[i] == tiny_llava.tokenizer.decode([i]) for i in trace.vocab)
