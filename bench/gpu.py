@@ -1,24 +1,40 @@
-"""On a GPU: a random LLaVA at LLaVA-1.5-7B geometry in bfloat16 — analysis vs generation, tokens/s traced (item 7).
+"""On a GPU: evolens against plain generation and the peers a user would otherwise use, in one interleaved run.
 
-Needs CUDA (exits with status 2 and one line otherwise). The model is built in memory on the GPU (32 layers,
-d = 4096, FFN 11,008, vocabulary 32,000; a tiny vision tower), bfloat16, random weights. For each batch size,
-interleaved and repeated (medians), greedy decoding of ``--tokens`` new tokens:
+Needs CUDA (exits with status 2 and one line otherwise). The model is built in memory on the GPU: a random LLaVA
+at LLaVA-1.5-7B geometry (32 layers, d = 4096, FFN 11,008, vocabulary 32,000; a tiny vision tower), bfloat16.
+For each batch size and length, greedy decoding of the same batch, interleaved (generate, peers, capture, analysis,
+trace, generate, ...) and repeated (medians):
 
 * **generate** — plain ``model.generate`` (no hooks);
-* **capture** — generation with evolens's residual-stream hooks (states kept on the CPU, as ``trace`` does);
-* **analysis** — ``compute_layer_metrics`` on the captured states: lens (bfloat16 GEMM on the GPU) + every metric;
-* **trace** — ``lvlm.trace`` end to end.
+* **hf_peer** — the hand-written alternative: ``generate(output_hidden_states=True, return_dict_in_generate=True)``,
+  then final norm + language head on every layer's last-position state, softmax, the generated tokens'
+  probabilities and adjacent-layer JSD (bits), on the GPU in float32, one item at a time;
+* **nnsight_peer** — nnsight (when installed): generation saving every layer's last-position output at every
+  step, then the same analysis;
+* **capture** — generation with evolens's hooks, states left on the GPU (what ``trace`` does);
+* **analysis** — ``compute_batch_metrics`` on those states: lens + every metric of every item, on the GPU
+  (the ``"whole"`` strategy); **analysis_blocked** the same with the CPU design (``"blocked"``), for comparison;
+* **trace** — ``lvlm.trace`` end to end (states kept, moved to the CPU once per batch).
 
-Reported: analysis time as a share of generation time, capture overhead, tokens/s traced, peak GPU memory.
+Reported: each as a multiple of generate, tokens/s (and against the bandwidth bound of reading the weights once
+per decoding step), peak GPU memory above the model, CUDA kernel launches per generated token (``torch.profiler``,
+one call each, ``--profile-tokens``), the largest difference of evolens's token probabilities and JSDs against the
+peers', and a profile of ``trace``'s CPU time. Results go to ``--out`` (default ``bench/results/gpu.json``)
+after every configuration.
 
-    .venv/bin/python bench/gpu.py                 # on a CUDA machine (about 2-3 minutes on an H100/H200)
+    .venv/bin/python bench/gpu.py                 # on a CUDA machine (about 6-7 minutes on an H200)
     .venv/bin/python bench/gpu.py --cpu-dry-run   # checks the script on CPU with a small model (no GPU numbers)
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import cProfile
+import io
+import pstats
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,61 +44,283 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 
 import models
-from evolens.metrics import compute_layer_metrics
+from evolens.capture.generate import generate_with_capture
+from evolens.metrics import MetricsStrategy, compute_batch_metrics
 
 PROMPT = "Please describe this image in detail."
+HBM_BYTES_PER_S = 4.8e12  # H200 datasheet; the bound is reported with the bandwidth used
 
 
-def bench_batch(lvlm: Any, batch: int, n_tokens: int, repeats: int) -> dict[str, Any]:
+def nnsight_wrapper(lvlm: Any) -> Any:
+    """nnsight's wrapper of a copy of the model (once per process), or ``None`` when nnsight is not installed.
+
+    nnsight patches the modules it wraps, so every later call through them pays its dispatch: the copy (same
+    weights, so the same greedy tokens) keeps the model that every other variant runs untouched.
+    """
+    try:
+        from nnsight import TransformersModel
+
+        return TransformersModel(copy.deepcopy(lvlm.model), tokenizer=lvlm.tokenizer)
+    except Exception as err:
+        print(f"nnsight peer skipped: {type(err).__name__}: {err}", flush=True)
+        return None
+
+
+class Peers:
+    """The hand-written HF path and nnsight's, on one prepared batch. Each returns per item ``(token_probs
+    [L + 1, T], jsd_bits [L, T])`` on the CPU."""
+
+    def __init__(self, lvlm: Any, prepared: Any, nnsight_model: Any = None) -> None:
+        self.lvlm, self.prepared, self.nnsight = lvlm, prepared, nnsight_model
+        roles = lvlm.loaded.roles
+        self.norm, self.head = roles.final_norm, roles.lm_head
+
+    def _analyse(self, hs: torch.Tensor, ids: torch.Tensor, last_normed: bool) -> list[tuple[Any, Any]]:
+        """``hs [L + 1, T, B, d]``, ``ids [B, T]``: the peer's analysis, one item at a time (float32)."""
+        out = []
+        for b in range(hs.shape[2]):
+            x = hs[:, :, b]
+            normed = torch.cat([self.norm(x[:-1]), x[-1:] if last_normed else self.norm(x[-1:])])
+            p = self.head(normed).float().softmax(-1)
+            steps = torch.arange(ids.shape[1], device=p.device)
+            token_probs = p[:, steps, ids[b]]
+            m = 0.5 * (p[:-1] + p[1:])
+            log_m = m.clamp_min(1e-30).log2()
+
+            def kl(a: torch.Tensor, log_m: torch.Tensor = log_m) -> torch.Tensor:
+                return (a * (a.clamp_min(1e-30).log2() - log_m)).sum(-1)
+
+            jsd = 0.5 * (kl(p[:-1]) + kl(p[1:]))
+            out.append((token_probs.cpu(), jsd.cpu()))
+        return out
+
+    def hf(self) -> list[tuple[Any, Any]]:
+        prep = self.prepared
+        with torch.inference_mode():
+            gen = self.lvlm.model.generate(
+                **prep.on_device,
+                generation_config=prep.config,
+                output_hidden_states=True,
+                return_dict_in_generate=True,
+            )
+            # hidden_states: per step, per boundary [B, positions, d]; HF's last one is already normed
+            hs = torch.stack([torch.stack([h[:, -1] for h in step]) for step in gen.hidden_states], 1)
+            ids = gen.sequences[:, prep.on_device["input_ids"].shape[1] :]
+            return self._analyse(hs, ids, last_normed=True)
+
+    def nnsight_peer(self) -> list[tuple[Any, Any]]:
+        assert self.nnsight is not None
+        nm, prep = self.nnsight, self.prepared
+        layers = nm.model.language_model.layers
+        with torch.inference_mode():
+            with nm.generate(dict(prep.on_device), generation_config=prep.config) as tracer:
+                states = [].save()  # type: ignore[attr-defined]
+                for _ in tracer.all():
+                    # the embeddings at the last position (a text token: no image features merged there)
+                    first = nm.model.language_model.embed_tokens.output[:, -1]
+                    states.append(torch.stack([first] + [layer.output[:, -1] for layer in layers]))
+            hs = torch.stack(list(states), 1)  # [L + 1, T, B, d]
+            ids = self.head(self.norm(hs[-1])).argmax(-1).T  # greedy: the last layer's arg-max, [B, T]
+            return self._analyse(hs, ids, last_normed=False)
+
+
+def evolens_numbers(traces: list[Any]) -> list[tuple[Any, Any]]:
+    return [(t.metrics.target_logprobs.exp(), t.metrics.jsd_bits) for t in traces]
+
+
+def largest_differences(ours: list[tuple[Any, Any]], theirs: list[tuple[Any, Any]]) -> dict[str, float]:
+    """Largest |difference| of token probabilities and JSD (bits) over every item, layer and common step."""
+    prob, jsd = 0.0, 0.0
+    for (p_a, j_a), (p_b, j_b) in zip(ours, theirs, strict=True):
+        n = min(p_a.shape[1], p_b.shape[1])
+        prob = max(prob, float((p_a[:, :n].double() - p_b[:, :n].double()).abs().max()))
+        jsd = max(jsd, float((j_a[:, :n].double() - j_b[:, :n].double()).abs().max()))
+    return {"token_prob": prob, "jsd_bits": jsd}
+
+
+def kernel_launches(fn: Callable[[], Any]) -> int:
+    """CUDA kernels one call of ``fn`` launches (memory copies and sets not counted)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    common.sync()
+    activity = (
+        ProfilerActivity.CUDA if torch.cuda.is_available() else ProfilerActivity.CPU
+    )  # dry run: 0 kernels
+    with profile(activities=[activity]) as prof:
+        fn()
+        common.sync()
+    names = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    return sum(1 for name in names if not name.lower().startswith(("memcpy", "memset")))
+
+
+def cpu_profile(fn: Callable[[], Any], rows: int = 25) -> str:
+    """cProfile of one call, by cumulative time."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    fn()
+    common.sync()
+    profiler.disable()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(rows)
+    return text.getvalue()
+
+
+def bench_config(
+    lvlm: Any,
+    nnsight_model: Any,
+    batch: int,
+    n_tokens: int,
+    repeats: int,
+    profile_tokens: int | None,
+) -> dict[str, Any]:
     image = models.test_image()
     images, prompts = [image] * batch, [PROMPT] * batch
     prepared = models.prepare_generation(lvlm, images, PROMPT, n_tokens)
+    peers = Peers(lvlm, prepared, nnsight_model)
     device = next(lvlm.model.parameters()).device
+    roles = lvlm.loaded.roles
+    lens = lvlm.lens()
     captured: list[Any] = []
+    outputs: dict[str, Any] = {}
 
-    def capture() -> int:
-        captured[:] = prepared.capture()
-        return sum(int(c.generated_ids.shape[0]) for c in captured)
+    def make_capture(prep: Any) -> Callable[[], int]:
+        def capture() -> int:
+            captured[:] = generate_with_capture(
+                lvlm.model,
+                roles.decoder_layers,
+                prep.inputs,
+                prep.settings,
+                eos_ids=prep.eos,
+                pad_id=prep.pad,
+                image_token_id=roles.image_token_id,
+                suppress_ids=roles.suppressed_token_ids,
+                storage_device=None,
+            )
+            return sum(int(c.generated_ids.shape[0]) for c in captured)
 
-    def analysis() -> int:
-        lens = lvlm.lens()
-        for c in captured:
-            compute_layer_metrics(c.hidden_states, lens, c.generated_ids)
-        return sum(int(c.generated_ids.shape[0]) for c in captured)
+        return capture
+
+    def analysis(strategy: MetricsStrategy = "auto") -> int:
+        metrics = compute_batch_metrics(
+            [c.hidden_states for c in captured], lens, [c.generated_ids for c in captured], strategy=strategy
+        )
+        return sum(m.n_steps for m in metrics)
 
     def trace() -> int:
-        traces = lvlm.trace(images=images, prompts=prompts, max_new_tokens=n_tokens, batch_size=batch)
-        return sum(t.n_steps for t in traces)
+        outputs["trace"] = lvlm.trace(
+            images=images, prompts=prompts, max_new_tokens=n_tokens, batch_size=batch
+        )
+        return sum(t.n_steps for t in outputs["trace"])
 
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    def hf_peer() -> int:
+        outputs["hf_peer"] = peers.hf()
+        return sum(int(p.shape[1]) for p, _ in outputs["hf_peer"])
+
+    def nnsight_peer() -> int:
+        outputs["nnsight_peer"] = peers.nnsight_peer()
+        return sum(int(p.shape[1]) for p, _ in outputs["nnsight_peer"])
+
+    variants: dict[str, Callable[[], int]] = {"generate": prepared.generate, "hf_peer": hf_peer}
+    if peers.nnsight is not None:
+        variants["nnsight_peer"] = nnsight_peer
+    variants.update(
+        {
+            "capture": make_capture(prepared),
+            "analysis": analysis,
+            # the CPU design on the GPU (items one after another, cache-sized blocks): what it replaced
+            "analysis_blocked": lambda: analysis("blocked"),
+            "trace": trace,
+        }
+    )
+    peaks: dict[str, int] = {}
+    base = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
+
+    def with_peak(name: str, fn: Callable[[], int]) -> Callable[[], int]:
+        def run() -> int:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            result = fn()
+            if device.type == "cuda":
+                peaks[name] = max(peaks.get(name, 0), torch.cuda.max_memory_allocated(device) - base)
+            return result
+
+        return run
+
     times, tokens = common.interleave(
-        {"generate": prepared.generate, "capture": capture, "analysis": analysis, "trace": trace},
+        {name: with_peak(name, fn) for name, fn in variants.items()},
         repeats,
-        desc=f"batch {batch}",
+        warmup=True,  # at every length: new sizes meet the caching allocator in the warm-up round
+        desc=f"batch {batch} x {n_tokens} tokens",
     )
     med = {k: common.median(v) for k, v in times.items()}
-    return {
+    ours = evolens_numbers(outputs["trace"])
+    diffs = {
+        peer: largest_differences(ours, outputs[peer])
+        for peer in ("hf_peer", "nnsight_peer")
+        if peer in outputs
+    }
+    # the JSD the peers compute (from probabilities, float32) against evolens's definition on the same numbers
+    result: dict[str, Any] = {
         "batch": batch,
         "max_new_tokens": n_tokens,
         "tokens": tokens,
+        "repeats": repeats,
         "times_s": times,
         "median_s": med,
+        "over_generate": {k: v / med["generate"] for k, v in med.items()},
         "analysis_share_of_generation": med["analysis"] / med["generate"],
-        "capture_over_generate": med["capture"] / med["generate"],
-        "trace_over_generate": med["trace"] / med["generate"],
         "tokens_per_s": {k: tokens[k] / med[k] for k in med},
-        "peak_gpu_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
+        "peak_gpu_bytes_above_model": peaks or None,
+        "largest_difference_vs_peers": diffs,
+        "same_tokens_as_hf_peer": all(
+            t.n_steps == int(p.shape[1])
+            for t, (p, _) in zip(outputs["trace"], outputs["hf_peer"], strict=True)
+        ),
     }
+    if profile_tokens:
+        short = models.prepare_generation(lvlm, images, PROMPT, profile_tokens)
+        profiled: dict[str, Callable[[], Any]] = {
+            "generate": short.generate,
+            "hf_peer": Peers(lvlm, short).hf,  # nnsight's launches are the model's plus its saves
+            "capture": make_capture(short),
+            "analysis": analysis,  # of the states the capture just before left
+            "trace": lambda: lvlm.trace(
+                images=images, prompts=prompts, max_new_tokens=profile_tokens, batch_size=batch
+            ),
+        }
+        launches = {}
+        for name, fn in profiled.items():
+            n = kernel_launches(fn)
+            launches[name] = {
+                "kernels": n,
+                "per_generated_token": n / (profile_tokens * batch),
+                "per_step": n / profile_tokens,
+            }
+        result["kernel_launches"] = launches
+        result["trace_cpu_profile"] = cpu_profile(trace)
+    return result
+
+
+def bandwidth_bound(n_params: int, bytes_per_param: int = 2) -> float:
+    """Decoding steps per second if each step only read the weights once at the datasheet bandwidth."""
+    return HBM_BYTES_PER_S / (n_params * bytes_per_param)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--tokens", type=int, default=128, help="max new tokens (default 128)")
+    parser.add_argument(
+        "--tokens", type=int, nargs="+", default=[128, 512], help="max new tokens (default 128 512)"
+    )
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes (default 1 8)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="rounds at the first length (default 3)")
+    parser.add_argument(
+        "--long-repeats", type=int, default=2, help="rounds at the longer lengths (default 2)"
+    )
+    parser.add_argument(
+        "--profile-tokens", type=int, default=64, help="tokens of the profiled calls (0: none)"
+    )
     parser.add_argument(
         "--cpu-dry-run", action="store_true", help="run on CPU with a small model to check the script"
     )
@@ -91,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     common.set_threads(args.threads)
     if args.cpu_dry_run:
         device, geometry = "cpu", models.Geometry(2, 256, 512, 4, 4, vocab=32000)
-        args.tokens, args.batch, args.repeats = min(args.tokens, 8), [1, 2], 1
+        args.tokens, args.batch, args.repeats, args.long_repeats = [6, 10], [1, 2], 1, 1
+        args.profile_tokens = 4  # the profiling code runs (on a CPU it finds no CUDA kernels)
     elif not torch.cuda.is_available():
         print(
             "bench/gpu.py needs a CUDA GPU (torch.cuda.is_available() is False); no GPU numbers were measured"
@@ -100,35 +339,82 @@ def main(argv: list[str] | None = None) -> int:
     else:
         device, geometry = "cuda", models.LLAVA_7B
     if args.quick:
-        args.tokens, args.batch, args.repeats = min(args.tokens, 32), args.batch[:1], 2
+        args.tokens, args.batch, args.repeats = args.tokens[:1], args.batch[:1], 2
     model, processor = models.random_llava(geometry, dtype=torch.bfloat16, device=device)
     lvlm = models.in_memory_lvlm(model, processor, "random LLaVA-1.5-7B geometry")
     n_params = sum(p.numel() for p in model.parameters())
-    results = [bench_batch(lvlm, b, args.tokens, args.repeats) for b in args.batch]
+    nnsight_model = nnsight_wrapper(lvlm)
     name = torch.cuda.get_device_name(0) if device == "cuda" else "CPU (dry run: not a GPU measurement)"
-    print(
-        f"{name}: random LLaVA, {geometry.n_layers} layers, d={geometry.hidden}, {n_params / 1e9:.2f} B params, bf16"
-    )
-    rows = []
-    for r in results:
-        for k in ("generate", "capture", "analysis", "trace"):
-            rows.append([r["batch"], k, r["tokens"][k], r["median_s"][k], r["tokens_per_s"][k]])
-        rows.append([r["batch"], "analysis / generate", "-", r["analysis_share_of_generation"], "-"])
-    print(common.table(["batch", "variant", "tokens", "median s", "tokens/s"], rows))
     out = args.out or ("/tmp/evolens-gpu-dry-run.json" if args.cpu_dry_run else None)
-    path = common.write_result(
-        "gpu",
-        {
-            "settings": vars(args),
-            "device": name,
-            "geometry": vars(geometry) if hasattr(geometry, "__dict__") else str(geometry),
-            "params": n_params,
-            "batches": results,
-        },
-        out,
-    )
+    payload: dict[str, Any] = {
+        "settings": vars(args),
+        "device": name,
+        "geometry": vars(geometry),
+        "params": n_params,
+        "bandwidth_bound_steps_per_s": bandwidth_bound(n_params),
+        "results": [],
+    }
+    for i, n_tokens in enumerate(args.tokens):
+        for batch in args.batch:
+            first = i == 0
+            payload["results"].append(
+                bench_config(
+                    lvlm,
+                    nnsight_model,
+                    batch,
+                    n_tokens,
+                    args.repeats if first else args.long_repeats,
+                    profile_tokens=args.profile_tokens if first else None,
+                )
+            )
+            path = common.write_result("gpu", payload, out)  # after every configuration: a timeout keeps them
+            print(summary(payload), flush=True)
     print(f"wrote {path}")
     return 0
+
+
+def summary(payload: dict[str, Any]) -> str:
+    """The table of the results so far."""
+    rows, notes = [], []
+    bound = payload["bandwidth_bound_steps_per_s"]
+    for r in payload["results"]:
+        for k, seconds in r["median_s"].items():
+            peak = (r["peak_gpu_bytes_above_model"] or {}).get(k)
+            launches = r.get("kernel_launches", {}).get(k, {}).get("per_generated_token")
+            rows.append(
+                [
+                    r["batch"],
+                    r["max_new_tokens"],
+                    k,
+                    seconds,
+                    r["over_generate"][k],
+                    r["tokens_per_s"][k],
+                    r["tokens_per_s"][k] / (bound * r["batch"]),
+                    "-" if peak is None else round(peak / 2**30, 2),
+                    "-" if launches is None else round(launches, 1),
+                ]
+            )
+        notes.append(
+            f"batch {r['batch']} x {r['max_new_tokens']} tokens, largest |evolens - peer|: "
+            + ", ".join(
+                f"{peer}: token prob {d['token_prob']:.1e}, JSD {d['jsd_bits']:.1e} bits"
+                for peer, d in r["largest_difference_vs_peers"].items()
+            )
+        )
+    headers = [
+        "batch",
+        "tokens",
+        "variant",
+        "median s",
+        "x generate",
+        "tokens/s",
+        "of bound",
+        "peak GiB",
+        "kernels/token",
+    ]
+    return f"{payload['device']}, {payload['params'] / 1e9:.2f} B params, bf16\n" + common.table(
+        headers, rows
+    )
 
 
 if __name__ == "__main__":
