@@ -17,7 +17,7 @@ from evolens.capture.generate import GenerationSettings, eos_token_ids, generate
 from evolens.capture.hooks import record_residual_stream
 from evolens.errors import AdapterError, PromptError, SettingsError, check_positive_int
 from evolens.lens.logit_lens import LogitLens, check_lens_mode, lens_dtype_of
-from evolens.metrics.compute import compute_batch_metrics
+from evolens.metrics.batch import STREAM_ROWS, MetricsStream, compute_batch_metrics
 from evolens.models.inputs import (
     ImageInfo,
     ImageInput,
@@ -402,7 +402,13 @@ class LVLM:
         pil = [img[0] for img in images if img is not None]
         inputs = self.encode(rendered, pil or None)
         roles = self.loaded.roles
-        # states stay where they were captured (the model's device) for the analysis, then leave it once
+        # states stay where they were captured (the model's device) for the analysis, then leave it once; on a
+        # GPU the analysis follows the generation on a side stream
+        stream = None
+        if analyse_during_generation(self.model, lens):
+            stream = MetricsStream(
+                lens, k=topk, tracked_ids=tracked, chunk_steps=chunk_steps, max_chunk_bytes=max_chunk_bytes
+            )
         captured = generate_with_capture(
             self.model,
             roles.decoder_layers,
@@ -414,16 +420,21 @@ class LVLM:
             suppress_ids=roles.suppressed_token_ids,
             keep_prompt=prompt_positions,
             storage_device=None,
+            listener=None if stream is None else stream.add,
+            listen_every=max(1, STREAM_ROWS // len(rendered)),
         )
-        all_metrics = compute_batch_metrics(
-            [item.hidden_states for item in captured],
-            lens,
-            [item.generated_ids for item in captured],
-            k=topk,
-            tracked_ids=tracked,
-            chunk_steps=chunk_steps,
-            max_chunk_bytes=max_chunk_bytes,
-        )
+        if stream is not None:
+            all_metrics = stream.finish([item.generated_ids for item in captured])
+        else:
+            all_metrics = compute_batch_metrics(
+                [item.hidden_states for item in captured],
+                lens,
+                [item.generated_ids for item in captured],
+                k=topk,
+                tracked_ids=tracked,
+                chunk_steps=chunk_steps,
+                max_chunk_bytes=max_chunk_bytes,
+            )
         traces = []
         for item, metrics, text_in, prompt, img, item_id in zip(
             captured, all_metrics, rendered, prompts, images, item_ids, strict=True
@@ -474,6 +485,14 @@ class LVLM:
         lens_logits = self.lens("logit").logits(states)[-1, 0]
         model_logits = out.logits[0, -1].float().to(lens_logits.device)
         return float((lens_logits - model_logits).abs().max())
+
+
+def analyse_during_generation(model: Any, lens: LogitLens) -> bool:
+    """Whether a trace's analysis follows its generation (a model wholly on one CUDA device: a side stream fills
+    the time the GPU waits for the eager decoding loop) or comes after it (a CPU, whose cores generation already
+    uses; a model spread over devices)."""
+    device = lens.device
+    return device.type == "cuda" and all(p.device == device for p in model.parameters())
 
 
 def _stored(

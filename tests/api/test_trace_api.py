@@ -165,3 +165,29 @@ def test_traces_of_one_model_share_its_decoded_vocabulary(tiny_llava, image) -> 
     for trace in (a, b):
         assert set(trace.vocab) <= set(tiny_llava._vocab)
         assert all(trace.vocab[i] == tiny_llava.tokenizer.decode([i]) for i in trace.vocab)
+
+
+def test_analysis_during_generation_gives_the_same_traces(tiny_llava, monkeypatch) -> None:
+    """The GPU path (metrics reduced on a side stream as steps arrive) forced on the CPU."""
+    from tests.conftest import make_image
+
+    images = [make_image(1), make_image(2), None]
+    prompts = ["describe this image", "what color is the circle ?", "what is a cat ?"]
+    args = {"max_new_tokens": 7, "track": [3], "batch_size": 2, "topk": 4}
+    after = tiny_llava.trace(images=images, prompts=prompts, **args)
+    monkeypatch.setattr("evolens.api.analyse_during_generation", lambda model, lens: True)
+    monkeypatch.setattr("evolens.api.STREAM_ROWS", 6)  # several additions per batch
+    during = tiny_llava.trace(images=images, prompts=prompts, **args)
+    for a, b in zip(after, during, strict=True):
+        assert torch.equal(a.generated_ids, b.generated_ids) and a.tokens == b.tokens
+        for name, value in a.metrics.tensors().items():
+            other = getattr(b.metrics, name)
+            assert value.shape == other.shape, name
+            assert torch.allclose(value.float(), other.float(), atol=1e-5), name
+        assert torch.equal(a.hidden_states, b.hidden_states)
+
+
+def test_analysis_follows_generation_only_on_one_cuda_device(tiny_llava) -> None:
+    from evolens.api import analyse_during_generation
+
+    assert not analyse_during_generation(tiny_llava.model, tiny_llava.lens())

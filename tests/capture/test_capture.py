@@ -248,3 +248,49 @@ def test_states_can_stay_where_they_were_captured(tiny_llava, image) -> None:
         kept[0].hidden_states.untyped_storage().data_ptr()
         == kept[1].hidden_states.untyped_storage().data_ptr()
     )
+
+
+@pytest.mark.parametrize("every", [1, 2, 5, 50])
+def test_a_listener_sees_every_step_once_while_generating(tiny_llava, every) -> None:
+    images = [make_image(5), make_image(6)]
+    inputs = tiny_llava.encode([tiny_llava.render_prompt("describe this image")] * 2, images)
+    layers = tiny_llava.loaded.roles.decoder_layers
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def listener(states: torch.Tensor, ids: torch.Tensor) -> None:
+        seen.append((states.clone(), ids.clone()))
+
+    settings = GenerationSettings(max_new_tokens=5)
+    plain = generate_with_capture(tiny_llava.model, layers, inputs, settings, eos_ids=[], pad_id=0)
+    items = generate_with_capture(
+        tiny_llava.model,
+        layers,
+        inputs,
+        settings,
+        eos_ids=[],
+        pad_id=0,
+        listener=listener,
+        listen_every=every,
+    )
+    assert [s.shape[1] for s, _ in seen] == [every] * (5 // every) + ([5 % every] if 5 % every else [])
+    states = torch.cat([s for s, _ in seen], dim=1)  # [L + 1, steps, batch, d]
+    ids = torch.cat([i for _, i in seen], dim=1)  # [batch, steps]
+    for row, (item, alone) in enumerate(zip(items, plain, strict=True)):
+        assert torch.equal(ids[row], item.generated_ids)
+        assert torch.equal(states[:, :, row], item.hidden_states)
+        assert torch.equal(item.hidden_states, alone.hidden_states)
+
+
+def test_listen_every_must_be_positive(tiny_llava, image) -> None:
+    inputs = tiny_llava.encode([tiny_llava.render_prompt("describe this image")], [image])
+    with pytest.raises(SettingsError, match="listen_every"):
+        generate_with_capture(
+            tiny_llava.model,
+            tiny_llava.loaded.roles.decoder_layers,
+            inputs,
+            GenerationSettings(max_new_tokens=2),
+            eos_ids=[],
+            pad_id=0,
+            listener=lambda states, ids: None,
+            listen_every=0,
+        )

@@ -9,7 +9,7 @@ from torch import nn
 
 from evolens.errors import SettingsError
 from evolens.lens import LogitLens
-from evolens.metrics import auto_chunk_steps, compute_batch_metrics, compute_layer_metrics, track_tokens
+from evolens.metrics import auto_chunk_steps, compute_layer_metrics, track_tokens
 from evolens.metrics.compute import chunk_bytes_per_step, device_chunk_budget, resolve_strategy
 from evolens.models.roles import LogitTransform
 from evolens.testing.dispatch import DispatchCounter
@@ -208,38 +208,6 @@ def test_whole_chunk_strategy_equals_the_blocked_one(mode: str, chunk_steps: int
     ref = reference(states, lens, targets, k=4)
     np.testing.assert_allclose(whole.jsd_bits.numpy(), ref["jsd"], rtol=1e-3, atol=1e-6)
     np.testing.assert_allclose(whole.jsd_paper.numpy(), ref["jsd_paper"], rtol=1e-3, atol=1e-8)
-
-
-@pytest.mark.parametrize("strategy", ["blocked", "whole"])
-@pytest.mark.parametrize("chunk_steps", [2, None])
-def test_a_batch_gives_what_each_item_gives_alone(strategy: str, chunk_steps: int | None) -> None:
-    lens = make_lens()
-    items = [make_states(n_steps=n, seed=n) for n in (7, 1, 12)]
-    targets = [
-        torch.randint(0, VOCAB, (s.shape[1],), generator=torch.Generator().manual_seed(5)) for s in items
-    ]
-    batch = compute_batch_metrics(
-        items, lens, targets, k=3, tracked_ids=[4], chunk_steps=chunk_steps, strategy=strategy
-    )
-    assert len(batch) == len(items)
-    for states, ids, got in zip(items, targets, batch, strict=True):
-        alone = compute_layer_metrics(states, lens, ids, k=3, tracked_ids=[4], strategy="blocked")
-        assert got.n_steps == states.shape[1]
-        # every item keeps its own candidate width, however wide the batch's widest step is
-        assert_same_metrics(alone, got)
-    assert compute_batch_metrics([], lens, []) == []
-
-
-def test_batch_metrics_refuse_mismatched_items() -> None:
-    lens = make_lens()
-    with pytest.raises(SettingsError, match="state tensors"):
-        compute_batch_metrics([make_states()], lens, [])
-    with pytest.raises(SettingsError, match="same number of layers"):
-        compute_batch_metrics(
-            [make_states(), make_states()[:3]], lens, [torch.zeros(N_STEPS, dtype=torch.long)] * 2
-        )
-    with pytest.raises(SettingsError, match="at least one generated step"):
-        compute_batch_metrics([make_states(n_steps=0)], lens, [torch.zeros(0, dtype=torch.long)])
 
 
 def test_strategies_resolve_by_device() -> None:

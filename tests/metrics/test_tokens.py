@@ -39,3 +39,9 @@ def test_union_top1_keeps_first_appearance_order_and_pads() -> None:
     assert out.tolist() == [[5, 7], [1, 2]]
     top1 = torch.tensor([[3, 1], [3, 2], [3, 4]])
     assert union_top1(top1).tolist() == [[3, -1, -1], [1, 2, 4]]
+
+
+def test_union_top1_takes_a_fixed_width() -> None:
+    top1 = torch.tensor([[3, 1], [3, 2], [3, 1], [3, 4]])
+    assert union_top1(top1, width=4).tolist() == [[3, -1, -1, -1], [1, 2, 4, -1]]
+    assert union_top1(top1[:0], width=2).shape == (2, 2)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from evolens.capture.hooks import Placement, record_residual_stream
+from evolens.capture.hooks import Placement, ResidualRecording, record_residual_stream
 from evolens.errors import CaptureError, SettingsError, check_positive_int
 
 logger = logging.getLogger(__name__)
@@ -130,6 +130,36 @@ def generation_config(
     return config
 
 
+StepsListener = Callable[[torch.Tensor, torch.Tensor], None]
+
+
+class _StepFeed:
+    """A stopping criterion that never stops generation: it hands every ``every`` new steps' states and tokens to
+    ``listener`` (Hugging Face calls its stopping criteria after each step, with the tokens so far)."""
+
+    def __init__(self, rec: ResidualRecording, listener: StepsListener, prompt_len: int, every: int) -> None:
+        self.rec, self.listener, self.prompt_len, self.every = rec, listener, prompt_len, every
+        self.fed = 0
+        self._never: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        n_steps = input_ids.shape[1] - self.prompt_len
+        if n_steps - self.fed >= self.every:
+            self.feed(input_ids, n_steps)
+        if self._never is None or self._never.shape[0] != input_ids.shape[0]:
+            self._never = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        return self._never
+
+    def feed(self, input_ids: torch.Tensor, upto: int) -> None:
+        """Hand steps ``[fed, upto)`` to the listener (their forward calls are complete)."""
+        if upto <= self.fed:
+            return
+        self.rec.finish_call()  # layers the last call skipped pass the stream through before anyone reads it
+        start = self.prompt_len
+        self.listener(self.rec.states()[:, self.fed : upto], input_ids[:, start + self.fed : start + upto])
+        self.fed = upto
+
+
 def _to_model(inputs: Mapping[str, Any], device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
     moved: dict[str, Any] = {}
     for key, value in inputs.items():
@@ -156,6 +186,8 @@ def generate_with_capture(
     storage_device: str | torch.device | None = "cpu",
     placement: Placement = "auto",
     max_device_bytes: int | None = None,
+    listener: StepsListener | None = None,
+    listen_every: int = 16,
 ) -> list[CapturedItem]:
     """Run ``model.generate`` on a (left-padded) batch and return one :class:`CapturedItem` per row.
 
@@ -176,7 +208,14 @@ def generate_with_capture(
         placement: Where the capture buffer lives (:func:`~evolens.capture.hooks.buffer_placement`): ``"auto"``
             (the model's device when it fits, else pinned host memory), ``"device"`` or ``"host"``.
         max_device_bytes: Device budget of ``"auto"`` placement (``None``: a share of the free memory).
+        listener: Called during generation with the states ``[n_layers + 1, n_new, batch, d_model]`` (a view of
+            the capture buffer) and tokens ``[batch, n_new]`` (on the model's device) of every ``listen_every``
+            new steps, and once more after it with the rest: an analysis can follow the generation (``None``:
+            nothing is called).
+        listen_every: Steps between two calls of ``listener``.
     """
+    from transformers import StoppingCriteriaList
+
     input_ids = inputs["input_ids"]
     attention_mask = inputs.get("attention_mask")
     if attention_mask is None:
@@ -185,6 +224,7 @@ def generate_with_capture(
     batch = _to_model(inputs, param.device, param.dtype)
     batch["attention_mask"] = attention_mask.to(param.device)
     config = generation_config(model, settings, eos=eos_ids, pad=pad_id, suppress=suppress_ids)
+    check_positive_int("listen_every", listen_every)
     devices = [param.device.index or 0] if param.device.type == "cuda" else []
     with (
         torch.random.fork_rng(devices=devices),
@@ -197,8 +237,15 @@ def generate_with_capture(
         ) as rec,
     ):
         torch.manual_seed(settings.seed)
+        feed = None if listener is None else _StepFeed(rec, listener, input_ids.shape[1], listen_every)
         with torch.inference_mode():
-            out = model.generate(**batch, generation_config=config)  # type: ignore[operator]
+            out = model.generate(  # type: ignore[operator]
+                **batch,
+                generation_config=config,
+                stopping_criteria=None if feed is None else StoppingCriteriaList([feed]),
+            )
+            if feed is not None:  # the rest (a count that disagrees with the tokens is refused below)
+                feed.feed(out.sequences, min(rec.n_calls, out.sequences.shape[1] - input_ids.shape[1]))
     sequences = out.sequences.cpu()
     prompt_len = input_ids.shape[1]
     new_tokens = sequences[:, prompt_len:]

@@ -153,8 +153,9 @@ class LogitLens:
         if self.mode == "logit":
             x = self.final_norm(x)
         else:
-            last = (boundaries == self.n_layers).to(self.device)
-            if bool(last.any()):
+            # rows found on the CPU and indexed by position: a boolean mask on the device would synchronise
+            last = (boundaries.cpu() == self.n_layers).nonzero().flatten().to(self.device)
+            if last.numel():
                 x = x.clone()
                 x[last] = self.final_norm(x[last])
         return self.transform.apply(self._head(x).float())

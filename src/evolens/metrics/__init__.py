@@ -1,11 +1,11 @@
 """Metrics: token probability, rank, entropy, top-k, JS/KL divergences — each implemented exactly once."""
 
+from evolens.metrics.batch import STREAM_ROWS, MetricsStream, compute_batch_metrics
 from evolens.metrics.compute import (
     METRICS_STRATEGIES,
     LayerMetrics,
     MetricsStrategy,
     auto_chunk_steps,
-    compute_batch_metrics,
     compute_layer_metrics,
     iter_logprob_chunks,
     metric_block_steps,
@@ -16,8 +16,10 @@ from evolens.metrics.tokens import gather_logprobs, ranks, topk, union_top1
 
 __all__ = [
     "METRICS_STRATEGIES",
+    "STREAM_ROWS",
     "LayerMetrics",
     "MetricsStrategy",
+    "MetricsStream",
     "auto_chunk_steps",
     "compute_batch_metrics",
     "compute_layer_metrics",

@@ -25,7 +25,7 @@ blocks of different shapes, and the same results:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import Literal, get_args
 
@@ -216,10 +216,16 @@ def _block_metrics(
         )
 
 
-def _chunk_metrics(
-    logp: torch.Tensor, targets: torch.Tensor, tracked: torch.Tensor, k: int, strategy: str
+def chunk_metrics(
+    logp: torch.Tensor,
+    targets: torch.Tensor,
+    tracked: torch.Tensor,
+    k: int,
+    strategy: str,
+    candidate_width: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Every metric of one chunk, on ``logp``'s device."""
+    """Every metric of one chunk, on ``logp``'s device; with ``candidate_width`` (the number of layers
+    always suffices) nothing waits for the device."""
     n_boundaries, n_steps, vocab = logp.shape
     k = min(k, vocab)
     # Outputs are allocated once per chunk and filled block by block: small per-block results that outlived
@@ -241,7 +247,7 @@ def _chunk_metrics(
         steps = slice(start, min(start + block, n_steps))
         _block_metrics(logp[:, steps], targets[steps], k, out, steps, all_pairs=whole)
     out["tracked_logprobs"], out["tracked_ranks"] = _tracked_metrics(logp, tracked)
-    candidates = union_top1(out["topk_ids"][..., 0])
+    candidates = union_top1(out["topk_ids"][..., 0], width=candidate_width)
     cand_logp = gather_logprobs(logp, candidates.clamp_min(0).unsqueeze(0).expand(n_boundaries, -1, -1))
     out["candidate_logprobs"] = cand_logp.masked_fill((candidates < 0).unsqueeze(0), float("-inf"))
     out["candidate_ids"] = candidates
@@ -259,7 +265,7 @@ def _pad_cat(parts: list[torch.Tensor], dim_steps: int, fill: float | int) -> to
     return torch.cat(padded, dim=dim_steps)
 
 
-def _metric_tensors(
+def metric_tensors(
     states: torch.Tensor,
     lens: LogitLens,
     targets: torch.Tensor,
@@ -270,12 +276,62 @@ def _metric_tensors(
 ) -> dict[str, torch.Tensor]:
     """Every metric of ``states`` on the CPU, chunk by chunk. A ``"blocked"`` chunk's results leave the device
     as it ends; ``"whole"`` results stay there until the last chunk (one copy each)."""
+    n_steps = int(states.shape[1])
+    if strategy == "whole":  # equal chunks, none tiny: each costs the same launches
+        chunk_steps = math.ceil(n_steps / math.ceil(n_steps / chunk_steps))
     parts: list[dict[str, torch.Tensor]] = []
     # the head runs on the whole chunk (a large GEMM is efficient); the reductions as the strategy says
     for steps, logp in iter_logprob_chunks(states, lens, chunk_steps):
-        part = _chunk_metrics(logp, targets[steps], tracked, k, strategy)
+        part = chunk_metrics(logp, targets[steps], tracked, k, strategy)
         parts.append(part if strategy == "whole" else {name: value.cpu() for name, value in part.items()})
         del logp
+    return {name: value.cpu() for name, value in join_metrics(parts).items()}
+
+
+def checked_request(lens: LogitLens, k: int, tracked_ids: torch.Tensor | list[int] | None) -> torch.Tensor:
+    """Check ``k`` and the tracked ids; the tracked ids as a 1-D long tensor."""
+    check_positive_int("k (top-k)", k)
+    tracked = torch.as_tensor(tracked_ids if tracked_ids is not None else [], dtype=torch.long).flatten()
+    if tracked.numel() and (int(tracked.min()) < 0 or int(tracked.max()) >= lens.vocab_size):
+        raise SettingsError(f"tracked token ids must lie in [0, {lens.vocab_size}), got {tracked.tolist()}")
+    return tracked
+
+
+def chunk_steps_for(
+    lens: LogitLens, n_boundaries: int, strategy: str, chunk_steps: int | None, max_chunk_bytes: int | None
+) -> int:
+    """``chunk_steps``, or the steps that fit the budget (``max_chunk_bytes`` or the strategy's default)."""
+    if chunk_steps is None:
+        if max_chunk_bytes is None:
+            max_chunk_bytes = (
+                DEFAULT_MAX_CHUNK_BYTES if strategy == "blocked" else device_chunk_budget(lens.device)
+            )
+        check_positive_int("max_chunk_bytes", max_chunk_bytes)
+        chunk_steps = auto_chunk_steps(n_boundaries, lens.vocab_size, max_chunk_bytes, strategy)
+    check_positive_int("chunk_steps", chunk_steps)
+    return chunk_steps
+
+
+def layer_metrics_of(
+    lens: LogitLens, targets: torch.Tensor, tracked: torch.Tensor, item: dict[str, torch.Tensor]
+) -> LayerMetrics:
+    return LayerMetrics(
+        target_ids=targets,
+        tracked_ids=tracked,
+        lens_mode=lens.mode,
+        vocab_size=lens.vocab_size,
+        lens_dtype=dtype_name(lens.matmul_dtype),
+        **item,
+    )
+
+
+def metric_rows(part: dict[str, torch.Tensor], rows: slice) -> dict[str, torch.Tensor]:
+    """The ``rows`` (steps) of a dict of metrics."""
+    return {name: value[rows] if name == "candidate_ids" else value[:, rows] for name, value in part.items()}
+
+
+def join_metrics(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Dicts of metrics over consecutive steps joined into one (candidates padded to the widest)."""
     joined = {
         name: torch.cat([p[name] for p in parts], dim=1)
         for name in parts[0]
@@ -283,113 +339,7 @@ def _metric_tensors(
     }
     joined["candidate_ids"] = _pad_cat([p["candidate_ids"] for p in parts], 0, -1)
     joined["candidate_logprobs"] = _pad_cat([p["candidate_logprobs"] for p in parts], 1, -math.inf)
-    return {name: value.cpu() for name, value in joined.items()}
-
-
-def _item_slice(joined: dict[str, torch.Tensor], steps: slice) -> dict[str, torch.Tensor]:
-    """One item's metrics out of a batch's concatenated steps; its candidates keep their own width."""
-    candidates = joined["candidate_ids"][steps]
-    width = int((candidates >= 0).sum(1).max()) if candidates.numel() else 0
-    item = {
-        name: value[:, steps].clone(memory_format=torch.contiguous_format)
-        for name, value in joined.items()
-        if name not in ("candidate_ids", "candidate_logprobs")
-    }
-    item["candidate_ids"] = candidates[:, :width].clone(memory_format=torch.contiguous_format)
-    item["candidate_logprobs"] = joined["candidate_logprobs"][:, steps, :width].clone(
-        memory_format=torch.contiguous_format
-    )
-    return item
-
-
-def compute_batch_metrics(
-    states: Sequence[torch.Tensor],
-    lens: LogitLens,
-    target_ids: Sequence[torch.Tensor],
-    *,
-    k: int = 10,
-    tracked_ids: torch.Tensor | list[int] | None = None,
-    chunk_steps: int | None = None,
-    max_chunk_bytes: int | None = None,
-    strategy: MetricsStrategy = "auto",
-) -> list[LayerMetrics]:
-    """:func:`compute_layer_metrics` of several items (a generated batch), in one pass where that pays.
-
-    With the ``"whole"`` strategy the items' steps are concatenated and reduced together (metrics are per
-    (layer, step), so nothing mixes), then split; with ``"blocked"`` they run one after another. Either way the
-    results equal those of each item alone.
-
-    Args:
-        states: One ``[n_layers + 1, n_steps_i, d_model]`` tensor per item (any device).
-        lens: The lens; it runs on its head's device, and so does the analysis.
-        target_ids: One ``[n_steps_i]`` tensor per item.
-        k: How many top tokens to keep per (layer, step).
-        tracked_ids: Extra token ids whose log-probability and rank are kept.
-        chunk_steps: Steps per chunk; ``None`` derives it from the budget.
-        max_chunk_bytes: Memory budget of one chunk (:func:`chunk_bytes_per_step`); ``None``: 512 MiB for
-            ``"blocked"``, :func:`device_chunk_budget` for ``"whole"``.
-        strategy: ``"auto"``, ``"blocked"`` or ``"whole"`` (see the module docstring).
-    """
-    if len(states) != len(target_ids):
-        raise SettingsError(f"got {len(states)} state tensors but {len(target_ids)} target id tensors")
-    if not states:
-        return []
-    for item_states, item_targets in zip(states, target_ids, strict=True):
-        if item_states.dim() != 3:
-            raise SettingsError(
-                f"states must be [n_layers + 1, n_steps, d_model], got shape {tuple(item_states.shape)}"
-            )
-        if item_states.shape[1] == 0:
-            raise SettingsError("a trace needs at least one generated step")
-        if item_targets.shape != (item_states.shape[1],):
-            raise SettingsError(
-                f"target_ids must have shape [{item_states.shape[1]}], got {tuple(item_targets.shape)}"
-            )
-    if len({s.shape[0] for s in states}) != 1 or len({s.shape[2] for s in states}) != 1:
-        raise SettingsError("every item's states must have the same number of layers and width")
-    check_positive_int("k (top-k)", k)
-    vocab_size = lens.vocab_size
-    tracked = torch.as_tensor(tracked_ids if tracked_ids is not None else [], dtype=torch.long).flatten()
-    if tracked.numel() and (int(tracked.min()) < 0 or int(tracked.max()) >= vocab_size):
-        raise SettingsError(f"tracked token ids must lie in [0, {vocab_size}), got {tracked.tolist()}")
-    how = resolve_strategy(strategy, lens.device)
-    n_boundaries = int(states[0].shape[0])
-    if chunk_steps is None:
-        if max_chunk_bytes is None:
-            max_chunk_bytes = (
-                DEFAULT_MAX_CHUNK_BYTES if how == "blocked" else device_chunk_budget(lens.device)
-            )
-        check_positive_int("max_chunk_bytes", max_chunk_bytes)
-        chunk_steps = auto_chunk_steps(n_boundaries, vocab_size, max_chunk_bytes, how)
-    check_positive_int("chunk_steps", chunk_steps)
-    targets = [t.reshape(-1).long().cpu() for t in target_ids]
-    if how == "blocked":
-        joined = [
-            _metric_tensors(s, lens, t, tracked, k, chunk_steps, how)
-            for s, t in zip(states, targets, strict=True)
-        ]
-    else:
-        lengths = [int(t.shape[0]) for t in targets]
-        all_states = torch.cat([s.to(lens.device) for s in states], dim=1) if len(states) > 1 else states[0]
-        n_total = sum(lengths)
-        chunk_steps = math.ceil(n_total / math.ceil(n_total / chunk_steps))  # equal chunks, none tiny
-        together = _metric_tensors(all_states, lens, torch.cat(targets), tracked, k, chunk_steps, how)
-        ends = torch.tensor(lengths).cumsum(0).tolist()
-        joined = [
-            _item_slice(together, slice(end - n, end)) if len(states) > 1 else together
-            for n, end in zip(lengths, ends, strict=True)
-        ]
-    return [
-        LayerMetrics(
-            target_ids=t,
-            tracked_ids=tracked,
-            lens_mode=lens.mode,
-            vocab_size=vocab_size,
-            lens_dtype=dtype_name(lens.matmul_dtype),
-            **item,
-        )
-        for t, item in zip(targets, joined, strict=True)
-    ]
+    return joined
 
 
 def compute_layer_metrics(
@@ -422,16 +372,15 @@ def compute_layer_metrics(
         )
     if target_ids.shape != (states.shape[1],):
         raise SettingsError(f"target_ids must have shape [{states.shape[1]}], got {tuple(target_ids.shape)}")
-    return compute_batch_metrics(
-        [states],
-        lens,
-        [target_ids],
-        k=k,
-        tracked_ids=tracked_ids,
-        chunk_steps=chunk_steps,
-        max_chunk_bytes=max_chunk_bytes,
-        strategy=strategy,
-    )[0]
+    if states.shape[1] == 0:
+        raise SettingsError("a trace needs at least one generated step")
+    tracked = checked_request(lens, k, tracked_ids)
+    how = resolve_strategy(strategy, lens.device)
+    steps = chunk_steps_for(lens, int(states.shape[0]), how, chunk_steps, max_chunk_bytes)
+    targets = target_ids.reshape(-1).long().cpu()
+    return layer_metrics_of(
+        lens, targets, tracked, metric_tensors(states, lens, targets, tracked, k, steps, how)
+    )
 
 
 def dtype_name(dtype: torch.dtype | None) -> str | None:

@@ -24,7 +24,7 @@ def topk(logp: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return indices, values
 
 
-def union_top1(top1_ids: torch.Tensor, pad: int = -1) -> torch.Tensor:
+def union_top1(top1_ids: torch.Tensor, pad: int = -1, width: int | None = None) -> torch.Tensor:
     """Per step, the distinct tokens that are top-1 at some layer.
 
     Computed on ``top1_ids``'s device without a per-step loop: a token is kept at the first layer where it
@@ -33,21 +33,24 @@ def union_top1(top1_ids: torch.Tensor, pad: int = -1) -> torch.Tensor:
     Args:
         top1_ids: ``[n_layers + 1, n_steps]`` the most probable id at each (layer, step).
         pad: Fill value for steps with fewer distinct tokens.
+        width: Columns of the result (at least the largest count; ``n_layers + 1`` always is). ``None``: the
+            largest count, which an accelerator must first send to the CPU (a synchronisation).
 
     Returns:
         ``[n_steps, C]`` distinct ids in order of the first layer where each is top-1, padded with ``pad``;
-        ``C`` is the largest count over steps (on ``top1_ids``'s device).
+        ``C`` is ``width`` or the largest count over steps (on ``top1_ids``'s device).
     """
     n_layers, n_steps = top1_ids.shape
     device = top1_ids.device
     if n_layers == 0 or n_steps == 0:
-        return torch.full((n_steps, 0), pad, dtype=torch.long, device=device)
+        return torch.full((n_steps, width or 0), pad, dtype=torch.long, device=device)
     earlier = torch.ones(n_layers, n_layers, dtype=torch.bool, device=device).tril_(-1)  # [l, j]: j < l
     # [l, j, step]: layer j < l already had the token of layer l
     seen = (top1_ids.unsqueeze(1) == top1_ids.unsqueeze(0)) & earlier.unsqueeze(-1)
     first = ~seen.any(1)  # [l, step]
     slot = first.long().cumsum(0) - 1
-    width = int(first.sum(0).max())
+    if width is None:
+        width = int(first.sum(0).max())
     out = torch.full((n_steps, width), pad, dtype=torch.long, device=device)
     step_idx = torch.arange(n_steps, device=device).expand(n_layers, -1)
     out[step_idx[first], slot[first]] = top1_ids[first].long()
