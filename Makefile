@@ -53,6 +53,7 @@ bench: setup
 	$(PY) bench/memory.py --threads $(BENCH_THREADS) $(BENCH_ARGS)
 	$(PY) bench/geometry_speed.py --threads $(BENCH_THREADS) $(BENCH_ARGS)
 	$(PY) bench/dataset_throughput.py $(BENCH_ARGS)
+	$(PY) bench/dispatch_count.py --threads $(BENCH_THREADS) $(BENCH_ARGS)
 	PYTHONPATH=src $(PY) bench/skip_speed.py --threads $(BENCH_THREADS) --layers 8 --hidden 256 --new-tokens 16 --repeats 2
 	@if $(PY) -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
 		$(PY) bench/gpu.py $(BENCH_ARGS); \

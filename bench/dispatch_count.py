@@ -61,22 +61,9 @@ def analysis_ops(n_tokens: int, strategy: str, chunk_budget: int) -> dict[str, A
 
 def capture_ops(lvlm: Any, n_tokens: int) -> list[dict[str, Any]]:
     prepared = models.prepare_generation(lvlm, [models.test_image()], "Please describe this image.", n_tokens)
-    roles = lvlm.loaded.roles
 
     def hooks() -> Any:
-        from evolens.capture.generate import generate_with_capture
-
-        return generate_with_capture(
-            lvlm.model,
-            roles.decoder_layers,
-            prepared.inputs,
-            prepared.settings,
-            eos_ids=prepared.eos,
-            pad_id=prepared.pad,
-            image_token_id=roles.image_token_id,
-            suppress_ids=roles.suppressed_token_ids,
-            storage_device=None,
-        )
+        return prepared.capture(storage_device=None)
 
     def hidden_states() -> Any:
         with torch.inference_mode():

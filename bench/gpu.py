@@ -14,7 +14,8 @@ trace, generate, ...) and repeated (medians):
 * **capture** — generation with evolens's hooks, states left on the GPU (what ``trace`` does);
 * **analysis** — ``compute_batch_metrics`` on those states: lens + every metric of every item, on the GPU
   (the ``"whole"`` strategy); **analysis_blocked** the same with the CPU design (``"blocked"``), for comparison;
-* **trace** — ``lvlm.trace`` end to end (states kept, moved to the CPU once per batch).
+* **trace** — ``lvlm.trace`` end to end (states kept, moved to the CPU once per batch; on the GPU the analysis
+  runs on a side stream while the batch generates); **trace_after** the same with the analysis after generation.
 
 Reported: each as a multiple of generate, tokens/s (and against the bandwidth bound of reading the weights once
 per decoding step), peak GPU memory above the model, CUDA kernel launches per generated token (``torch.profiler``,
@@ -22,7 +23,8 @@ one call each, ``--profile-tokens``), the largest difference of evolens's token 
 peers', and a profile of ``trace``'s CPU time. Results go to ``--out`` (default ``bench/results/gpu.json``)
 after every configuration.
 
-    .venv/bin/python bench/gpu.py                 # on a CUDA machine (about 6-7 minutes on an H200)
+    .venv/bin/python bench/gpu.py                 # on a CUDA machine (about 12 minutes on an H200)
+    .venv/bin/python bench/gpu.py --long-repeats 1 --variants capture analysis trace   # a shorter run
     .venv/bin/python bench/gpu.py --cpu-dry-run   # checks the script on CPU with a small model (no GPU numbers)
 """
 
@@ -43,11 +45,21 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 
+import evolens.api
 import models
-from evolens.capture.generate import generate_with_capture
-from evolens.metrics import MetricsStrategy, compute_batch_metrics
+from evolens.metrics import MetricsStrategy, compute_batch_metrics, compute_layer_metrics
 
 PROMPT = "Please describe this image in detail."
+VARIANTS = (
+    "generate",
+    "hf_peer",
+    "nnsight_peer",
+    "capture",
+    "analysis",
+    "analysis_blocked",
+    "trace",
+    "trace_after",
+)
 HBM_BYTES_PER_S = 4.8e12  # H200 datasheet; the bound is reported with the bandwidth used
 
 
@@ -75,7 +87,7 @@ class Peers:
         roles = lvlm.loaded.roles
         self.norm, self.head = roles.final_norm, roles.lm_head
 
-    def _analyse(self, hs: torch.Tensor, ids: torch.Tensor, last_normed: bool) -> list[tuple[Any, Any]]:
+    def _analyse(self, hs: torch.Tensor, ids: torch.Tensor, last_normed: bool) -> list[tuple[Any, Any, Any]]:
         """``hs [L + 1, T, B, d]``, ``ids [B, T]``: the peer's analysis, one item at a time (float32)."""
         out = []
         for b in range(hs.shape[2]):
@@ -91,10 +103,10 @@ class Peers:
                 return (a * (a.clamp_min(1e-30).log2() - log_m)).sum(-1)
 
             jsd = 0.5 * (kl(p[:-1]) + kl(p[1:]))
-            out.append((token_probs.cpu(), jsd.cpu()))
+            out.append((token_probs.cpu(), jsd.cpu(), ids[b].cpu()))
         return out
 
-    def hf(self) -> list[tuple[Any, Any]]:
+    def hf(self) -> list[tuple[Any, Any, Any]]:
         prep = self.prepared
         with torch.inference_mode():
             gen = self.lvlm.model.generate(
@@ -108,7 +120,7 @@ class Peers:
             ids = gen.sequences[:, prep.on_device["input_ids"].shape[1] :]
             return self._analyse(hs, ids, last_normed=True)
 
-    def nnsight_peer(self) -> list[tuple[Any, Any]]:
+    def nnsight_peer(self) -> list[tuple[Any, Any, Any]]:
         assert self.nnsight is not None
         nm, prep = self.nnsight, self.prepared
         layers = nm.model.language_model.layers
@@ -124,14 +136,24 @@ class Peers:
             return self._analyse(hs, ids, last_normed=False)
 
 
-def evolens_numbers(traces: list[Any]) -> list[tuple[Any, Any]]:
-    return [(t.metrics.target_logprobs.exp(), t.metrics.jsd_bits) for t in traces]
+def evolens_numbers(traces: list[Any]) -> list[tuple[Any, Any, Any]]:
+    return [(t.metrics.target_logprobs.exp(), t.metrics.jsd_bits, t.generated_ids) for t in traces]
 
 
-def largest_differences(ours: list[tuple[Any, Any]], theirs: list[tuple[Any, Any]]) -> dict[str, float]:
+def first_different_steps(ours: list[tuple[Any, ...]], theirs: list[tuple[Any, ...]]) -> list[int | None]:
+    """Per item, the first step whose generated token differs from the peer's (``None``: all equal)."""
+    steps: list[int | None] = []
+    for a, b in zip(ours, theirs, strict=True):
+        n = min(len(a[2]), len(b[2]))
+        differ = (a[2][:n].cpu() != b[2][:n].cpu()).nonzero()
+        steps.append(int(differ[0, 0]) if differ.numel() else (None if len(a[2]) == len(b[2]) else n))
+    return steps
+
+
+def largest_differences(ours: list[tuple[Any, ...]], theirs: list[tuple[Any, ...]]) -> dict[str, float]:
     """Largest |difference| of token probabilities and JSD (bits) over every item, layer and common step."""
     prob, jsd = 0.0, 0.0
-    for (p_a, j_a), (p_b, j_b) in zip(ours, theirs, strict=True):
+    for (p_a, j_a, *_), (p_b, j_b, *_) in zip(ours, theirs, strict=True):
         n = min(p_a.shape[1], p_b.shape[1])
         prob = max(prob, float((p_a[:, :n].double() - p_b[:, :n].double()).abs().max()))
         jsd = max(jsd, float((j_a[:, :n].double() - j_b[:, :n].double()).abs().max()))
@@ -172,30 +194,20 @@ def bench_config(
     n_tokens: int,
     repeats: int,
     profile_tokens: int | None,
+    wanted: tuple[str, ...] = VARIANTS,
 ) -> dict[str, Any]:
     image = models.test_image()
     images, prompts = [image] * batch, [PROMPT] * batch
     prepared = models.prepare_generation(lvlm, images, PROMPT, n_tokens)
     peers = Peers(lvlm, prepared, nnsight_model)
     device = next(lvlm.model.parameters()).device
-    roles = lvlm.loaded.roles
     lens = lvlm.lens()
     captured: list[Any] = []
     outputs: dict[str, Any] = {}
 
     def make_capture(prep: Any) -> Callable[[], int]:
         def capture() -> int:
-            captured[:] = generate_with_capture(
-                lvlm.model,
-                roles.decoder_layers,
-                prep.inputs,
-                prep.settings,
-                eos_ids=prep.eos,
-                pad_id=prep.pad,
-                image_token_id=roles.image_token_id,
-                suppress_ids=roles.suppressed_token_ids,
-                storage_device=None,
-            )
+            captured[:] = prep.capture(storage_device=None)
             return sum(int(c.generated_ids.shape[0]) for c in captured)
 
         return capture
@@ -212,26 +224,40 @@ def bench_config(
         )
         return sum(t.n_steps for t in outputs["trace"])
 
+    def trace_after() -> int:
+        """``trace`` with the analysis after the generation instead of during it (no side stream)."""
+        during = evolens.api.analyse_during_generation
+        evolens.api.analyse_during_generation = lambda model, lens: False  # type: ignore[assignment]
+        try:
+            traces = lvlm.trace(images=images, prompts=prompts, max_new_tokens=n_tokens, batch_size=batch)
+        finally:
+            evolens.api.analyse_during_generation = during  # type: ignore[assignment]
+        return sum(t.n_steps for t in traces)
+
     def hf_peer() -> int:
         outputs["hf_peer"] = peers.hf()
-        return sum(int(p.shape[1]) for p, _ in outputs["hf_peer"])
+        return sum(int(p.shape[1]) for p, *_ in outputs["hf_peer"])
 
     def nnsight_peer() -> int:
         outputs["nnsight_peer"] = peers.nnsight_peer()
-        return sum(int(p.shape[1]) for p, _ in outputs["nnsight_peer"])
+        return sum(int(p.shape[1]) for p, *_ in outputs["nnsight_peer"])
 
-    variants: dict[str, Callable[[], int]] = {"generate": prepared.generate, "hf_peer": hf_peer}
+    every: dict[str, Callable[[], int]] = {"generate": prepared.generate, "hf_peer": hf_peer}
     if peers.nnsight is not None:
-        variants["nnsight_peer"] = nnsight_peer
-    variants.update(
+        every["nnsight_peer"] = nnsight_peer
+    every.update(
         {
             "capture": make_capture(prepared),
             "analysis": analysis,
             # the CPU design on the GPU (items one after another, cache-sized blocks): what it replaced
             "analysis_blocked": lambda: analysis("blocked"),
             "trace": trace,
+            "trace_after": trace_after,
         }
     )
+    variants = {
+        name: fn for name, fn in every.items() if name in wanted or name in ("generate", "trace", "hf_peer")
+    }
     peaks: dict[str, int] = {}
     base = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
 
@@ -254,6 +280,18 @@ def bench_config(
     )
     med = {k: common.median(v) for k, v in times.items()}
     ours = evolens_numbers(outputs["trace"])
+    # the same traces' states analysed again one item per chunk, the peers' GEMM shapes: what the differences
+    # owe to the bfloat16 rounding of the head's output at other GEMM shapes
+    one_chunk = [
+        compute_layer_metrics(t.hidden_states, lens, t.generated_ids, chunk_steps=t.n_steps)
+        for t in outputs["trace"]
+    ]
+    one_chunk_numbers = [(m.target_logprobs.exp(), m.jsd_bits, m.target_ids) for m in one_chunk]
+    diffs_one_chunk = {
+        peer: largest_differences(one_chunk_numbers, outputs[peer])
+        for peer in ("hf_peer", "nnsight_peer")
+        if peer in outputs
+    }
     diffs = {
         peer: largest_differences(ours, outputs[peer])
         for peer in ("hf_peer", "nnsight_peer")
@@ -272,10 +310,13 @@ def bench_config(
         "tokens_per_s": {k: tokens[k] / med[k] for k in med},
         "peak_gpu_bytes_above_model": peaks or None,
         "largest_difference_vs_peers": diffs,
-        "same_tokens_as_hf_peer": all(
-            t.n_steps == int(p.shape[1])
-            for t, (p, _) in zip(outputs["trace"], outputs["hf_peer"], strict=True)
-        ),
+        "largest_difference_vs_peers_one_chunk_per_item": diffs_one_chunk,
+        # greedy decoding of the same batch: where a token differs, everything after it does too
+        "first_different_step_vs_peers": {
+            peer: first_different_steps(ours, outputs[peer])
+            for peer in ("hf_peer", "nnsight_peer")
+            if peer in outputs
+        },
     }
     if profile_tokens:
         short = models.prepare_generation(lvlm, images, PROMPT, profile_tokens)
@@ -322,6 +363,13 @@ def main(argv: list[str] | None = None) -> int:
         "--profile-tokens", type=int, default=64, help="tokens of the profiled calls (0: none)"
     )
     parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=list(VARIANTS),
+        choices=VARIANTS,
+        help="what to time (generate, hf_peer and trace always run)",
+    )
+    parser.add_argument(
         "--cpu-dry-run", action="store_true", help="run on CPU with a small model to check the script"
     )
     common.add_common_args(parser)
@@ -343,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     model, processor = models.random_llava(geometry, dtype=torch.bfloat16, device=device)
     lvlm = models.in_memory_lvlm(model, processor, "random LLaVA-1.5-7B geometry")
     n_params = sum(p.numel() for p in model.parameters())
-    nnsight_model = nnsight_wrapper(lvlm)
+    nnsight_model = nnsight_wrapper(lvlm) if "nnsight_peer" in args.variants else None
     name = torch.cuda.get_device_name(0) if device == "cuda" else "CPU (dry run: not a GPU measurement)"
     out = args.out or ("/tmp/evolens-gpu-dry-run.json" if args.cpu_dry_run else None)
     payload: dict[str, Any] = {
@@ -365,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
                     n_tokens,
                     args.repeats if first else args.long_repeats,
                     profile_tokens=args.profile_tokens if first else None,
+                    wanted=tuple(args.variants),
                 )
             )
             path = common.write_result("gpu", payload, out)  # after every configuration: a timeout keeps them
@@ -400,6 +449,14 @@ def summary(payload: dict[str, Any]) -> str:
                 f"{peer}: token prob {d['token_prob']:.1e}, JSD {d['jsd_bits']:.1e} bits"
                 for peer, d in r["largest_difference_vs_peers"].items()
             )
+            + "".join(
+                f"; one chunk per item vs {peer}: {d['token_prob']:.1e}, {d['jsd_bits']:.1e}"
+                for peer, d in r.get("largest_difference_vs_peers_one_chunk_per_item", {}).items()
+            )
+            + "".join(
+                f"; first differing token per item vs {peer}: {steps}"
+                for peer, steps in r.get("first_different_step_vs_peers", {}).items()
+            )
         )
     headers = [
         "batch",
@@ -412,9 +469,11 @@ def summary(payload: dict[str, Any]) -> str:
         "peak GiB",
         "kernels/token",
     ]
-    return f"{payload['device']}, {payload['params'] / 1e9:.2f} B params, bf16\n" + common.table(
-        headers, rows
+    title = (
+        f"{payload['device']}, {payload['params'] / 1e9:.2f} B params, bf16; 'of bound': tokens/s over the batch "
+        f"times {payload['bandwidth_bound_steps_per_s']:.0f} decoding steps/s (the weights read once per step)"
     )
+    return "\n".join([title, common.table(headers, rows), *notes])
 
 
 if __name__ == "__main__":

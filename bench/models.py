@@ -134,8 +134,10 @@ class PreparedGeneration:
             out = self.lvlm.model.generate(**self.on_device, generation_config=self.config)
         return int(out.sequences.shape[1] - ids.shape[1]) * int(ids.shape[0])
 
-    def capture(self) -> list[Any]:
-        """The same generation with evolens's residual-stream hooks (states kept on the CPU, as ``trace`` does)."""
+    def capture(self, storage_device: str | None = "cpu") -> list[Any]:
+        """The same generation with evolens's residual-stream hooks; the states moved to ``storage_device`` once,
+        or left where they were captured (``None``: on the model's device, as ``trace`` leaves them for its
+        analysis)."""
         from evolens.capture.generate import generate_with_capture
 
         roles = self.lvlm.loaded.roles
@@ -148,6 +150,7 @@ class PreparedGeneration:
             pad_id=self.pad,
             image_token_id=roles.image_token_id,
             suppress_ids=roles.suppressed_token_ids,
+            storage_device=storage_device,
         )
 
 
