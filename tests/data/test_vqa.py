@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from evolens.data import evaluate
@@ -46,3 +48,27 @@ def test_scores_by_kind_and_prior_answers() -> None:
 def test_an_answer_must_be_one_word() -> None:
     with pytest.raises(DatasetError, match="one-word"):
         judge_vqa("q", "red", {"task": "vqa", "answer": "dark red"})
+
+
+@pytest.mark.parametrize("answer", [None, "", "dark red", 3])
+def test_a_vqa_item_without_a_one_word_answer_stops_the_run_before_any_tracing(
+    tmp_path: Path, answer: object, tiny_llava
+) -> None:
+    import json
+
+    import evolens
+    from evolens.data import ImageFolder
+    from tests.data.fixtures import write_folder
+
+    root = write_folder(tmp_path / "imgs", n=2)
+    good = {"id": "ok", "image": "a/img0.png", "prompt": "what color ?", "task": "vqa", "answer": "red"}
+    bad = {"id": "bad", "image": "b/img1.png", "prompt": "what color ?", "task": "vqa"}
+    if answer is not None:
+        bad["answer"] = answer
+    jsonl = tmp_path / "vqa.jsonl"
+    jsonl.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+    with pytest.raises(DatasetError, match=r"vqa.jsonl, line 2: a 'vqa' item needs a one-word 'answer'"):
+        evolens.run(
+            tiny_llava, ImageFolder(root, jsonl=jsonl), tmp_path / "run", device="cpu", progress=False
+        )
+    assert not (tmp_path / "run").exists()

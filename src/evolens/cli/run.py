@@ -300,6 +300,8 @@ def _print_results(results: dict[str, Any], out_dir: Path) -> None:
 
 def _read_responses(path: Path) -> dict[str, str]:
     """Responses from AMBER's format (a JSON list of {id, response}) or JSON Lines with an id and a text field."""
+    from evolens.data.items import json_lines
+
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
@@ -308,7 +310,7 @@ def _read_responses(path: Path) -> dict[str, str]:
         entries = (
             json.loads(text)
             if text.lstrip().startswith("[")
-            else [json.loads(x) for x in text.splitlines() if x.strip()]
+            else [json.loads(x) for x in json_lines(text)]
         )
     except json.JSONDecodeError as err:
         raise DatasetError(

@@ -17,6 +17,8 @@ from evolens.data.items import (
     require_dir,
     resolve_inside,
 )
+from evolens.data.vqa import TASK as VQA_TASK
+from evolens.data.vqa import check_annotations as check_vqa_annotations
 from evolens.errors import DatasetError, PromptError
 
 
@@ -108,6 +110,8 @@ class ImageFolder(Dataset):
                 raise DatasetError(f"{where}: duplicate id {item_id!r}")
             seen.add(item_id)
             extra = {k: v for k, v in entry.items() if k not in ("id", "image", "prompt")}
+            if extra.get("task") == VQA_TASK:  # judged after tracing: refused before it
+                check_vqa_annotations(extra, where)
             yield DataItem(item_id, image, prompt, extra, image_ref=str(entry["image"]))
 
     def __len__(self) -> int:

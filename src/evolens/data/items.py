@@ -38,6 +38,16 @@ class DataItem:
     annotations: Mapping[str, Any] = field(default_factory=dict)
     image_ref: str | None = None
 
+    def __post_init__(self) -> None:
+        where = f"item {self.item_id!r}"
+        for name, value in (
+            ("id", self.item_id),
+            ("image", self.image_ref),
+            ("prompt", self.prompt),
+            ("annotations", self.annotations),
+        ):
+            check_unicode(value, f"{where}: its {name}")
+
     @property
     def task(self) -> str | None:
         """The evaluator this item's annotations are for, or ``None``."""
@@ -146,6 +156,36 @@ def read_json(path: Path, what: str) -> Any:
         raise DatasetError(f"{what} {path} is not valid JSON: {err.msg} at line {err.lineno}") from None
     except (OSError, UnicodeDecodeError) as err:
         raise DatasetError(f"cannot read {what} {path}: {err}") from None
+
+
+def check_unicode(value: object, where: str) -> None:
+    """Raise :class:`DatasetError` when a string in ``value`` (nested in lists and dicts too, keys included)
+    cannot be written as UTF-8: a lone surrogate, from a JSON escape such as ``"\\udcff"`` or a file name
+    that is not UTF-8. Such an item could be traced but never stored, so it is refused before any work."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DatasetError(
+                f"{where} is not valid Unicode ({ascii(value)[:80]} holds a lone surrogate; a file name that is "
+                "not UTF-8 gives one): rename the file or fix the text"
+            ) from None
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            check_unicode(key, where)
+            check_unicode(item, where)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            check_unicode(item, where)
+
+
+def json_lines(text: str) -> list[str]:
+    """The non-blank lines of JSON Lines text.
+
+    Lines end at ``"\n"`` only (``"\r\n"`` too): a JSON string may hold U+2028, U+2029, U+0085 and the other
+    characters at which :meth:`str.splitlines` also breaks, unescaped.
+    """
+    return [line for line in text.split("\n") if line.strip()]
 
 
 def iter_json_lines(path: Path, what: str) -> Iterator[tuple[int, Any]]:

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from evolens.data.items import DataItem
+from evolens.data.items import DataItem, json_lines
 from evolens.errors import EvolensError, StoreError
 from evolens.store.atomic import atomic_directory, atomic_write_text
 from evolens.store.trace_io import MANIFEST as TRACE_MANIFEST
@@ -233,8 +233,8 @@ class RunDirectory:
         """The run's item records (``dataset/items.jsonl``), in order."""
         path = self.root / DATASET / "items.jsonl"
         try:
-            return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-        except (OSError, json.JSONDecodeError) as err:
+            return [json.loads(line) for line in json_lines(path.read_text(encoding="utf-8"))]
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise StoreError(f"cannot read {path}: {err}") from None
 
     def resources(self) -> dict[str, Any]:
