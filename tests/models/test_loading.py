@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -123,6 +124,37 @@ def test_corrupt_image(tmp_path, image) -> None:
         load_image(empty)
 
 
+@pytest.mark.parametrize("size", [(20000, 20000), (10000, 9000)])
+def test_huge_images_get_one_line_before_decoding(tmp_path, size) -> None:
+    import warnings
+
+    from PIL import Image
+
+    path = tmp_path / "huge.png"
+    Image.new("L", size).save(path)  # a few hundred kB of zeros, ~10^8 pixels decoded
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no DecompressionBombWarning besides the error
+        with pytest.raises(ImageDecodeError, match="pixels: resize it") as info:
+            load_image(path)
+    assert "\n" not in str(info.value)
+
+
+def test_an_image_without_pixels_is_refused(tiny_llava) -> None:
+    from PIL import Image
+
+    with pytest.raises(ImageDecodeError, match=r"no pixels \(0x0\)"):
+        tiny_llava.trace(Image.new("RGB", (0, 0)), "describe this image")
+
+
+def test_an_image_whose_name_is_not_utf8_is_traced_and_saved(tmp_path, tiny_llava, image) -> None:
+    path = tmp_path / os.fsdecode(b"caf\xff.png")
+    image.save(path, format="PNG")
+    trace = tiny_llava.trace(path, "describe this image", max_new_tokens=2)
+    assert trace.image is not None and trace.image.source.endswith("caf\\xff.png")
+    trace.save(tmp_path / "trace")  # the manifest records the name with the byte escaped
+    assert evolens.Trace.load(tmp_path / "trace").image.source == trace.image.source
+
+
 def test_image_of_wrong_type(tiny_llava) -> None:
     with pytest.raises(TypeError, match="PIL"):
         load_image(42)  # type: ignore[arg-type]
@@ -192,3 +224,33 @@ def test_code_shipped_with_a_checkpoint_never_runs_by_default(tiny_llava_dir, tm
         evolens.load(custom, device="cpu")
     assert ".." not in str(info.value)
     assert not marker.exists()
+
+
+def test_broken_code_shipped_with_a_checkpoint_gets_one_line(tmp_path) -> None:
+    import json
+
+    custom = tmp_path / "broken"
+    custom.mkdir()
+    (custom / "config.json").write_text(json.dumps({"model_type": "broken_lvlm", "auto_map": _AUTO_MAP}))
+    (custom / "custom_code.py").write_text("def broken(:\n")
+    with pytest.raises(ModelLoadError, match=r"code shipped with .* failed \(trust_remote_code\)") as info:
+        evolens.load(custom, device="cpu", trust_remote_code=True)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda data: data[: len(data) // 2], "is truncated"),
+        (lambda data: data[:5], "not a safetensors file"),
+        (lambda data: (64).to_bytes(8, "little") + b"{not json" + data[17:], "header cannot be read"),
+    ],
+)
+def test_a_damaged_weight_file_is_named(tiny_llava_dir, tmp_path, damage, message) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_llava_dir, broken)
+    weights = next(broken.glob("*.safetensors"))
+    weights.write_bytes(damage(weights.read_bytes()))
+    with pytest.raises(ModelLoadError, match=message) as info:
+        evolens.load(broken, device="cpu")
+    assert str(weights) in str(info.value)

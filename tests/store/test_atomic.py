@@ -73,3 +73,19 @@ def test_check_writable_creates_nothing(tmp_path) -> None:
         with pytest.raises(StoreError, match=match):
             check_writable(path, directory=directory)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.png"]
+
+
+def test_paths_that_are_not_utf8_are_refused_before_anything_is_written(tmp_path) -> None:
+    import os
+
+    from evolens.store.atomic import check_replaceable, check_writable, make_directory
+
+    bad = tmp_path / os.fsdecode(b"out\xff")
+    for check in (
+        lambda: check_writable(bad, directory=True),
+        lambda: check_replaceable(bad),
+        lambda: make_directory(bad / "sub"),
+    ):
+        with pytest.raises(StoreError, match="not valid UTF-8"):
+            check()
+    assert list(tmp_path.iterdir()) == []

@@ -132,3 +132,15 @@ def test_reading_something_that_is_not_a_trace(tmp_path) -> None:
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(StoreError, match="cannot read"):
         evolens.Trace.load(tmp_path)
+
+
+def test_a_damaged_tensor_file_is_named(tmp_path, tiny_llava, image) -> None:
+    from evolens.errors import StoreError
+
+    trace = tiny_llava.trace(image, "describe this image", max_new_tokens=2)
+    directory = trace.save(tmp_path / "trace")
+    tensors = directory / "tensors.safetensors"
+    tensors.write_bytes(tensors.read_bytes()[:40])
+    with pytest.raises(StoreError, match=r"tensors\.safetensors \(corrupt or truncated\?\)") as info:
+        evolens.Trace.load(directory)
+    assert "\n" not in str(info.value)

@@ -308,9 +308,7 @@ def _read_responses(path: Path) -> dict[str, str]:
         raise DatasetError(f"cannot read {path}: {err}") from None
     try:
         entries = (
-            json.loads(text)
-            if text.lstrip().startswith("[")
-            else [json.loads(x) for x in json_lines(text)]
+            json.loads(text) if text.lstrip().startswith("[") else [json.loads(x) for x in json_lines(text)]
         )
     except json.JSONDecodeError as err:
         raise DatasetError(

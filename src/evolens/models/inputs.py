@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ def load_image(image: ImageInput) -> tuple[Image.Image, ImageInfo]:
         TypeError: ``image`` is neither a path nor a PIL image.
     """
     if isinstance(image, Image.Image):
+        _check_size(image.width, image.height, "the PIL image")
         rgb = image.convert("RGB")
         digest = hashlib.sha256(rgb.tobytes()).hexdigest()
         return rgb, ImageInfo("<PIL.Image>", rgb.width, rgb.height, digest)
@@ -64,14 +66,44 @@ def load_image(image: ImageInput) -> tuple[Image.Image, ImageInfo]:
     if not data:
         raise ImageDecodeError(f"image file is empty: {path}")
     try:
-        with Image.open(io.BytesIO(data)) as opened:
+        with warnings.catch_warnings():  # the size is checked below, with a message of its own
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(io.BytesIO(data))
+        with opened:
+            _check_size(opened.width, opened.height, str(path))  # from the header, before decoding
             opened.load()
             rgb = opened.convert("RGB")
+    except ImageDecodeError:
+        raise
     except UnidentifiedImageError:
         raise ImageDecodeError(f"not an image file (no known image format): {path}") from None
+    except Image.DecompressionBombError:
+        raise ImageDecodeError(f"{path} has more than {MAX_IMAGE_PIXELS:,} pixels: resize it") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageDecodeError(f"corrupt or truncated image {path}: {err}") from None
-    return rgb, ImageInfo(str(image), rgb.width, rgb.height, hashlib.sha256(data).hexdigest())
+    return rgb, ImageInfo(display_path(str(image)), rgb.width, rgb.height, hashlib.sha256(data).hexdigest())
+
+
+MAX_IMAGE_PIXELS = 89_478_485  # Pillow's own decompression-bomb threshold (PIL.Image.MAX_IMAGE_PIXELS)
+
+
+def _check_size(width: int, height: int, what: str) -> None:
+    if width < 1 or height < 1:
+        raise ImageDecodeError(f"{what} has no pixels ({width}x{height})")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageDecodeError(
+            f"{what} is {width}x{height}, more than {MAX_IMAGE_PIXELS:,} pixels: resize it"
+        )
+
+
+def display_path(path: str) -> str:
+    """``path`` as text that can be written as UTF-8: bytes of a file name that are not UTF-8 (Python keeps them as
+    lone surrogates) become ``\\xNN`` escapes. For records and reports; the file is opened by its real name."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def check_prompt(prompt: object, *, what: str = "prompt") -> str:

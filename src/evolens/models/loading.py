@@ -7,6 +7,7 @@ passes ``allow_pickle=True``; ``trust_remote_code`` stays off unless asked for.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -187,6 +188,35 @@ def weight_files(local_dir: Path, *, allow_pickle: bool) -> tuple[tuple[Path, ..
     return tuple(pickles), False
 
 
+def check_safetensors_file(path: Path) -> None:
+    """Check that a safetensors file is whole: its header is readable JSON and its data as long as the header says.
+
+    Reads the header only (8 bytes of length, then JSON), so that a truncated or corrupt download is named before
+    the loader fails on it.
+
+    Raises:
+        ModelLoadError: The file is truncated or its header is not a safetensors header.
+    """
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            prefix = fh.read(8)
+            n_header = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
+            if not 0 < n_header <= size - 8:
+                raise ModelLoadError(f"{path} is corrupt or truncated: not a safetensors file ({size} bytes)")
+            header = json.loads(fh.read(n_header))
+        end = max(
+            (int(entry["data_offsets"][1]) for name, entry in header.items() if name != "__metadata__"),
+            default=0,
+        )
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
+        raise ModelLoadError(f"{path} is corrupt: its safetensors header cannot be read ({err})") from None
+    if 8 + n_header + end > size:
+        raise ModelLoadError(
+            f"{path} is truncated: {size:,} bytes where its header describes {8 + n_header + end:,}"
+        )
+
+
 def hash_weight_files(files: tuple[Path, ...]) -> str:
     """SHA-256 over ``name:sha256`` lines of the weight files, sorted by name.
 
@@ -219,6 +249,18 @@ def _load_config(local_dir: Path, trust_remote_code: bool) -> Any:
         ) from None
     except OSError as err:
         raise NotAModelError(f"cannot read the config in {local_dir}: {err}") from None
+    except Exception as err:
+        raise remote_code_error(err, local_dir, trust_remote_code) from None
+
+
+def remote_code_error(err: Exception, local_dir: Path, trust_remote_code: bool) -> Exception:
+    """What to raise for an unexpected error while loading: with ``trust_remote_code`` it comes from the
+    checkpoint's own code (any exception type), which gets one line naming it; otherwise the error as it is."""
+    if not trust_remote_code:
+        return err
+    return ModelLoadError(
+        f"the code shipped with {local_dir} failed (trust_remote_code): {type(err).__name__}: {err}"
+    )
 
 
 def load_model(
@@ -260,6 +302,9 @@ def load_model(
         else family_for_model_type(config.model_type)
     )
     files, is_safetensors = weight_files(local_dir, allow_pickle=allow_pickle)
+    if is_safetensors:
+        for path in files:
+            check_safetensors_file(path)
     torch_device = parse_device(device) if device_map is None else None
     torch_dtype = parse_dtype(
         dtype, torch_device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -281,6 +326,8 @@ def load_model(
         model: Any = auto_model.from_pretrained(local_dir, **kwargs)
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise ModelLoadError(f"cannot load the {fam.name} model in {local_dir}: {err}") from None
+    except Exception as err:
+        raise remote_code_error(err, local_dir, trust_remote_code) from None
     if torch_device is not None:
         model.to(torch_device)
     model.eval()
@@ -292,6 +339,8 @@ def load_model(
             processor = AutoTokenizer.from_pretrained(local_dir, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ModelLoadError(f"cannot load the processor/tokenizer in {local_dir}: {err}") from None
+    except Exception as err:
+        raise remote_code_error(err, local_dir, trust_remote_code) from None
     tokenizer = getattr(processor, "tokenizer", processor)
     tokenizer.padding_side = (
         "left"  # generation pads on the left so the last position predicts for every item

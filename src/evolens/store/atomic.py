@@ -36,9 +36,25 @@ def _existing_ancestor(path: Path) -> Path:
     return current
 
 
+def check_utf8_path(path: str | Path) -> Path:
+    """``path``, if it can be written as UTF-8 text (Parquet files and the JSON manifests record paths as text).
+
+    Raises:
+        StoreError: The path holds bytes that are not UTF-8 (Python keeps them as lone surrogates).
+    """
+    target = Path(path)
+    try:
+        str(target).encode("utf-8")
+    except UnicodeEncodeError:
+        raise StoreError(
+            f"{str(target)!a} is not valid UTF-8; evolens writes only to paths that are: choose another name"
+        ) from None
+    return target
+
+
 def make_directory(path: str | Path) -> Path:
     """``mkdir -p path``, raising :class:`StoreError` with the reason (e.g. a parent that is a file)."""
-    target = Path(path)
+    target = check_utf8_path(path)
     if target.is_dir():
         return target
     blocker = _existing_ancestor(target)
@@ -58,9 +74,9 @@ def check_writable(path: str | Path, *, directory: bool = False) -> Path:
 
     Raises:
         StoreError: ``path`` is a directory where a file is wanted (or the reverse), an existing ancestor is a
-            file, or there is no write permission where it would be created.
+            file, there is no write permission where it would be created, or it is not valid UTF-8.
     """
-    target = Path(path).expanduser()
+    target = check_utf8_path(Path(path).expanduser())
     if target.exists():
         if directory and not target.is_dir():
             raise StoreError(f"{target} exists and is a file, not a directory")
@@ -84,7 +100,7 @@ def check_replaceable(path: str | Path, *, overwrite: bool = False) -> Path:
     Raises:
         StoreError: ``path`` is a file, or a non-empty directory while ``overwrite`` is false.
     """
-    target = Path(path)
+    target = check_utf8_path(path)
     if target.exists() and not target.is_dir():
         raise StoreError(f"{target} exists and is a file, not a directory")
     if target.is_dir() and any(target.iterdir()) and not overwrite:

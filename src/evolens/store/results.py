@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
 from evolens.analysis.aggregate import AnalysisSummary, summarize
 from evolens.analysis.params import DetectorParams
@@ -89,8 +89,11 @@ _TOKEN_SCHEMA = pa.schema(
 
 
 def _generated_ids(directory: Path) -> list[int]:
-    with safe_open(str(directory / TENSORS), framework="pt") as fh:
-        return [int(i) for i in fh.get_tensor("generated_ids").tolist()]
+    try:
+        with safe_open(str(directory / TENSORS), framework="pt") as fh:
+            return [int(i) for i in fh.get_tensor("generated_ids").tolist()]
+    except (OSError, SafetensorError) as err:
+        raise StoreError(f"cannot read {directory / TENSORS} (corrupt or truncated?): {err}") from None
 
 
 def _item_rows(

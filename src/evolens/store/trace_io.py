@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from evolens.capture.generate import GenerationSettings
@@ -194,9 +195,12 @@ def load_trace(directory: str | Path) -> Trace:
     manifest = read_manifest(root)
     try:
         table = pq.read_table(root / METRICS)
-        tensors = load_file(str(root / TENSORS))
     except (OSError, pa.ArrowException) as err:
-        raise StoreError(f"cannot read the trace in {root}: {err}") from None
+        raise StoreError(f"cannot read {root / METRICS}: {err}") from None
+    try:
+        tensors = load_file(str(root / TENSORS))
+    except (OSError, SafetensorError) as err:
+        raise StoreError(f"cannot read {root / TENSORS} (corrupt or truncated?): {err}") from None
     n_rows, n_steps = manifest["n_layers"] + 1, manifest["n_steps"]
     if table.num_rows != n_rows * n_steps:
         raise StoreError(f"{root / METRICS} has {table.num_rows} rows, expected {n_rows * n_steps}")
