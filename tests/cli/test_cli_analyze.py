@@ -132,3 +132,35 @@ def test_help_lists_examples_and_detector_options(capsys, command: str) -> None:
     assert code == 0 and "Examples:" in stdout and f"evolens {command} " in stdout
     assert "--spike-layer-ratio" in stdout and "--mutation-rule" in stdout and "Detector parameters" in stdout
     assert "--config" in stdout
+
+
+def test_a_runs_items_keep_the_analysis_its_results_follow(tmp_path: Path, tiny_llava, capsys) -> None:
+    import evolens
+    from evolens.data import ImageFolder
+    from tests.data.fixtures import write_folder
+
+    root = write_folder(tmp_path / "imgs", n=3)
+    run_dir = tmp_path / "run"
+    evolens.run(
+        tiny_llava,
+        ImageFolder(root, "describe this image"),
+        run_dir,
+        max_new_tokens=4,
+        batch_size=3,
+        device="cpu",
+        progress=False,
+    )
+    before = {p: p.read_bytes() for p in sorted(run_dir.glob("items/*/analysis.json"))}
+    assert len(before) == 3
+    code, stdout, err = run(
+        capsys, "analyze", run_dir, "--baseline", "dataset", "--spike-ratio", "9", "--n-boot", "0"
+    )
+    assert code == 0, err
+    assert {p: p.read_bytes() for p in before} == before  # items/ still agree with results/
+    assert "left the analysis.json of 3 run item(s)" in stdout and f"evolens eval {run_dir}" in stdout
+
+
+def test_a_corrupt_manifest_is_named(synthetic_run: Path, capsys) -> None:
+    manifest = synthetic_run / "items" / "a" / "manifest.json"
+    manifest.write_text("{not json")
+    assert_user_error(run(capsys, "analyze", synthetic_run), f"cannot read {manifest}")

@@ -123,6 +123,7 @@ def analyze(
     Definitions and defaults: README, "Detectors". The detectors read only the stored metrics (no model).
     """
     from evolens.analysis import analyze_trace, summarize
+    from evolens.report.runs import run_root_of
     from evolens.trace import Trace
     from evolens.viz import analysis_summary_figure
 
@@ -147,11 +148,14 @@ def analyze(
             "model apart"
         )
     baselines, lines = layer_baselines(traces, params, baseline)
+    # a run's items keep the analysis its merge wrote (the run's detector parameters and baseline rule, the one
+    # its results/ agree with): rewriting them here would leave items/ and results/ disagreeing
+    runs = {directory: run_root_of(directory) for directory in dirs}
     analyses = []
     with progress_bar("analysing", len(traces)) as advance:
         for directory, trace, layer_baseline in zip(dirs, traces, baselines, strict=True):
             analysis = analyze_trace(trace, params, baseline_jsd=layer_baseline)
-            if write:
+            if write and runs[directory] is None:
                 analysis.save(directory)
             analyses.append(analysis)
             advance(1)
@@ -169,8 +173,16 @@ def analyze(
     ]
     for result in summaries:
         print_summary(result, max_rows)
-    if write:
-        say(f"wrote analysis.json into {len(dirs)} trace director{'y' if len(dirs) == 1 else 'ies'}")
+    written = sum(root is None for root in runs.values())
+    if write and written:
+        say(f"wrote analysis.json into {written} trace director{'y' if written == 1 else 'ies'}")
+    run_roots = sorted({str(root) for root in runs.values() if root is not None})
+    if write and run_roots:
+        say(
+            f"left the analysis.json of {len(dirs) - written} run item(s) as their run wrote them (its detector "
+            f"parameters and baseline rule, which its results/ follow); to re-analyse a run: evolens eval "
+            f"{run_roots[0]} --detector-param KEY=VALUE"
+        )
     if summary is not None:
         say(f"wrote {summaries[0].save(summary)}")
     if figure is not None:

@@ -45,7 +45,7 @@ from evolens.report.payload import (
     first_stable_top1_layer,
     trace_payload,
 )
-from evolens.report.runs import RunContext, is_run_dir, load_run, read_item_files
+from evolens.report.runs import RunContext, is_run_dir, load_run, read_item_files, run_root_of
 from evolens.report.sections import analysis_block, cell, evaluation_block, gallery, run_section, tables
 from evolens.store.atomic import atomic_write_text
 from evolens.trace import Trace
@@ -64,7 +64,12 @@ def _asset(name: str) -> str:
 
 # ------------------------------------------------------------------------------------------- inputs
 def is_trace_dir(path: Path) -> bool:
-    """Whether ``path`` holds a saved trace (a ``manifest.json`` of kind ``evolens.trace``)."""
+    """Whether ``path`` holds a saved trace (a ``manifest.json`` of kind ``evolens.trace``).
+
+    Raises:
+        StoreError: ``path`` holds a ``manifest.json`` that cannot be read as JSON (named, rather than passed over
+            as if there were no trace).
+    """
     from evolens.store.trace_io import KIND, MANIFEST
 
     manifest = path / MANIFEST
@@ -73,9 +78,10 @@ def is_trace_dir(path: Path) -> bool:
     try:
         import json
 
-        return json.loads(manifest.read_text(encoding="utf-8")).get("kind") == KIND
-    except (OSError, ValueError):
-        return False
+        content = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise StoreError(f"cannot read {manifest}: {err}") from None
+    return isinstance(content, dict) and content.get("kind") == KIND
 
 
 def collect_trace_dirs(paths: Iterable[str | Path]) -> list[Path]:
@@ -134,9 +140,8 @@ def _expand(path: Path, runs: dict[Path, RunContext]) -> list[_Source]:
         return [_Source(d, context) for d in context.item_dirs()]
     sources = []
     for directory in collect_trace_dirs([path]):
-        root = directory.parent.parent
-        in_run = directory.parent.name == "items" and is_run_dir(root)
-        sources.append(_Source(directory, run_of(root) if in_run else None))
+        root = run_root_of(directory)
+        sources.append(_Source(directory, run_of(root) if root is not None else None))
     return sources
 
 

@@ -42,6 +42,14 @@ def is_run_dir(path: Path) -> bool:
         return False
 
 
+def run_root_of(trace_dir: Path) -> Path | None:
+    """The run directory whose item ``trace_dir`` is (``<run>/items/<id>``), or ``None``."""
+    from evolens.store.run import ITEMS
+
+    root = trace_dir.parent.parent
+    return root if trace_dir.parent.name == ITEMS and is_run_dir(root) else None
+
+
 @dataclass
 class RunContext:
     """A run directory as the report sees it.
