@@ -80,6 +80,44 @@ def test_skip_table_flags_hallucinations_and_corrections() -> None:
     assert cut == ["A", " dog", " on", " …"]
 
 
+def test_a_ground_truth_word_a_variant_adds_is_not_a_correction() -> None:
+    """A variant that invents an extra "star" (a ground-truth word: there is a star) replaced no hallucination:
+    not green. Where it replaces the original's hallucination "moon" with "star", it is."""
+    from evolens.experiments.skip import skip_token_flags
+
+    ann = Annotations.of(["star", "heart"], ["moon"])
+    original = ["a", " star", " and", " a", " heart"]
+    extra = ["a", " star", " and", " a", " star", " and", " a", " heart"]
+    fixed = ["a", " moon"]
+    replaced = ["a", " star"]
+    result = SkipResult(
+        "1",
+        "Describe.",
+        None,
+        8,
+        "hook",
+        None,
+        [
+            _variant("original", original, original, ann),
+            _variant("extra", extra, original, ann, skipped=(3,)),
+        ],
+        ann,
+    )
+    assert set(skip_token_flags(result, result.variant("extra"))) == {None}
+    result = SkipResult(
+        "2",
+        "Describe.",
+        None,
+        8,
+        "hook",
+        None,
+        [_variant("original", fixed, fixed, ann), _variant("fix", replaced, fixed, ann, skipped=(3,))],
+        ann,
+    )
+    assert skip_token_flags(result, result.variant("original")) == [None, "hallucinated"]
+    assert skip_token_flags(result, result.variant("fix")) == [None, "corrected"]
+
+
 def test_skip_table_checks_items() -> None:
     with pytest.raises(SettingsError, match="no item"):
         viz.skip_table(_report(), items=["cat"])

@@ -206,31 +206,12 @@ def label_flags(labels: Mapping[str, Sequence[str | None]]) -> dict[str, list[bo
 
 
 # --------------------------------------------------------------------------------------------- skip
-def _word_steps(tokens: Sequence[str], text: str, words: Sequence[str]) -> set[int]:
-    from evolens.analysis.compare import mention_spans
-    from evolens.data.labels import mention_steps
-
-    steps: set[int] = set()
-    for start, end, _ in mention_spans(text, words):
-        steps.update(mention_steps(tokens, text, start, end))
-    return steps
-
-
 def skip_flags(result: SkipResult) -> list[list[str | None]]:
-    """Per variant, per token: ``"hallucinated"`` on the words of its hallucination annotations it mentions, and
-    ``"corrected"`` on ground-truth words in what it changed from the original (the paper's Fig. 5 colours)."""
-    out: list[list[str | None]] = []
-    for variant in result.variants:
-        flags: list[str | None] = [None] * len(variant.tokens)
-        count = variant.hallucination
-        if count is not None:
-            for step in _word_steps(variant.tokens, variant.text, count.hallucinated):
-                flags[step] = "hallucinated"
-            changed = {j for op in variant.diff if op.tag != "equal" for j in range(op.b_start, op.b_end)}
-            for step in _word_steps(variant.tokens, variant.text, count.correct) & changed:
-                flags[step] = flags[step] or "corrected"
-        out.append(flags)
-    return out
+    """Per output (the original first), per token: the paper's Fig. 5 colours
+    (:func:`~evolens.experiments.skip.skip_token_flags`)."""
+    from evolens.experiments.skip import skip_token_flags
+
+    return [list(skip_token_flags(result, variant)) for variant in result.variants]
 
 
 def _variant_label(name: str, skipped: Sequence[int]) -> str:

@@ -88,31 +88,17 @@ def _layer_ranges(layers: Sequence[int]) -> str:
 def _variant_flags(
     variant: VariantOutput, result: SkipResult, *, mark_changes: bool
 ) -> tuple[list[str], list[str | None]]:
-    """Token strings and flags of one cell: hallucination words in red; in a variant, ground-truth words where it
-    departs from the original in green (the correction), other departures optionally in blue."""
-    from evolens.analysis.compare import mention_spans
-    from evolens.data.labels import mention_steps
+    """Token strings and flags of one cell: the paper's Fig. 5 colours
+    (:func:`~evolens.experiments.skip.skip_token_flags`), other departures from the original optionally in blue."""
+    from evolens.experiments.skip import skip_token_flags
 
     if not variant.ran:  # one token per word, so the note wraps like a text
         words = NOTHING_TO_SKIP.split(" ")
         return [words[0], *(" " + w for w in words[1:])], [None] * len(words)
     tokens = list(variant.tokens)
-    flags: list[str | None] = [None] * len(tokens)
-    changed: set[int] = set()
-    for op in variant.diff:
-        if op.tag != "equal":
-            changed.update(range(op.b_start, op.b_end))
-    joined = "".join(tokens)
-    annotations = result.annotations
-    if annotations is not None:
-        for start, end, _ in mention_spans(joined, annotations.ground_truth):
-            for step in mention_steps(tokens, joined, start, end):
-                if step in changed:
-                    flags[step] = "corrected"
-        for start, end, _ in mention_spans(joined, annotations.hallucination):
-            for step in mention_steps(tokens, joined, start, end):
-                flags[step] = "hallucinated"
+    flags: list[str | None] = list(skip_token_flags(result, variant))
     if mark_changes:
+        changed = {j for op in variant.diff if op.tag != "equal" for j in range(op.b_start, op.b_end)}
         for step in changed:
             if step < len(flags) and flags[step] is None:
                 flags[step] = "changed"
@@ -136,7 +122,8 @@ def skip_table(
             annotations).
 
     Tokens are flagged ``"hallucinated"`` where they spell an annotated hallucination word (any column) and
-    ``"corrected"`` where a variant, departing from the original, spells an annotated ground-truth word.
+    ``"corrected"`` where a variant spells an annotated ground-truth word in place of a hallucination of the
+    original (:func:`~evolens.experiments.skip.skip_token_flags`).
     """
     by_id = {r.item_id: r for r in report.results}
     chosen = list(items) if items is not None else list(by_id)
