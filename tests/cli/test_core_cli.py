@@ -11,6 +11,18 @@ def test_families_lists_llava(capsys) -> None:
     assert "llava" in capsys.readouterr().out
 
 
+def test_output_to_a_pipe_is_not_wrapped(capsys, monkeypatch) -> None:
+    from evolens.models import get_family, supported_families
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert main(["families"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(" kind " in line and " notes " in line for line in lines)  # the header on one line
+    for name in supported_families():  # every row whole: its name and the end of its notes on one line
+        tail = get_family(name).description[-12:]
+        assert any(f" {name} " in line and tail in line for line in lines), name
+
+
 def test_trace_writes_a_trace(tiny_llava_dir, image_file, tmp_path, capsys) -> None:
     out = tmp_path / "run"
     code = main(

@@ -7,13 +7,14 @@ command line still wins.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import Annotated, Any, get_args
 
 import typer
 import typer._click as click
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 
 from evolens.errors import SettingsError
 
@@ -24,8 +25,27 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-err_console = Console(stderr=True)
-out = Console()
+PIPE_WIDTH = 100_000  # characters a line may take in a pipe or a file: nothing wraps
+
+
+class _Console(Console):
+    """A console that wraps at the terminal's width, and not at all in a pipe or a file (where rich would wrap at
+    80 columns, breaking summary lines mid-phrase and splitting table headers), unless ``COLUMNS`` says otherwise."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        dimensions = super().size
+        if self.is_terminal or "COLUMNS" in os.environ:
+            return dimensions
+        return ConsoleDimensions(PIPE_WIDTH, dimensions.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+err_console = _Console(stderr=True)
+out = _Console()
 
 
 def quiet_transformers() -> None:
