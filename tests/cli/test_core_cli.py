@@ -76,3 +76,16 @@ def test_internal_errors_exit_1(monkeypatch, tiny_llava_dir, tmp_path) -> None:
 
     monkeypatch.setattr(evolens, "load", bug)
     assert main(["trace", str(tiny_llava_dir), "-p", "hi", "-o", str(tmp_path / "o")]) == 1
+
+
+def test_a_wrong_type_in_a_config_file_names_the_file_and_the_key(tmp_path, capsys) -> None:
+    from tests.cli.helpers import assert_user_error, run
+
+    config = tmp_path / "c.toml"
+    config.write_text('[analyze]\nn_boot = "many"\n')
+    assert_user_error(run(capsys, "analyze", tmp_path, "--config", config), f"{config}: n_boot = 'many': ")
+    config.write_text('[trace]\nmax_new_tokens = "ten"\n')
+    assert_user_error(
+        run(capsys, "trace", tmp_path / "model", "-p", "hi", "-o", tmp_path / "o", "--config", config),
+        f"{config}: max_new_tokens = 'ten': ",
+    )

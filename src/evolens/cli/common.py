@@ -156,8 +156,21 @@ def apply_config(ctx: click.Context, param: click.Parameter, value: Path | None)
             known = ", ".join(sorted(k.replace("_", "-") for k in params if k not in _param_only(params)))
             raise SettingsError(f"{path}: unknown option {key!r} for `{ctx.command_path}`; known: {known}")
         defaults[target.name] = _relative_to(path.parent, target, raw)
+        _check_type(ctx, target, defaults[target.name], f"{path}: {key} = {raw!r}")
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value
+
+
+def _check_type(ctx: click.Context, param: click.Parameter, value: Any, where: str) -> None:
+    """Convert a config file's value as the command line would, so that a wrong type names the file and the key
+    (later, the parser would blame the command-line option)."""
+    runtime = getattr(param, "get_runtime_param", None)
+    if runtime is None or value is None:
+        return
+    try:
+        runtime().coerce(value, param=param, ctx=ctx)
+    except click.exceptions.UsageError as err:
+        raise SettingsError(f"{where}: {_one_line(err.message)}") from None
 
 
 def _param_only(params: Mapping[str, click.Parameter]) -> set[str]:
