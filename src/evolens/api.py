@@ -25,6 +25,7 @@ from evolens.models.inputs import (
     check_prompt,
     load_image,
     render_prompt,
+    unknown_words,
 )
 from evolens.models.loading import LoadedModel, load_model
 from evolens.trace import ModelInfo, Trace, metrics_token_ids, vocab_strings
@@ -301,6 +302,7 @@ class LVLM:
     ) -> list[Trace]:
         for p in prompt_list:
             check_prompt(p)
+        _warn_unknown_words(self.tokenizer, prompt_list)
         if not self.is_vlm and any(i is not None for i in image_list):
             raise PromptError(
                 f"{self.loaded.source} is a text-only model ({self.family}); it takes no image (image=None)"
@@ -485,6 +487,24 @@ class LVLM:
         lens_logits = self.lens("logit").logits(states)[-1, 0]
         model_logits = out.logits[0, -1].float().to(lens_logits.device)
         return float((lens_logits - model_logits).abs().max())
+
+
+def _warn_unknown_words(tokenizer: Any, prompts: Sequence[str]) -> None:
+    """Warn once when prompts hold words the model's vocabulary lacks (they reach it as its unknown token)."""
+    unknown: dict[str, None] = {}
+    for prompt in dict.fromkeys(prompts):
+        unknown.update(dict.fromkeys(unknown_words(tokenizer, prompt)))
+    if unknown:
+        words = list(unknown)
+        shown = ", ".join(repr(w) for w in words[:10]) + (
+            f" and {len(words) - 10} more" if len(words) > 10 else ""
+        )
+        logger.warning(
+            "%d word(s) of the prompt are not in the model's vocabulary and reach it as %r: %s",
+            len(words),
+            tokenizer.unk_token,
+            shown,
+        )
 
 
 def analyse_during_generation(model: Any, lens: LogitLens) -> bool:

@@ -191,3 +191,16 @@ def test_analysis_follows_generation_only_on_one_cuda_device(tiny_llava) -> None
     from evolens.api import analyse_during_generation
 
     assert not analyse_during_generation(tiny_llava.model, tiny_llava.lens())
+
+
+def test_words_outside_the_vocabulary_are_named_in_a_warning(tiny_llava, image, caplog) -> None:
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="evolens.api"):
+        tiny_llava.trace(image, "describe this image", max_new_tokens=1)
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING, logger="evolens.api"):
+        tiny_llava.trace(images=[image, image], prompts=["describe xyzzy", "plugh xyzzy"], max_new_tokens=1)
+    (record,) = caplog.records
+    assert "2 word(s) of the prompt are not in the model's vocabulary" in record.getMessage()
+    assert "'xyzzy', 'plugh'" in record.getMessage()

@@ -115,6 +115,19 @@ def check_prompt(prompt: object, *, what: str = "prompt") -> str:
     return prompt
 
 
+def unknown_words(tokenizer: Any, text: str) -> list[str]:
+    """The words of ``text`` that ``tokenizer`` can encode only as its unknown token, in order (a word-level
+    vocabulary such as the toy model's has them; byte-level tokenizers encode everything and return ``[]``)."""
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None or unk not in tokenizer(text, add_special_tokens=False)["input_ids"]:
+        return []
+    return [
+        word
+        for word in dict.fromkeys(text.split())
+        if unk in tokenizer(word, add_special_tokens=False)["input_ids"]
+    ]
+
+
 def _tokenizer(processor: Any) -> Any:
     return getattr(processor, "tokenizer", processor)
 
