@@ -243,6 +243,7 @@ def test_broken_code_shipped_with_a_checkpoint_gets_one_line(tmp_path) -> None:
     [
         (lambda data: data[: len(data) // 2], "is truncated"),
         (lambda data: data[:5], "not a safetensors file"),
+        (lambda data: data[:200], "header alone takes"),
         (lambda data: (64).to_bytes(8, "little") + b"{not json" + data[17:], "header cannot be read"),
     ],
 )

@@ -201,9 +201,13 @@ def check_safetensors_file(path: Path) -> None:
         size = path.stat().st_size
         with path.open("rb") as fh:
             prefix = fh.read(8)
-            n_header = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
-            if not 0 < n_header <= size - 8:
-                raise ModelLoadError(f"{path} is corrupt or truncated: not a safetensors file ({size} bytes)")
+            n_header = int.from_bytes(prefix, "little") if len(prefix) == 8 else 0
+            if n_header < 2 or n_header > 100_000_000:  # the format caps headers at 100 MB
+                raise ModelLoadError(f"{path} is corrupt: not a safetensors file ({size:,} bytes)")
+            if n_header > size - 8:
+                raise ModelLoadError(
+                    f"{path} is truncated: {size:,} bytes where its header alone takes {8 + n_header:,}"
+                )
             header = json.loads(fh.read(n_header))
         end = max(
             (int(entry["data_offsets"][1]) for name, entry in header.items() if name != "__metadata__"),
