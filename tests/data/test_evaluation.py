@@ -223,6 +223,10 @@ def test_pope_by_hand(tmp_path: Path) -> None:
     assert p.yes_ratio == pytest.approx(3 / 6)
     assert [it.hallucinated for it in result.items] == [False, False, True, True, False, False]
     assert result.items[3].mentions[0].word == "not"
+    rows = {(r.benchmark, r.name): (r.value, r.unit) for r in result.score_rows()}
+    assert rows[("POPE", "F1")] == (p.f1, "%") and rows[("POPE", "questions")] == (6, "count")
+    assert rows[("POPE", "precision ('yes' positive)")] == (p.precision, "%")
+    assert {r.benchmark for r in result.score_rows()} == {"POPE"}
 
 
 def test_binary_scores_round_trip() -> None:

@@ -73,6 +73,12 @@ def test_a_run_report_shows_analyses_labels_and_statistics(analysed_run: Path) -
     assert "Run · " in html
     for line in summary["evaluation_lines"]:
         assert text(line) in html
+    # the scores as a table with the benchmarks' own names and units, not a dump of keys
+    scores = html[html.index('<table class="scores">') :]
+    scores = scores[: scores.index("</table>")]
+    assert "<th>benchmark</th><th>score</th><th>value</th><th>unit</th>" in scores
+    assert "<td>AMBER generative</td><td>CHAIR</td>" in scores and "<td>%</td>" in scores
+    assert "cog_hits" not in scores and "n_flagged" not in scores
     stats = results.statistics()
     assert stats is not None and "AUROC of “a mutation layer was detected”" in html
     assert f"{stats.all_tokens.n_tokens}" in html and "Analysis summary" in html

@@ -52,6 +52,35 @@ class Response:
     annotations: Mapping[str, Any]
 
 
+@dataclass(frozen=True)
+class ScoreRow:
+    """One benchmark score as a reader wants it.
+
+    Attributes:
+        benchmark: The benchmark (and part), e.g. ``"AMBER generative"``, ``"AMBER discriminative, existence"``.
+        name: The score's name as the benchmark's paper prints it (``"CHAIR"``, ``"F1"``, ``"yes ratio"``...).
+        value: A share in [0, 1] for unit ``"%"`` (shown times 100), else a count; ``None`` when undefined.
+        unit: ``"%"`` or ``"count"``.
+    """
+
+    benchmark: str
+    name: str
+    value: float | None
+    unit: str
+
+
+def _binary_rows(benchmark: str, b: BinaryScores) -> list[ScoreRow]:
+    return [
+        ScoreRow(benchmark, "accuracy", b.accuracy, "%"),
+        ScoreRow(benchmark, f"precision ({b.positive!r} positive)", b.precision, "%"),
+        ScoreRow(benchmark, "recall", b.recall, "%"),
+        ScoreRow(benchmark, "F1", b.f1, "%"),
+        ScoreRow(benchmark, "yes ratio", b.yes_ratio, "%"),
+        ScoreRow(benchmark, "questions", b.n, "count"),
+        ScoreRow(benchmark, "unparsed answers", b.unparsed_positive + b.unparsed_negative, "count"),
+    ]
+
+
 @dataclass
 class Evaluation:
     """Scores of a set of responses, per benchmark, with the per-item judgements.
@@ -107,6 +136,44 @@ class Evaluation:
             vqa=VqaScores.from_dict(data["vqa"]) if data.get("vqa") else None,
             n_unjudged=int(data.get("n_unjudged", 0)),
         )
+
+    def score_rows(self) -> list[ScoreRow]:
+        """Every score of every benchmark that had responses, named as its paper names it, with its unit."""
+        rows: list[ScoreRow] = []
+        if (g := self.amber_generative) is not None:
+            name = "AMBER generative"
+            rows += [
+                ScoreRow(name, "CHAIR", g.chair, "%"),
+                ScoreRow(name, "Cover", g.cover, "%"),
+                ScoreRow(name, "Hal", g.hal, "%"),
+                ScoreRow(name, "Cog", g.cog, "%"),
+                ScoreRow(name, "responses", g.n_responses, "count"),
+                ScoreRow(name, "object mentions", g.n_mentions, "count"),
+                ScoreRow(name, "hallucinated mentions", g.n_flagged, "count"),
+            ]
+        if (d := self.amber_discriminative) is not None:
+            for part in ("overall", "existence", "attribute", "relation"):
+                scores = getattr(d, part)
+                if scores is not None:
+                    rows += _binary_rows(f"AMBER discriminative, {part}", scores)
+        if self.pope is not None:
+            rows += _binary_rows("POPE", self.pope)
+        if (c := self.chair) is not None:
+            rows += [
+                ScoreRow("CHAIR", "CHAIRs", c.chair_s, "%"),
+                ScoreRow("CHAIR", "CHAIRi", c.chair_i, "%"),
+                ScoreRow("CHAIR", "recall", c.recall, "%"),
+                ScoreRow("CHAIR", "captions", c.n_captions, "count"),
+                ScoreRow("CHAIR", "object mentions", c.n_mentions, "count"),
+            ]
+        if (v := self.vqa) is not None:
+            rows += [ScoreRow("VQA", "accuracy", v.accuracy, "%"), ScoreRow("VQA", "questions", v.n, "count")]
+            rows += [
+                ScoreRow("VQA", f"accuracy, {kind}", e["accuracy"], "%") for kind, e in v.by_kind.items()
+            ]
+            if v.n_prior:
+                rows.append(ScoreRow("VQA", "answered with the prior", v.prior_rate, "%"))
+        return rows
 
     def summary_lines(self) -> list[str]:
         """Short human-readable lines, percentages with one decimal as AMBER prints them."""

@@ -120,23 +120,28 @@ def _rows(rows: Sequence[Sequence[Any]], head: Sequence[str], css: str = "extra"
 
 
 def _scores(summary: Mapping[str, Any]) -> str:
+    """The benchmarks' scores as one table: benchmark, score (as its paper names it), value, unit."""
+    from evolens.data.evaluation import Evaluation
+
     lines = summary.get("evaluation_lines") or []
     scores = summary.get("evaluation") or {}
     parts = [f'<p class="score-line">{text(line)}</p>' for line in lines]
-    for bench in ("amber_generative", "amber_discriminative", "pope", "chair", "vqa"):
-        values = scores.get(bench)
-        if not isinstance(values, Mapping):
-            continue
-        flat = [
-            (k, v)
-            for k, v in values.items()
-            if v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+    rows = (
+        Evaluation.from_dict(dict(scores)).score_rows()
+        if isinstance(scores, Mapping) and "method" in scores
+        else []
+    )
+    if rows:
+        body = [
+            [
+                text(row.benchmark),
+                text(row.name),
+                _pct(row.value).removesuffix("%") if row.unit == "%" else _count(row.value),
+                text("%" if row.unit == "%" else ""),
+            ]
+            for row in rows
         ]
-        if isinstance(values.get("overall"), Mapping):  # AMBER discriminative: the overall scores
-            flat += [(f"overall {k}", v) for k, v in values["overall"].items() if isinstance(v, int | float)]
-        if flat:
-            rows = [[text(k), cell(v)] for k, v in flat]
-            parts.append(f"<h4>{text(bench.replace('_', ' '))}</h4>" + _rows(rows, ["score", "value"]))
+        parts.append(_rows(body, ["benchmark", "score", "value", "unit"], "scores"))
     method = (scores.get("method") or {}) if isinstance(scores, Mapping) else {}
     verdicts = {k: v for k, v in method.items() if k in ("amber", "chair") and isinstance(v, str)}
     if verdicts:
@@ -146,6 +151,10 @@ def _scores(summary: Mapping[str, Any]) -> str:
     if not parts:
         return '<p class="note">no benchmark annotations: nothing was evaluated</p>'
     return "".join(parts)
+
+
+def _count(value: float | None) -> str:
+    return "—" if value is None else f"{int(value):,}"
 
 
 def _statistics(ctx: RunContext) -> str:
