@@ -213,6 +213,22 @@ def test_layer_histogram_counts_each_layer_and_skips_missing() -> None:
         viz.layer_histogram_figure([7], n_layers=4)
 
 
+def test_histogram_legends_cover_no_bar() -> None:
+    """Bars of nearly equal height over every layer leave no room inside the axes: the legend goes above them."""
+    rng = np.random.default_rng(0)
+    layers = rng.integers(0, 33, 400).astype(float)
+    fig = viz.dataset_summary_figure(
+        n_layers=32, critical_layers=layers, mutation_layers=layers[::-1], hallucinated=rng.random(400) < 0.3
+    )
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    for ax in _axes(fig)[:2]:
+        legend = ax.get_legend().get_window_extent(renderer)
+        bars = [patch.get_window_extent(renderer) for patch in ax.patches if patch.get_height() > 0]
+        assert bars and not any(legend.overlaps(bar) for bar in bars)
+        assert not legend.overlaps(ax.title.get_window_extent(renderer))
+
+
 def test_dataset_summary_splits_hallucinated_and_grounded() -> None:
     fig = viz.dataset_summary_figure(
         n_layers=4,

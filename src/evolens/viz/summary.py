@@ -67,11 +67,21 @@ def layer_histogram_figure(
     ax.set_xlabel(xlabel)
     ax.set_ylabel("fraction" if density else "count")
     ax.grid(axis="y", alpha=0.25, linewidth=0.6)
-    leg = ax.legend(frameon=False)
+    # above the axes, between them and the title: inside, it would cover the tallest bars
+    leg = ax.legend(
+        frameon=False,
+        loc="lower left",
+        bbox_to_anchor=(0.0, 1.0),
+        ncols=len(named),
+        fontsize="small",
+        borderaxespad=0.1,
+        handlelength=1.0,
+        columnspacing=1.0,
+    )
     for text in leg.get_texts():
         text.set_parse_math(False)
     if title is not None:
-        ax.set_title(title, parse_math=False)
+        ax.set_title(title, parse_math=False, pad=20)
     return fig
 
 
