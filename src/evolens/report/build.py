@@ -35,7 +35,7 @@ from evolens import __version__
 from evolens.errors import SettingsError, StoreError
 from evolens.report import extras as ex
 from evolens.report import items as it
-from evolens.report.escape import json_for_script, text
+from evolens.report.escape import json_for_script, short_source, text
 from evolens.report.media import image_uri, trace_image
 from evolens.report.payload import (
     JSD_SCALE,
@@ -305,7 +305,7 @@ def _image_block(trace: Trace, item_extras: Mapping[str, Any], image_root: Path 
     if trace.image is None and uri is None:
         return '<div class="no-image">text-only input (no image)</div>'
     info = trace.image
-    caption = text(info.source if info else "image")
+    caption = text(short_source(info.source) if info else "image")
     if info:
         caption += f" · {info.width}×{info.height}"
     if note:
@@ -435,7 +435,7 @@ def _item_section(
 ) -> str:
     meta = [
         ("prompt", trace.prompt),
-        ("model", f"{trace.model.source} ({trace.model.family}, {trace.n_layers} layers)"),
+        ("model", f"{short_source(trace.model.source)} ({trace.model.family}, {trace.n_layers} layers)"),
         ("lens", trace.lens_mode),
         ("tokens", f"{trace.n_steps} (stopped by {trace.stop_reason})"),
     ]
@@ -755,7 +755,7 @@ def build_report(
 
         stats.n_items += 1
         stats.n_tokens.append(trace.n_steps)
-        stats.models[trace.model.source] += 1
+        stats.models[short_source(trace.model.source)] += 1
         stats.lenses[trace.lens_mode] += 1
         stats.layers[trace.n_layers] += 1
         stats.stops[trace.stop_reason] += 1

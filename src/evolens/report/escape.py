@@ -6,6 +6,8 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
+from pathlib import PurePath
 from typing import Any
 
 # Inside a <script> element the HTML parser ends the element at "</script" and enters the escaped state at "<!--";
@@ -17,6 +19,32 @@ _SCRIPT_ESCAPES = {
     "\u2028": "\\u2028",
     "\u2029": "\\u2029",
 }
+
+
+def short_source(source: str) -> str:
+    """A model or image source as a report shows it: a local absolute path keeps only its last two parts (a report
+    is shared; where the files lay on one machine is not its reader's business), hub ids and relative paths stay.
+
+    >>> short_source("/home/ann/models/llava-7b"), short_source("llava-hf/llava-1.5-7b-hf")
+    ('…/models/llava-7b', 'llava-hf/llava-1.5-7b-hf')
+    """
+    path = PurePath(source)
+    if not path.is_absolute() or len(path.parts) <= 3:
+        return source
+    return "…/" + "/".join(path.parts[-2:])
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~])/(?:[^\s/:'\"<>]+/)+[^\s/:'\"<>]+")
+
+
+def short_paths(message: str) -> str:
+    """``message`` with every absolute path in it shortened as :func:`short_source` does (error messages name
+    files).
+
+    >>> short_paths("image file not found: /home/ann/data/image/AMBER_3.jpg")
+    'image file not found: …/image/AMBER_3.jpg'
+    """
+    return _ABSOLUTE_PATH.sub(lambda m: short_source(m.group(0)), message)
 
 
 def text(value: Any) -> str:

@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from evolens.report.escape import text
+from evolens.report.escape import short_paths, text
 from evolens.report.media import figure_uri
 
 if TYPE_CHECKING:
@@ -260,7 +260,12 @@ def _failures(ctx: RunContext) -> str:
     if not ctx.failures:
         return ""
     rows = [
-        [text(item_id), text(f.get("stage", "")), text(f.get("error", "")), text(f.get("message", ""))]
+        [
+            text(item_id),
+            text(f.get("stage", "")),
+            text(f.get("error", "")),
+            text(short_paths(str(f.get("message", "")))),
+        ]
         for item_id, f in ctx.failures.items()
     ]
     return "<h3>Failed items</h3>" + _rows(rows, ["item", "stage", "error", "message"])
