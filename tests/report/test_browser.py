@@ -231,6 +231,17 @@ def test_run_report_colouring_toggle_and_token_analysis(
     second.click()  # the second item keeps its own (real) analysis
     page.locator("#item-1 .detail .panel.analysis").wait_for(state="visible")
 
+    # a link from the run summary to an item scrolls its header below the sticky controls, not under them
+    page.evaluate("() => window.scrollTo(0, 0)")
+    page.locator('a[href="#item-1"]').first.click()
+    page.wait_for_function("() => window.scrollY > 0")
+    header = page.locator("#item-1").bounding_box()
+    bar = page.locator(".controls").bounding_box()
+    assert header is not None and bar is not None and header["y"] >= bar["y"] + bar["height"] - 1, (
+        header,
+        bar,
+    )
+
     page.screenshot(path=str(tmp_path / "run.png"), full_page=True)
     assert dialogs == [] and problems == []
     assert requests == [path.as_uri()], "the report reached for something besides itself"

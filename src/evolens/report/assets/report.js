@@ -540,6 +540,13 @@
     } else {
       hosts.forEach(renderHeatmap);
     }
+    // anchors (#item-3, #run-…) scroll their target below the sticky controls, however tall they wrap
+    var controls = document.querySelector(".controls");
+    function controlsHeight() {
+      document.documentElement.style.setProperty("--controls-h", (controls ? controls.offsetHeight : 0) + "px");
+    }
+    controlsHeight();
+    window.addEventListener("resize", controlsHeight);
     document.body.setAttribute("data-ready", "1");
   }
   readData().then(function (data) {
