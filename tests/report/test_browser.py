@@ -231,6 +231,17 @@ def test_run_report_colouring_toggle_and_token_analysis(
     second.click()  # the second item keeps its own (real) analysis
     page.locator("#item-1 .detail .panel.analysis").wait_for(state="visible")
 
+    # the item list filters the items: the rows and the item sections that do not match are hidden
+    verdict = page.locator('select[data-filter="verdict"] option').nth(1).get_attribute("value")
+    rows = page.locator("tr[data-row]")
+    matching = [i for i in range(rows.count()) if rows.nth(i).get_attribute("data-verdict") == verdict]
+    page.select_option('select[data-filter="verdict"]', verdict)
+    assert page.locator("tr[data-row]:not([hidden])").count() == len(matching) < rows.count()
+    assert page.locator("section.item:not([hidden])").count() == len(matching)
+    assert page.locator("#filter-count").inner_text() == f"{len(matching)} of {rows.count()} items"
+    page.select_option('select[data-filter="verdict"]', "")
+    assert page.locator("section.item:not([hidden])").count() == rows.count()
+
     # a link from the run summary to an item scrolls its header below the sticky controls, not under them
     page.evaluate("() => window.scrollTo(0, 0)")
     page.locator('a[href="#item-1"]').first.click()

@@ -90,6 +90,18 @@ def test_a_run_report_shows_analyses_labels_and_statistics(analysed_run: Path) -
     )
     expected_figures = summary_figures(tokens, stats.n_layers, stats)
     assert all(text(f.caption) in html for f in expected_figures)
+    # the dataset figures come first in the run's section, before its tables
+    from matplotlib.figure import Figure
+
+    from evolens.report.runs import load_run
+    from evolens.report.sections import run_section
+
+    section = run_section(load_run(analysed_run), [("the dataset picture", Figure())])
+    assert section.index("the dataset picture") < section.index("<h3>Evaluation</h3>")
+    # the item list can be filtered by judgement; rows and item sections carry what the filters read
+    assert 'id="item-filters"' in html and 'select data-filter="verdict"' in html
+    assert re.search(r'<tr data-row="0" data-verdict="(hallucinated|correct|—)" data-task="amber-', html)
+    assert re.search(r'<section class="item" id="item-0" data-item="0" data-verdict=', html)
     # hostile dataset strings (a prompt, an annotation word) are escaped everywhere
     assert EVIL not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert all(EVIL not in block for block in script_blocks(html))

@@ -432,6 +432,7 @@ def _item_section(
     flag_names: list[str],
     image_root: Path | None,
     data: _ItemData,
+    attributes: str = "",
 ) -> str:
     meta = [
         ("prompt", trace.prompt),
@@ -443,7 +444,7 @@ def _item_section(
     notes = data.notes + ex.notes(item_extras.get("notes", []), f"extras[{trace.item_id!r}].notes")
     notes_html = "".join(f'<p class="note">{text(n)}</p>' for n in notes)
     parts = [
-        f'<section class="item" id="item-{index}" data-item="{index}">',
+        f'<section class="item" id="item-{index}" data-item="{index}"{attributes}>',
         f'<header><h2>#{index + 1} · {text(trace.item_id)}</h2><a href="#summary">back to the summary</a></header>',
         notes_html,
         f'<div class="item-head">{_image_block(trace, item_extras, image_root)}<dl class="meta">{meta_html}</dl></div>',
@@ -509,6 +510,7 @@ class _RunStats:
     jsd: dict[str, list[torch.Tensor]] = field(default_factory=dict)
     primary: str | None = None
     rows: list[str] = field(default_factory=list)
+    filters: str = ""
 
     def group_jsd(self, primary: str | None) -> None:
         """Split every item's ``[L, T]`` JSD into the tokens flagged ``primary`` and the others (or keep all)."""
@@ -605,7 +607,9 @@ def _summary_section(
         gallery(figures) if figures else "",
         f"<h2>Feature geometry</h2>{gallery(geometry)}" if geometry else "",
         f"<h2>Tables</h2>{tables(table_entries)}" if table_entries else "",
-        '<h2>Items</h2><table class="items"><thead><tr><th>#</th><th>item</th><th>prompt</th><th>tokens</th>',
+        "<h2>Items</h2>",
+        stats.filters,
+        '<table class="items"><thead><tr><th>#</th><th>item</th><th>prompt</th><th>tokens</th>',
         verdict_head,
         flag_heads,
         "<th>text</th></tr></thead><tbody>",
@@ -637,6 +641,15 @@ class _ItemRow:
     n_steps: int
     verdict: str | None
     flag_counts: dict[str, int]
+    task: str | None = None
+
+    def attributes(self) -> str:
+        """What the item list's filters read (``report.js``): judgement, task, the flags with a marked token."""
+        flags = "|".join(name for name, count in self.flag_counts.items() if count)
+        return (
+            f' data-verdict="{text(self.verdict or "")}" data-task="{text(self.task or "")}"'
+            f' data-flags="{text(flags)}"'
+        )
 
     def html(self, flag_names: Sequence[str]) -> str:
         prompt = self.prompt if len(self.prompt) <= 90 else self.prompt[:89] + "…"
@@ -645,10 +658,37 @@ class _ItemRow:
         judgement = "" if self.verdict is None else f"<td>{text(self.verdict)}</td>"
         i = self.index
         return (
-            f'<tr><td><a href="#item-{i}">{i + 1}</a></td><td><a href="#item-{i}">{text(self.item_id)}</a></td>'
+            f'<tr data-row="{i}"{self.attributes()}><td><a href="#item-{i}">{i + 1}</a></td>'
+            f'<td><a href="#item-{i}">{text(self.item_id)}</a></td>'
             f'<td>{text(prompt)}</td><td>{self.n_steps}</td>{judgement}{counts}<td class="text">{text(snippet)}</td>'
             "</tr>"
         )
+
+
+def _item_filters(rows: Sequence[_ItemRow], flag_names: Sequence[str]) -> str:
+    """The item list's filters: judgement, marked tokens, task (each offered when the items differ in it)."""
+
+    def select(key: str, label: str, values: Sequence[str], shown: Callable[[str], str]) -> str:
+        if not values:
+            return ""
+        options = "".join(f'<option value="{text(v)}">{text(shown(v))}</option>' for v in values)
+        return f'<label>{text(label)} <select data-filter="{key}"><option value="">any</option>{options}</select></label>'
+
+    verdicts = sorted({r.verdict for r in rows if r.verdict and r.verdict != "—"})
+    tasks = sorted({r.task for r in rows if r.task})
+    flags = [n for n in flag_names if any(r.flag_counts.get(n) for r in rows)]
+    parts = [
+        select("verdict", "judgement", verdicts, str),
+        select("flags", "with a token marked", flags, str),
+        select("task", "task", tasks if len(tasks) > 1 else [], str),
+    ]
+    if not any(parts):
+        return ""
+    return (
+        '<div class="filters" id="item-filters">Show items: '
+        + "".join(parts)
+        + f' <span class="note" id="filter-count">{len(rows)} of {len(rows)} items</span></div>'
+    )
 
 
 # -------------------------------------------------------------------------------------------- build
@@ -750,8 +790,16 @@ def build_report(
             }
         )
         payloads.append(payload)
+        verdict = None
+        if runs:
+            verdict = "—" if data.verdict is None else ("hallucinated" if data.verdict else "correct")
+        task = (data.evaluation or {}).get("task") or (data.annotations or {}).get("task")
+        row = _ItemRow(index, trace.item_id, trace.prompt, trace.text, trace.n_steps, verdict,
+                       {k: sum(v) for k, v in data.flags.items()}, None if task is None else str(task))  # fmt: skip
         # A flag's mark depends only on the flags seen before it, so the section can be written now.
-        sections.append(_item_section(index, trace, item_extras, data.flags, flag_names, root, data))
+        sections.append(
+            _item_section(index, trace, item_extras, data.flags, flag_names, root, data, row.attributes())
+        )
 
         stats.n_items += 1
         stats.n_tokens.append(trace.n_steps)
@@ -764,16 +812,13 @@ def build_report(
         for name, vs in data.flags.items():
             stats.flagged[name] += sum(vs)
         stats.jsd_parts.append((trace.jsd("bits"), data.flags))
-        verdict = None
-        if runs:
-            verdict = "—" if data.verdict is None else ("hallucinated" if data.verdict else "correct")
-        item_rows.append(_ItemRow(index, trace.item_id, trace.prompt, trace.text, trace.n_steps, verdict,
-                                  {k: sum(v) for k, v in data.flags.items()}))  # fmt: skip
+        item_rows.append(row)
         if progress is not None:
             progress(index + 1, len(sources))
 
     # The items table has a column per flag, known once every item is read.
     stats.rows = [row.html(flag_names) for row in item_rows]
+    stats.filters = _item_filters(item_rows, flag_names)
     primary: str | None = flag_names[0] if flag_names else None
     if it.HALLUCINATED_FLAG in flag_names:
         primary = it.HALLUCINATED_FLAG

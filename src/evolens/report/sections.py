@@ -295,10 +295,10 @@ def run_section(ctx: RunContext, figures: Sequence[tuple[str, Any]]) -> str:
     if ctx.summary is None:
         parts.append('<p class="note">The run is not merged yet (no results/): per-item data only.</p>')
     else:
+        if figures:  # the dataset-level picture first, the numbers behind it after
+            parts.append(gallery(figures))
         parts.append("<h3>Evaluation</h3>" + _scores(ctx.summary))
         parts.append("<h3>Critical and mutation layers: hallucinated vs grounded</h3>" + _statistics(ctx))
-        if figures:
-            parts.append(gallery(figures))
         parts.append(_analysis_summary(ctx))
     parts.append(_failures(ctx))
     parts.append("</section>")

@@ -540,6 +540,31 @@
     } else {
       hosts.forEach(renderHeatmap);
     }
+    // the item list's filters hide the rows and the item sections that do not match
+    var filters = document.getElementById("item-filters");
+    if (filters) {
+      var selects = filters.querySelectorAll("select[data-filter]");
+      var applyFilters = function () {
+        var rows = document.querySelectorAll("tr[data-row]");
+        var shown = 0;
+        rows.forEach(function (row) {
+          var keep = true;
+          selects.forEach(function (select) {
+            var wanted = select.value;
+            if (!wanted) { return; }
+            var key = select.getAttribute("data-filter");
+            var have = row.getAttribute("data-" + key) || "";
+            keep = keep && (key === "flags" ? have.split("|").indexOf(wanted) >= 0 : have === wanted);
+          });
+          row.hidden = !keep;
+          var section = document.getElementById("item-" + row.getAttribute("data-row"));
+          if (section) { section.hidden = !keep; }
+          if (keep) { shown += 1; }
+        });
+        document.getElementById("filter-count").textContent = shown + " of " + rows.length + " items";
+      };
+      selects.forEach(function (select) { select.addEventListener("change", applyFilters); });
+    }
     // anchors (#item-3, #run-…) scroll their target below the sticky controls, however tall they wrap
     var controls = document.querySelector(".controls");
     function controlsHeight() {
