@@ -83,7 +83,7 @@ def test_skip_table_flags_hallucinations_and_corrections() -> None:
 def test_a_ground_truth_word_a_variant_adds_is_not_a_correction() -> None:
     """A variant that invents an extra "star" (a ground-truth word: there is a star) replaced no hallucination:
     not green. Where it replaces the original's hallucination "moon" with "star", it is."""
-    from evolens.experiments.skip import skip_token_flags
+    from evolens.viz.results import skip_token_flags
 
     ann = Annotations.of(["star", "heart"], ["moon"])
     original = ["a", " star", " and", " a", " heart"]

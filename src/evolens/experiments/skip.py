@@ -40,7 +40,6 @@ from evolens.analysis.compare import (
     HallucinationCount,
     common_prefix,
     count_hallucinations,
-    mention_spans,
     similarity,
     token_diff,
 )
@@ -461,47 +460,6 @@ class SkipResult:
             variants=[VariantOutput.from_dict(v) for v in data["variants"]],
             annotations=Annotations.from_dict(data["annotations"]) if data.get("annotations") else None,
         )
-
-
-SkipFlag = Literal["hallucinated", "corrected"]
-
-
-def skip_token_flags(result: SkipResult, variant: VariantOutput) -> list[SkipFlag | None]:
-    """The paper's Fig. 5 colours of one output's tokens.
-
-    ``"hallucinated"`` (red) on the tokens that spell an annotated hallucination word; ``"corrected"`` (green) on
-    those that spell an annotated ground-truth word where the output *replaced a hallucination of the original*:
-    inside a change of the token diff whose original side covers a hallucinated mention. A ground-truth word a
-    variant merely adds, or repeats, is not a correction. No annotations: no flags.
-    """
-    from evolens.data.labels import mention_steps
-
-    flags: list[SkipFlag | None] = [None] * len(variant.tokens)
-    annotations = result.annotations
-    if annotations is None or not variant.ran:
-        return flags
-
-    def steps(tokens: Sequence[str], words: Iterable[str]) -> set[int]:
-        text = "".join(tokens)
-        return {
-            step
-            for start, end, _ in mention_spans(text, words)
-            for step in mention_steps(tokens, text, start, end)
-        }
-
-    original = result.variant(ORIGINAL)
-    was_hallucinated = steps(original.tokens, annotations.hallucination)
-    replaced = {
-        step
-        for op in variant.diff
-        if op.tag != "equal" and was_hallucinated.intersection(range(op.a_start, op.a_end))
-        for step in range(op.b_start, op.b_end)
-    }
-    for step in steps(variant.tokens, annotations.ground_truth) & replaced:
-        flags[step] = "corrected"
-    for step in steps(variant.tokens, annotations.hallucination):
-        flags[step] = "hallucinated"
-    return flags
 
 
 @dataclass(frozen=True)

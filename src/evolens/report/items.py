@@ -208,8 +208,8 @@ def label_flags(labels: Mapping[str, Sequence[str | None]]) -> dict[str, list[bo
 # --------------------------------------------------------------------------------------------- skip
 def skip_flags(result: SkipResult) -> list[list[str | None]]:
     """Per output (the original first), per token: the paper's Fig. 5 colours
-    (:func:`~evolens.experiments.skip.skip_token_flags`)."""
-    from evolens.experiments.skip import skip_token_flags
+    (:func:`~evolens.viz.results.skip_token_flags`)."""
+    from evolens.viz.results import skip_token_flags
 
     return [list(skip_token_flags(result, variant)) for variant in result.variants]
 

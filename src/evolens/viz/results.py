@@ -19,7 +19,7 @@ result                                              figure
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -85,13 +85,54 @@ def _layer_ranges(layers: Sequence[int]) -> str:
     return ", ".join(parts)
 
 
+SkipFlag = Literal["hallucinated", "corrected"]
+
+
+def skip_token_flags(result: SkipResult, variant: VariantOutput) -> list[SkipFlag | None]:
+    """The paper's Fig. 5 colours of one output's tokens.
+
+    ``"hallucinated"`` (red) on the tokens that spell an annotated hallucination word; ``"corrected"`` (green) on
+    those that spell an annotated ground-truth word where the output *replaced a hallucination of the original*:
+    inside a change of the token diff whose original side covers a hallucinated mention. A ground-truth word a
+    variant merely adds, or repeats, is not a correction. No annotations: no flags.
+    """
+    from evolens.analysis.compare import mention_spans
+    from evolens.data.labels import mention_steps
+    from evolens.experiments.skip import ORIGINAL
+
+    flags: list[SkipFlag | None] = [None] * len(variant.tokens)
+    annotations = result.annotations
+    if annotations is None or not variant.ran:
+        return flags
+
+    def steps(tokens: Sequence[str], words: Iterable[str]) -> set[int]:
+        text = "".join(tokens)
+        return {
+            step
+            for start, end, _ in mention_spans(text, words)
+            for step in mention_steps(tokens, text, start, end)
+        }
+
+    original = result.variant(ORIGINAL)
+    was_hallucinated = steps(original.tokens, annotations.hallucination)
+    replaced = {
+        step
+        for op in variant.diff
+        if op.tag != "equal" and was_hallucinated.intersection(range(op.a_start, op.a_end))
+        for step in range(op.b_start, op.b_end)
+    }
+    for step in steps(variant.tokens, annotations.ground_truth) & replaced:
+        flags[step] = "corrected"
+    for step in steps(variant.tokens, annotations.hallucination):
+        flags[step] = "hallucinated"
+    return flags
+
+
 def _variant_flags(
     variant: VariantOutput, result: SkipResult, *, mark_changes: bool
 ) -> tuple[list[str], list[str | None]]:
-    """Token strings and flags of one cell: the paper's Fig. 5 colours
-    (:func:`~evolens.experiments.skip.skip_token_flags`), other departures from the original optionally in blue."""
-    from evolens.experiments.skip import skip_token_flags
-
+    """Token strings and flags of one cell: the paper's Fig. 5 colours (:func:`skip_token_flags`), other
+    departures from the original optionally in blue."""
     if not variant.ran:  # one token per word, so the note wraps like a text
         words = NOTHING_TO_SKIP.split(" ")
         return [words[0], *(" " + w for w in words[1:])], [None] * len(words)
@@ -123,7 +164,7 @@ def skip_table(
 
     Tokens are flagged ``"hallucinated"`` where they spell an annotated hallucination word (any column) and
     ``"corrected"`` where a variant spells an annotated ground-truth word in place of a hallucination of the
-    original (:func:`~evolens.experiments.skip.skip_token_flags`).
+    original (:func:`skip_token_flags`).
     """
     by_id = {r.item_id: r for r in report.results}
     chosen = list(items) if items is not None else list(by_id)
