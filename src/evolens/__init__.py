@@ -32,24 +32,8 @@ True
 True
 """
 
-from evolens.errors import (
-    DatasetError,
-    EvolensError,
-    ImageDecodeError,
-    ImageNotFoundError,
-    InputError,
-    ModelLoadError,
-    NotAModelError,
-    PromptError,
-    SettingsError,
-    UnsafeCheckpointError,
-    UnsafePathError,
-    UnsupportedModelError,
-)
-
-__version__ = "0.1.0"
-
 from evolens import toy
+from evolens._version import __version__
 from evolens.analysis import (
     AnalysisSummary,
     Annotations,
@@ -77,6 +61,20 @@ from evolens.data import (
     label_tokens,
     layer_statistics,
     open_dataset,
+)
+from evolens.errors import (
+    DatasetError,
+    EvolensError,
+    ImageDecodeError,
+    ImageNotFoundError,
+    InputError,
+    ModelLoadError,
+    NotAModelError,
+    PromptError,
+    SettingsError,
+    UnsafeCheckpointError,
+    UnsafePathError,
+    UnsupportedModelError,
 )
 from evolens.experiments import (
     SkipReport,

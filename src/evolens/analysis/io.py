@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from evolens.errors import StoreError
-from evolens.store.atomic import atomic_write_text
+from evolens.files import atomic_write_text
 
 SCHEMA_VERSION = 1
 
@@ -35,7 +35,7 @@ def clean_json(value: Any) -> Any:
 def write_result(path: str | Path, kind: str, data: dict[str, Any], default_name: str) -> Path:
     """Write ``data`` under ``kind`` to ``path`` (a ``.json`` file, or a directory that receives
     ``default_name``) atomically; returns the file written."""
-    from evolens import __version__
+    from evolens._version import __version__
 
     target = resolve_path(path, default_name)
     payload = {"kind": kind, "schema": SCHEMA_VERSION, "evolens": __version__, "data": clean_json(data)}

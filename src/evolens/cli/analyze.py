@@ -23,7 +23,7 @@ from evolens.cli.options import (
     write_figure,
 )
 from evolens.errors import SettingsError
-from evolens.store.atomic import check_writable
+from evolens.files import check_writable
 
 if TYPE_CHECKING:
     from evolens.analysis.aggregate import AnalysisSummary, Estimate, ItemSummary

@@ -21,7 +21,7 @@ from evolens.cli.options import (
     write_figure,
 )
 from evolens.errors import SettingsError
-from evolens.store.atomic import check_writable, make_directory
+from evolens.files import check_writable, make_directory
 
 if TYPE_CHECKING:
     from evolens.analysis.profiles import ProfileComparison

@@ -23,7 +23,7 @@ from evolens.cli.options import (
     write_figure,
 )
 from evolens.errors import LensUnavailableError, SettingsError
-from evolens.store.atomic import check_writable, make_directory
+from evolens.files import check_writable, make_directory
 
 if TYPE_CHECKING:
     from evolens.experiments.hallucination import TokenComparison

@@ -60,8 +60,8 @@ def trace(
     Example: evolens trace llava-hf/llava-1.5-7b-hf -i dog.jpg -p "Please describe this image in detail." -o runs/dog
     """
     import evolens
+    from evolens.files import check_replaceable, check_writable
     from evolens.models.inputs import check_prompt
-    from evolens.store.atomic import check_replaceable, check_writable
 
     check_prompt(prompt)  # cheap checks before the expensive load
     if image is not None:
@@ -107,7 +107,7 @@ def demo(
     atypical), evaluate them against the truth, find critical and mutation layers, draw the figures, write the
     HTML report, print where they are and a summary."""
     from evolens.demo import run_demo
-    from evolens.store.atomic import check_writable
+    from evolens.files import check_writable
 
     check_writable(out_dir, directory=True)
     quiet_transformers()

@@ -24,8 +24,8 @@ from evolens.cli.options import (
     write_figure,
 )
 from evolens.errors import SettingsError
+from evolens.files import check_writable, make_directory
 from evolens.geometry.detect import detect_stage_layers
-from evolens.store.atomic import check_writable, make_directory
 
 if TYPE_CHECKING:
     from evolens.geometry import FeatureMap, ReducerSettings

@@ -226,8 +226,8 @@ def run_command(
       torchrun --nproc-per-node 4 --no-python evolens run MODEL -d pope -r val2014 --questions pope.json -o runs/pope
     """
     import evolens
+    from evolens.files import check_writable
     from evolens.parallel import dist_info
-    from evolens.store.atomic import check_writable
 
     check_writable(out_dir, directory=True)
     data = _dataset(
@@ -377,7 +377,7 @@ def eval_command(
       evolens eval runs/pope --detector-param mutation_rule=jsd --detector-param first_layer=2
       evolens eval --responses answers.json -d amber -r AMBER/data --queries query_all.json
     """
-    from evolens.store.atomic import atomic_write_text, check_writable
+    from evolens.files import atomic_write_text, check_writable
 
     if json_out is not None:
         check_writable(json_out)

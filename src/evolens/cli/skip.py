@@ -37,7 +37,7 @@ from evolens.cli.run import (
     _dataset,
 )
 from evolens.errors import EvolensError, SettingsError
-from evolens.store.atomic import check_writable, make_directory
+from evolens.files import check_writable, make_directory
 
 if TYPE_CHECKING:
     from evolens.analysis.compare import Annotations

@@ -66,7 +66,7 @@ def train(
     """Train the toy LVLM from scratch on the toy world (CPU, deterministic under its seeds), with progress bars."""
     from dataclasses import replace
 
-    from evolens.store.atomic import check_replaceable
+    from evolens.files import check_replaceable
     from evolens.toy import TrainConfig
     from evolens.toy import train as train_toy
     from evolens.toy.train import SHIPPED_RECIPE, train_recipe
@@ -120,7 +120,7 @@ def eval_(
     config: ConfigOption = None,
 ) -> None:
     """Measure a toy model on held-out scenes: VQA accuracy, caption precision/recall, prior-driven errors."""
-    from evolens.store.atomic import check_writable
+    from evolens.files import check_writable
     from evolens.toy import evaluate
     from evolens.toy.card import write_model_card
     from evolens.toy.evaluate import save_evaluation

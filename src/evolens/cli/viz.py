@@ -11,7 +11,7 @@ import typer
 
 from evolens.cli.common import ConfigOption, app, examples, out
 from evolens.errors import SettingsError
-from evolens.store.atomic import check_writable
+from evolens.files import check_writable
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -18,12 +18,12 @@ import torch
 
 from evolens.analysis.params import DetectorParams
 from evolens.errors import SettingsError, StoreError
+from evolens.files import atomic_write_text
 from evolens.geometry import measures
 from evolens.geometry.detect import detect_stage_layers
 from evolens.geometry.features import UnitStates, multi_image_states, single_image_states
 from evolens.geometry.reduce import Projection, ReducerSettings, preprocess, reduce_2d
 from evolens.geometry.stages import GroupsInput, StageGroup, given_layer, normalize_groups, stage_groups
-from evolens.store.atomic import atomic_write_text
 from evolens.trace import Trace
 
 if TYPE_CHECKING:

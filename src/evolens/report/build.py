@@ -31,8 +31,9 @@ from typing import Any
 
 import torch
 
-from evolens import __version__
+from evolens._version import __version__
 from evolens.errors import SettingsError, StoreError
+from evolens.files import atomic_write_text
 from evolens.report import extras as ex
 from evolens.report import items as it
 from evolens.report.escape import json_for_script, short_source, text
@@ -47,7 +48,6 @@ from evolens.report.payload import (
 )
 from evolens.report.runs import RunContext, is_run_dir, load_run, read_item_files, run_root_of
 from evolens.report.sections import analysis_block, cell, evaluation_block, gallery, run_section, tables
-from evolens.store.atomic import atomic_write_text
 from evolens.trace import Trace
 from evolens.viz.style import cmap_hex
 

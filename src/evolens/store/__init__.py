@@ -1,6 +1,6 @@
 """Store: trace and run directories — manifest, Parquet tables, safetensors tensors; atomic writes."""
 
-from evolens.store.atomic import (
+from evolens.files import (
     atomic_directory,
     atomic_file,
     atomic_write_bytes,

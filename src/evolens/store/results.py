@@ -36,7 +36,7 @@ from evolens.data.labels import TokenLabels, label_tokens
 from evolens.data.stats import LayerDetector, LayerStatistics, TokenLayers, Unit, layer_statistics
 from evolens.data.text import MethodName
 from evolens.errors import SettingsError, StoreError
-from evolens.store.atomic import atomic_directory
+from evolens.files import atomic_directory
 from evolens.store.run import RunDirectory, dumps
 from evolens.store.trace_io import METRICS, TENSORS, load_trace, read_manifest
 

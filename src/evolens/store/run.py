@@ -42,7 +42,7 @@ from urllib.parse import quote
 
 from evolens.data.items import DataItem, json_lines
 from evolens.errors import EvolensError, StoreError
-from evolens.store.atomic import atomic_directory, atomic_write_text
+from evolens.files import atomic_directory, atomic_write_text
 from evolens.store.trace_io import MANIFEST as TRACE_MANIFEST
 from evolens.store.trace_io import save_trace, software_versions
 

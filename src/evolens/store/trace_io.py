@@ -27,9 +27,9 @@ from safetensors.torch import load_file, save_file
 
 from evolens.capture.generate import GenerationSettings
 from evolens.errors import StoreError
+from evolens.files import atomic_directory
 from evolens.metrics.compute import LayerMetrics
 from evolens.models.inputs import ImageInfo
-from evolens.store.atomic import atomic_directory
 from evolens.trace import ModelInfo, Trace
 
 SCHEMA_VERSION = 1
@@ -45,7 +45,7 @@ def software_versions() -> dict[str, str]:
     """Versions of evolens, transformers, torch and Python, for manifests."""
     import transformers
 
-    from evolens import __version__
+    from evolens._version import __version__
 
     return {
         "evolens": __version__,

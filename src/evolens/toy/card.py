@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from evolens.store.atomic import atomic_write_text
+from evolens.files import atomic_write_text
 from evolens.toy.evaluate import ToyEvaluation
 from evolens.toy.world import COLORS, PRIOR_STRENGTH, PRIORS, SHAPES, SLOTS
 

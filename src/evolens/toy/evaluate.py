@@ -316,7 +316,7 @@ def score(
 
 
 def save_evaluation(evaluation: ToyEvaluation, path: str | Path) -> Path:
-    from evolens.store.atomic import atomic_write_text
+    from evolens.files import atomic_write_text
 
     return atomic_write_text(path, json.dumps(evaluation.to_dict(), indent=2) + "\n")
 

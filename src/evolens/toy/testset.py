@@ -31,7 +31,7 @@ from evolens.data.amber import Amber
 from evolens.data.folder import ImageFolder
 from evolens.data.items import DataItem, Dataset, absolute_str, read_json, require_dir
 from evolens.errors import DatasetError
-from evolens.store.atomic import atomic_directory
+from evolens.files import atomic_directory
 from evolens.toy.evaluate import TEST_SEED, heldout_items, heldout_scenes
 from evolens.toy.world import SHAPES, Question, Scene, render
 

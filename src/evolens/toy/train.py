@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from evolens.errors import SettingsError, check_positive_int
-from evolens.store.atomic import atomic_directory, check_replaceable
+from evolens.files import atomic_directory, check_replaceable
 from evolens.toy.model import ToyArchitecture, build_model, build_processor
 from evolens.toy.world import (
     COLORS,

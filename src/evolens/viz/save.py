@@ -9,7 +9,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from evolens.errors import SettingsError
-from evolens.store.atomic import atomic_write_bytes
+from evolens.files import atomic_write_bytes
 from evolens.viz.style import figure_style
 
 FORMATS = ("png", "svg", "pdf")

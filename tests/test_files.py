@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from evolens.errors import StoreError
-from evolens.store import atomic_directory, atomic_file, atomic_write_text
+from evolens.files import atomic_directory, atomic_file, atomic_write_text
 
 
 def test_atomic_file_replaces_only_on_success(tmp_path) -> None:
@@ -78,7 +78,7 @@ def test_check_writable_creates_nothing(tmp_path) -> None:
 def test_paths_that_are_not_utf8_are_refused_before_anything_is_written(tmp_path) -> None:
     import os
 
-    from evolens.store.atomic import check_replaceable, check_writable, make_directory
+    from evolens.files import check_replaceable, check_writable, make_directory
 
     bad = tmp_path / os.fsdecode(b"out\xff")
     for check in (
