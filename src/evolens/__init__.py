@@ -52,14 +52,9 @@ from evolens.data import (
     Dataset,
     Evaluation,
     ImageFolder,
-    LayerStatistics,
     Pope,
-    TokenLabels,
-    TokenLayers,
     evaluate,
     evaluate_dataset,
-    label_tokens,
-    layer_statistics,
     open_dataset,
 )
 from evolens.errors import (
@@ -94,6 +89,7 @@ from evolens.geometry import (
     multi_image_map,
     single_image_map,
 )
+from evolens.hallucination import LayerStatistics, TokenLabels, TokenLayers, label_tokens, layer_statistics
 from evolens.lens.logit_lens import LogitLens
 from evolens.metrics.compute import LayerMetrics
 from evolens.models.registry import Family, register_family, supported_families

@@ -31,9 +31,9 @@ from typing import Any, Protocol
 from evolens.analysis.params import DetectorParams
 from evolens.api import LVLM
 from evolens.data.items import DataItem, Dataset
-from evolens.data.stats import Unit
 from evolens.data.text import MethodName, TextTools
 from evolens.errors import DatasetError, SettingsError, check_positive_int
+from evolens.hallucination.stats import Unit
 from evolens.lens.logit_lens import lens_dtype_of
 from evolens.metrics.compute import dtype_name
 from evolens.models.inputs import load_image

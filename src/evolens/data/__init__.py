@@ -1,5 +1,7 @@
-"""Datasets and hallucination benchmarks: readers (image folders, AMBER, POPE, COCO/CHAIR), evaluation, per-token
-labels and dataset statistics of critical and mutation layers."""
+"""Datasets and hallucination benchmarks: readers (image folders, AMBER, POPE, COCO/CHAIR) and their evaluation.
+
+Per-token labels and the dataset statistics of critical and mutation layers are one stage up, in
+:mod:`evolens.hallucination`."""
 
 from __future__ import annotations
 
@@ -13,10 +15,9 @@ from evolens.data.coco import Coco
 from evolens.data.evaluation import Evaluation, Response, evaluate, evaluate_dataset
 from evolens.data.folder import ImageFolder
 from evolens.data.items import DataItem, Dataset, resolve_inside
-from evolens.data.labels import Mention, TokenLabels, label_tokens
+from evolens.data.labels import Mention
 from evolens.data.pope import Pope
 from evolens.data.scores import BinaryScores, ItemEvaluation
-from evolens.data.stats import LayerDetector, LayerStatistics, TokenLayers, layer_statistics
 from evolens.data.text import TextMethod, TextTools
 from evolens.errors import SettingsError
 
@@ -53,19 +54,13 @@ __all__ = [
     "Evaluation",
     "ImageFolder",
     "ItemEvaluation",
-    "LayerDetector",
-    "LayerStatistics",
     "Mention",
     "Pope",
     "Response",
     "TextMethod",
     "TextTools",
-    "TokenLabels",
-    "TokenLayers",
     "evaluate",
     "evaluate_dataset",
-    "label_tokens",
-    "layer_statistics",
     "open_dataset",
     "resolve_inside",
 ]

@@ -3,7 +3,7 @@ judgements.
 
 Each item's ``annotations["task"]`` picks its evaluator; items without a task are not judged. The result holds the
 benchmark scores, one :class:`~evolens.data.scores.ItemEvaluation` per judged item (its mentions map to tokens
-with :func:`~evolens.data.labels.label_tokens`), and the text tools that ran (exact or fallback).
+with :func:`~evolens.hallucination.token_labels.label_tokens`), and the text tools that ran (exact or fallback).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from evolens.data.stats import LayerStatistics
+from evolens.hallucination.stats import LayerStatistics
 
 if TYPE_CHECKING:
     import pandas as pd

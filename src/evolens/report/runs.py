@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from evolens.analysis import AnalysisSummary
     from evolens.data.evaluation import Evaluation
-    from evolens.data.stats import LayerStatistics
+    from evolens.hallucination.stats import LayerStatistics
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def load_run(path: str | Path) -> RunContext:
 
     from evolens.analysis import AnalysisSummary
     from evolens.data.evaluation import Evaluation
-    from evolens.data.stats import LayerStatistics
+    from evolens.hallucination.stats import LayerStatistics
     from evolens.store import results as res
     from evolens.store.run import RunDirectory
 

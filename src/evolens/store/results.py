@@ -32,11 +32,11 @@ from evolens.analysis.params import DetectorParams
 from evolens.analysis.trace_analysis import DEFAULT_NAME as ANALYSIS_FILE
 from evolens.analysis.trace_analysis import TraceAnalysis, analyze_trace, jsd_baseline
 from evolens.data.evaluation import Evaluation, Response, evaluate
-from evolens.data.labels import TokenLabels, label_tokens
-from evolens.data.stats import LayerDetector, LayerStatistics, TokenLayers, Unit, layer_statistics
 from evolens.data.text import MethodName
 from evolens.errors import SettingsError, StoreError
 from evolens.files import atomic_directory
+from evolens.hallucination.stats import LayerDetector, LayerStatistics, TokenLayers, Unit, layer_statistics
+from evolens.hallucination.token_labels import TokenLabels, label_tokens
 from evolens.store.run import RunDirectory, dumps
 from evolens.store.trace_io import METRICS, TENSORS, load_trace, read_manifest
 

@@ -40,10 +40,10 @@ from evolens.viz.tokens import CORRECT_COLOR, TokenContrast, hallucination_figur
 if TYPE_CHECKING:
     from evolens.analysis.aggregate import AnalysisSummary
     from evolens.analysis.profiles import ProfileComparison
-    from evolens.data.stats import LayerStatistics
     from evolens.experiments.hallucination import TokenComparison
     from evolens.experiments.skip import SkipReport, SkipResult, VariantOutput
     from evolens.geometry.maps import FeatureMap
+    from evolens.hallucination.stats import LayerStatistics
 
 CHANGED_COLOR = "#1f77b4"
 NOTHING_TO_SKIP = "(nothing to skip: the original is reused)"
@@ -97,8 +97,8 @@ def skip_token_flags(result: SkipResult, variant: VariantOutput) -> list[SkipFla
     variant merely adds, or repeats, is not a correction. No annotations: no flags.
     """
     from evolens.analysis.compare import mention_spans
-    from evolens.data.labels import mention_steps
     from evolens.experiments.skip import ORIGINAL
+    from evolens.hallucination.token_labels import mention_steps
 
     flags: list[SkipFlag | None] = [None] * len(variant.tokens)
     annotations = result.annotations

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from evolens.data.labels import Mention, TokenLabels, label_tokens, mention_steps
+from evolens.data.labels import Mention
+from evolens.hallucination.token_labels import TokenLabels, label_tokens, mention_steps
 
 
 def test_word_split_over_two_tokens_and_special_token_at_the_end() -> None:

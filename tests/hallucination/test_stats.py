@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from evolens.data.stats import LayerStatistics, TokenLayers, layer_statistics, weighted_auroc
 from evolens.errors import SettingsError
+from evolens.hallucination.stats import LayerStatistics, TokenLayers, layer_statistics, weighted_auroc
 
 
 def _tokens(rows: list[tuple[str, str | None, bool, int | None, list[int]]]) -> pd.DataFrame:
