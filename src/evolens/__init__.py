@@ -43,7 +43,7 @@ from evolens.analysis import (
     analyze_trace,
     summarize,
 )
-from evolens.api import LVLM, load
+from evolens.api import LVLM, LoadOptions, TraceOptions, load
 from evolens.capture.generate import GenerationSettings
 from evolens.data import (
     Amber,
@@ -93,7 +93,7 @@ from evolens.hallucination import LayerStatistics, TokenLabels, TokenLayers, lab
 from evolens.lens.logit_lens import LogitLens
 from evolens.metrics.compute import LayerMetrics
 from evolens.models.registry import Family, register_family, supported_families
-from evolens.runner import RunSummary, finalize_run, run
+from evolens.runs import FinalizeOptions, RunSummary, finalize_run, run
 from evolens.store.results import RunResults
 from evolens.trace import Candidates, ModelInfo, TopK, Trace
 
@@ -112,6 +112,7 @@ __all__ = [
     "EvolensError",
     "Family",
     "FeatureMap",
+    "FinalizeOptions",
     "GenerationSettings",
     "ImageDecodeError",
     "ImageFolder",
@@ -120,6 +121,7 @@ __all__ = [
     "JumpSettings",
     "LayerMetrics",
     "LayerStatistics",
+    "LoadOptions",
     "LogitLens",
     "ModelInfo",
     "ModelLoadError",
@@ -139,6 +141,7 @@ __all__ = [
     "TopK",
     "Trace",
     "TraceAnalysis",
+    "TraceOptions",
     "UnsafeCheckpointError",
     "UnsafePathError",
     "UnsupportedModelError",

@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypedDict, overload
+from typing import Any, overload
 
 import torch
-from typing_extensions import Unpack
 
 from evolens.capture.generate import GenerationSettings, eos_token_ids, generate_with_capture
 from evolens.capture.hooks import record_residual_stream
 from evolens.errors import AdapterError, PromptError, SettingsError, check_positive_int
 from evolens.lens.logit_lens import LogitLens, check_lens_mode, lens_dtype_of
 from evolens.metrics.batch import STREAM_ROWS, MetricsStream, compute_batch_metrics
+from evolens.metrics.compute import dtype_name
 from evolens.models.inputs import (
     ImageInfo,
     ImageInput,
@@ -33,14 +34,18 @@ from evolens.trace import ModelInfo, Trace, metrics_token_ids, vocab_strings
 logger = logging.getLogger(__name__)
 
 
-class TraceOptions(TypedDict, total=False):
-    """Options of :meth:`LVLM.trace` (all optional; defaults in brackets).
+#: Decoding options accepted flat by :meth:`LVLM.trace` and :meth:`TraceOptions.from_flat`.
+_DECODING = tuple(GenerationSettings.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class TraceOptions:
+    """How :meth:`LVLM.trace` follows generations (defaults in brackets). One object, passed whole from the command
+    line to the runner and the API; a run records the fields that change results (:meth:`run_config`).
 
     Attributes:
-        max_new_tokens: Most tokens to generate [128].
-        do_sample: Sample instead of greedy decoding [False].
-        temperature, top_p, top_k, repetition_penalty: Sampling controls [1.0, 1.0, 0, 1.0].
-        seed: Seed of the sampling RNG [0].
+        generation: Decoding: ``max_new_tokens`` [128], greedy unless ``do_sample``, sampling controls, ``seed``
+            [0] (:class:`~evolens.capture.generate.GenerationSettings`).
         lens: ``"logit"`` (norm then head) or ``"paper"`` (the paper code's variant) ["logit"].
         lens_dtype: The lens's fast mode: the language head's GEMM in ``"bfloat16"`` (or ``"float16"``), norm,
             softmax and metrics in float32; about 2-3x faster on CPUs with bf16 units, errors in README
@@ -58,30 +63,96 @@ class TraceOptions(TypedDict, total=False):
         batch_size: Items per generate call [8].
         raw_prompt: Send the prompt as is, without the chat template [False].
         system_prompt: A system turn for chat templates that accept one [None].
-        item_ids: Names of the items [``"0"``, ``"1"``...].
     """
 
-    max_new_tokens: int
-    do_sample: bool
-    temperature: float
-    top_p: float
-    top_k: int
-    repetition_penalty: float
-    seed: int
-    lens: str
-    lens_dtype: str | torch.dtype | None
-    topk: int
-    track: Sequence[str | int] | None
-    prompt_positions: bool
-    keep_hidden_states: bool
-    storage_dtype: torch.dtype | None
-    storage_device: str | torch.device
-    chunk_steps: int | None
-    max_chunk_bytes: int | None
-    batch_size: int
-    raw_prompt: bool
-    system_prompt: str | None
-    item_ids: Sequence[str] | None
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    lens: str = "logit"
+    lens_dtype: str | torch.dtype | None = None
+    topk: int = 10
+    track: tuple[str | int, ...] | None = None
+    prompt_positions: bool = False
+    keep_hidden_states: bool = True
+    storage_dtype: torch.dtype | None = None
+    storage_device: str | torch.device = "cpu"
+    chunk_steps: int | None = None
+    max_chunk_bytes: int | None = None
+    batch_size: int = 8
+    raw_prompt: bool = False
+    system_prompt: str | None = None
+
+    def __post_init__(self) -> None:
+        check_lens_mode(self.lens)
+        lens_dtype_of(self.lens_dtype)
+        check_positive_int("batch_size", self.batch_size)
+        check_positive_int("topk", self.topk)
+        if self.track is not None and not isinstance(self.track, tuple):
+            object.__setattr__(self, "track", tuple(self.track))
+
+    @classmethod
+    def from_flat(cls, base: TraceOptions | None = None, **options: Any) -> TraceOptions:
+        """``base`` (default: the defaults) with ``options`` given by name — decoding ones (``max_new_tokens`` ...)
+        included; an unknown name raises :class:`~evolens.errors.SettingsError`."""
+        base = base or cls()
+        own = set(cls.__dataclass_fields__) - {"generation"}
+        unknown = set(options) - own - set(_DECODING)
+        if unknown:
+            raise SettingsError(
+                f"unknown trace option(s) {sorted(unknown)}; known: {sorted(own | set(_DECODING))}"
+            )
+        decoding = {k: options.pop(k) for k in list(options) if k in _DECODING}
+        generation = replace(base.generation, **decoding) if decoding else base.generation
+        return replace(base, generation=generation, **options)
+
+    def run_config(self) -> dict[str, Any]:
+        """The options that change a run's results, as ``run.json → config.trace`` records them."""
+        return {
+            **self.generation.to_dict(),
+            "lens": self.lens,
+            "lens_dtype": dtype_name(lens_dtype_of(self.lens_dtype)),
+            "topk": self.topk,
+            "track": list(self.track) if self.track is not None else None,
+            "raw_prompt": self.raw_prompt,
+            "system_prompt": self.system_prompt,
+        }
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a run loads its model (see :func:`evolens.load`).
+
+    Attributes:
+        device: ``"auto"`` (under ``torchrun``: this rank's GPU), ``"cpu"``, ``"cuda:1"`` ...
+        dtype: ``"auto"``, ``"float32"``, ``"bfloat16"``, ``"float16"``.
+        device_map: ``"auto"`` spreads one model over this node's GPUs (one process per node).
+        attn_implementation: ``"eager"``, ``"sdpa"`` ... (None: the model's default).
+        allow_pickle: Accept pickle-only checkpoints (unsafe: unpickling runs code).
+        trust_remote_code: Run code shipped with the checkpoint.
+    """
+
+    device: str | None = field(
+        default="auto", metadata={"help": "auto, cpu, cuda, cuda:1 ... (auto under torchrun: the rank's GPU)"}
+    )
+    dtype: str | None = field(default="auto", metadata={"help": "auto, float32, bfloat16, float16"})
+    device_map: str | None = field(
+        default=None, metadata={"help": "'auto' spreads a large model over this node's GPUs"}
+    )
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "eager, sdpa ... (default: the model's)"}
+    )
+    allow_pickle: bool = field(default=False, metadata={"help": "Accept pickle-only checkpoints (unsafe)"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run code shipped with the checkpoint"})
+
+    def open(self, source: str | Path, *, device: str | None = None) -> LVLM:
+        """:func:`load` ``source`` with these options (``device``, when given, over :attr:`device`)."""
+        return load(
+            source,
+            device=device if device is not None else self.device,
+            dtype=self.dtype,
+            device_map=self.device_map,
+            attn_implementation=self.attn_implementation,
+            allow_pickle=self.allow_pickle,
+            trust_remote_code=self.trust_remote_code,
+        )
 
 
 def token_pieces(tokenizer: Any, ids: Sequence[int]) -> list[str]:
@@ -205,7 +276,9 @@ class LVLM:
         *,
         images: None = ...,
         prompts: None = ...,
-        **options: Unpack[TraceOptions],
+        options: TraceOptions | None = ...,
+        item_ids: Sequence[str] | None = ...,
+        **overrides: Any,
     ) -> Trace: ...
 
     @overload
@@ -216,7 +289,9 @@ class LVLM:
         *,
         images: Sequence[ImageInput | None] | None = ...,
         prompts: Sequence[str] | str,
-        **options: Unpack[TraceOptions],
+        options: TraceOptions | None = ...,
+        item_ids: Sequence[str] | None = ...,
+        **overrides: Any,
     ) -> list[Trace]: ...
 
     def trace(
@@ -226,7 +301,9 @@ class LVLM:
         *,
         images: Sequence[ImageInput | None] | None = None,
         prompts: Sequence[str] | str | None = None,
-        **options: Unpack[TraceOptions],
+        options: TraceOptions | None = None,
+        item_ids: Sequence[str] | None = None,
+        **overrides: Any,
     ) -> Trace | list[Trace]:
         """Generate and follow every generated token through every decoder layer.
 
@@ -240,20 +317,18 @@ class LVLM:
             prompt: The instruction or question (a chat template is applied unless ``raw_prompt``).
             images: Batch mode: one image (or ``None``) per item.
             prompts: Batch mode: one prompt per item, or one string for all.
-            **options: See :class:`TraceOptions` — decoding (``max_new_tokens=128``, greedy unless
-                ``do_sample``, ``seed=0``), ``lens="logit"`` or ``"paper"``, ``topk=10``, ``track`` (extra tokens
-                whose probability and rank are kept), ``prompt_positions``, storage and chunking, ``batch_size``,
-                ``raw_prompt``, ``system_prompt``, ``item_ids``.
+            options: A :class:`TraceOptions` (default: its defaults).
+            item_ids: Names of the items [``"0"``, ``"1"``...].
+            **overrides: Fields of :class:`TraceOptions` by name, over ``options`` — decoding
+                (``max_new_tokens=128``, greedy unless ``do_sample``, ``seed=0``), ``lens="logit"`` or ``"paper"``,
+                ``topk=10``, ``track`` (extra tokens whose probability and rank are kept), ``prompt_positions``,
+                storage and chunking, ``batch_size``, ``raw_prompt``, ``system_prompt``.
         """
-        unknown = set(options) - set(TraceOptions.__annotations__)
-        if unknown:
-            raise SettingsError(
-                f"unknown trace option(s) {sorted(unknown)}; known: {sorted(TraceOptions.__annotations__)}"
-            )
+        opts = TraceOptions.from_flat(options, **overrides) if overrides else options or TraceOptions()
         if images is None and prompts is None:
             if prompt is None:
                 raise PromptError("give a prompt: trace(image, prompt) or trace(images=[...], prompts=[...])")
-            return self._trace_items([image], [prompt], **options)[0]
+            return self._trace_items([image], [prompt], opts, item_ids)[0]
         if image is not None or prompt is not None:
             raise PromptError("give either image/prompt or images/prompts, not both")
         if prompts is None:
@@ -271,34 +346,14 @@ class LVLM:
             )
         if not image_list:
             raise PromptError("the batch is empty")
-        return self._trace_items(image_list, prompt_list, **options)
+        return self._trace_items(image_list, prompt_list, opts, item_ids)
 
     def _trace_items(
         self,
         image_list: list[ImageInput | None],
         prompt_list: list[str],
-        *,
-        max_new_tokens: int = 128,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        top_k: int = 0,
-        repetition_penalty: float = 1.0,
-        seed: int = 0,
-        lens: str = "logit",
-        lens_dtype: str | torch.dtype | None = None,
-        topk: int = 10,
-        track: Sequence[str | int] | None = None,
-        prompt_positions: bool = False,
-        keep_hidden_states: bool = True,
-        storage_dtype: torch.dtype | None = None,
-        storage_device: str | torch.device = "cpu",
-        chunk_steps: int | None = None,
-        max_chunk_bytes: int | None = None,
-        batch_size: int = 8,
-        raw_prompt: bool = False,
-        system_prompt: str | None = None,
-        item_ids: Sequence[str] | None = None,
+        options: TraceOptions,
+        item_ids: Sequence[str] | None,
     ) -> list[Trace]:
         for p in prompt_list:
             check_prompt(p)
@@ -311,25 +366,16 @@ class LVLM:
             raise PromptError(
                 f"family {self.family!r} needs an image with every prompt (its processor refuses text-only input)"
             )
-        settings = GenerationSettings(
-            max_new_tokens=max_new_tokens,
-            do_sample=do_sample,
-            temperature=temperature,
-            top_p=top_p,
-            top_k=top_k,
-            repetition_penalty=repetition_penalty,
-            seed=seed,
-        )
-        the_lens = self.lens(check_lens_mode(lens)).with_matmul_dtype(lens_dtype_of(lens_dtype))
-        check_positive_int("batch_size", batch_size)
-        check_positive_int("topk", topk)
-        tracked = self.token_ids(track) if track else []
+        the_lens = self.lens(options.lens).with_matmul_dtype(lens_dtype_of(options.lens_dtype))
+        tracked = self.token_ids(options.track) if options.track else []
         ids = list(item_ids) if item_ids is not None else [str(i) for i in range(len(image_list))]
         if len(ids) != len(image_list) or len(set(ids)) != len(ids):
             raise PromptError("item_ids must be unique and one per item")
         loaded = [load_image(i) if i is not None else None for i in image_list]
         rendered = [
-            p if raw_prompt else self.render_prompt(p, image=img is not None, system=system_prompt)
+            p
+            if options.raw_prompt
+            else self.render_prompt(p, image=img is not None, system=options.system_prompt)
             for p, img in zip(prompt_list, loaded, strict=True)
         ]
         info = self.model_info()
@@ -337,23 +383,16 @@ class LVLM:
         # Items with and without an image go to the processor separately (processors do not mix them).
         for has_image in (True, False):
             group = [i for i, img in enumerate(loaded) if (img is not None) == has_image]
-            for start in range(0, len(group), batch_size):
-                chunk = group[start : start + batch_size]
+            for start in range(0, len(group), options.batch_size):
+                chunk = group[start : start + options.batch_size]
                 traces = self._trace_batch(
                     [rendered[i] for i in chunk],
                     [loaded[i] for i in chunk],
                     [prompt_list[i] for i in chunk],
                     [ids[i] for i in chunk],
-                    settings=settings,
+                    options=options,
                     lens=the_lens,
-                    topk=topk,
                     tracked=tracked,
-                    prompt_positions=prompt_positions,
-                    keep_hidden_states=keep_hidden_states,
-                    storage_dtype=storage_dtype,
-                    storage_device=storage_device,
-                    chunk_steps=chunk_steps,
-                    max_chunk_bytes=max_chunk_bytes,
                     info=info,
                 )
                 results.update(zip(chunk, traces, strict=True))
@@ -389,16 +428,9 @@ class LVLM:
         prompts: list[str],
         item_ids: list[str],
         *,
-        settings: GenerationSettings,
+        options: TraceOptions,
         lens: LogitLens,
-        topk: int,
         tracked: list[int],
-        prompt_positions: bool,
-        keep_hidden_states: bool,
-        storage_dtype: torch.dtype | None,
-        storage_device: str | torch.device,
-        chunk_steps: int | None,
-        max_chunk_bytes: int | None,
         info: ModelInfo,
     ) -> list[Trace]:
         pil = [img[0] for img in images if img is not None]
@@ -409,18 +441,22 @@ class LVLM:
         stream = None
         if analyse_during_generation(self.model, lens):
             stream = MetricsStream(
-                lens, k=topk, tracked_ids=tracked, chunk_steps=chunk_steps, max_chunk_bytes=max_chunk_bytes
+                lens,
+                k=options.topk,
+                tracked_ids=tracked,
+                chunk_steps=options.chunk_steps,
+                max_chunk_bytes=options.max_chunk_bytes,
             )
         captured = generate_with_capture(
             self.model,
             roles.decoder_layers,
             inputs,
-            settings,
+            options.generation,
             eos_ids=eos_token_ids(self.model, self.tokenizer),
             pad_id=int(self.tokenizer.pad_token_id),
             image_token_id=roles.image_token_id,
             suppress_ids=roles.suppressed_token_ids,
-            keep_prompt=prompt_positions,
+            keep_prompt=options.prompt_positions,
             storage_device=None,
             listener=None if stream is None else stream.add,
             listen_every=max(1, STREAM_ROWS // len(rendered)),
@@ -432,17 +468,19 @@ class LVLM:
                 [item.hidden_states for item in captured],
                 lens,
                 [item.generated_ids for item in captured],
-                k=topk,
+                k=options.topk,
                 tracked_ids=tracked,
-                chunk_steps=chunk_steps,
-                max_chunk_bytes=max_chunk_bytes,
+                chunk_steps=options.chunk_steps,
+                max_chunk_bytes=options.max_chunk_bytes,
             )
         traces = []
         for item, metrics, text_in, prompt, img, item_id in zip(
             captured, all_metrics, rendered, prompts, images, item_ids, strict=True
         ):
             stored = (
-                _stored(item.hidden_states, storage_device, storage_dtype) if keep_hidden_states else None
+                _stored(item.hidden_states, options.storage_device, options.storage_dtype)
+                if options.keep_hidden_states
+                else None
             )
             gen_ids = item.generated_ids.tolist()
             traces.append(
@@ -457,10 +495,12 @@ class LVLM:
                     prompt_ids=item.prompt_ids,
                     prompt_tokens=self.tokenizer.convert_ids_to_tokens(item.prompt_ids.tolist()),
                     image_token_positions=item.image_token_positions,
-                    prompt_hidden_states=_stored(item.prompt_hidden_states, storage_device, storage_dtype),
+                    prompt_hidden_states=_stored(
+                        item.prompt_hidden_states, options.storage_device, options.storage_dtype
+                    ),
                     image=img[1] if img is not None else None,
                     stop_reason=item.stop_reason,
-                    generation=settings,
+                    generation=options.generation,
                     model=info,
                     vocab=vocab_strings(self.tokenizer, metrics_token_ids(metrics), self._vocab),
                     item_id=item_id,

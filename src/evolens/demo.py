@@ -139,9 +139,10 @@ def run_demo(
     progress: bool = True,
 ) -> DemoResult:
     """Run the demo into ``out_dir`` (see the module docstring) and print its summary on ``console``."""
-    import evolens
     from evolens import toy
+    from evolens.api import LoadOptions, TraceOptions
     from evolens.report import write_report
+    from evolens.runs import run
 
     out_dir = Path(out_dir)
     model = toy.model_dir()
@@ -158,8 +159,13 @@ def run_demo(
         highlight=False,
         markup=False,
     )
-    done = evolens.run(
-        model, dataset, run_dir, max_new_tokens=48, batch_size=16, device="cpu", progress=progress
+    done = run(
+        model,
+        dataset,
+        run_dir,
+        trace=TraceOptions.from_flat(max_new_tokens=48, batch_size=16),
+        load=LoadOptions(device="cpu"),
+        progress=progress,
     )
     console.print(
         f"{done.n_traced} items traced now, {done.n_skipped} already done before",

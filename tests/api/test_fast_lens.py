@@ -12,6 +12,7 @@ import torch
 import evolens
 from evolens.errors import SettingsError
 from evolens.lens.logit_lens import lens_dtype_of
+from tests.run_options import run_options
 
 
 def test_fast_lens_is_close_to_exact_and_recorded(tiny_llava, image, tmp_path: Path) -> None:
@@ -53,9 +54,14 @@ def test_a_run_records_the_fast_lens(tiny_llava_dir: Path, tmp_path: Path) -> No
         Image.new("RGB", (32, 32), (40 * i, 90, 200)).save(tmp_path / "images" / f"{i}.png")
     data = ImageFolder(tmp_path / "images", prompt="describe this image")
     evolens.run(
-        tiny_llava_dir, data, tmp_path / "run", max_new_tokens=3, lens_dtype="bfloat16", progress=False
+        tiny_llava_dir,
+        data,
+        tmp_path / "run",
+        **run_options(max_new_tokens=3, lens_dtype="bfloat16", progress=False),
     )
     run_json = next((tmp_path / "run").glob("run*.json"))
     assert json.loads(run_json.read_text())["config"]["trace"]["lens_dtype"] == "bfloat16"
     with pytest.raises(SettingsError, match="lens dtype"):
-        evolens.run(tiny_llava_dir, data, tmp_path / "other", lens_dtype="int8", progress=False)
+        evolens.run(
+            tiny_llava_dir, data, tmp_path / "other", **run_options(lens_dtype="int8", progress=False)
+        )

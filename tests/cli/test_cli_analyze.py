@@ -11,6 +11,7 @@ from evolens.analysis import AnalysisSummary, DetectorParams, TraceAnalysis, jsd
 from evolens.trace import Trace
 from tests.analysis.synthetic import make_metrics, make_trace, step_jsd, step_probs
 from tests.cli.helpers import assert_user_error, copy_traces, run
+from tests.run_options import run_options
 
 L = 16
 CRITICAL = {"a": [4, 5, 6, 7, 8, 5, 6, 7, 8, 4], "b": [9, 9, 9, 9, 10, 10, 10, 10, 10, 10]}
@@ -145,10 +146,7 @@ def test_a_runs_items_keep_the_analysis_its_results_follow(tmp_path: Path, tiny_
         tiny_llava,
         ImageFolder(root, "describe this image"),
         run_dir,
-        max_new_tokens=4,
-        batch_size=3,
-        device="cpu",
-        progress=False,
+        **run_options(max_new_tokens=4, batch_size=3, device="cpu", progress=False),
     )
     before = {p: p.read_bytes() for p in sorted(run_dir.glob("items/*/analysis.json"))}
     assert len(before) == 3

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from evolens.data.items import DataItem, json_lines
 from evolens.errors import DatasetError
 from evolens.store.run import items_jsonl
+from tests.run_options import run_options
 
 # characters at which str.splitlines() breaks, besides "\n"
 LINE_BREAKERS = "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
@@ -57,7 +58,9 @@ def test_a_run_resumes_over_items_with_line_separators(tmp_path: Path, tiny_llav
     jsonl.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     dataset = ImageFolder(root, jsonl=jsonl)
     options = {"max_new_tokens": 2, "batch_size": 2, "device": "cpu", "progress": False}
-    first = evolens.run(tiny_llava, dataset, tmp_path / "run", **options)
-    again = evolens.run(tiny_llava, dataset, tmp_path / "run", **options)  # resumes: reads items.jsonl back
+    first = evolens.run(tiny_llava, dataset, tmp_path / "run", **run_options(**options))
+    again = evolens.run(
+        tiny_llava, dataset, tmp_path / "run", **run_options(**options)
+    )  # resumes: reads items.jsonl back
     assert first.n_traced == 2 and again.n_skipped == 2
     assert [r["item_id"] for r in RunDirectory(tmp_path / "run").items()] == [r["id"] for r in records]

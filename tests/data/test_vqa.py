@@ -10,6 +10,7 @@ from evolens.data import evaluate
 from evolens.data.evaluation import Response
 from evolens.data.vqa import VqaScores, judge_vqa
 from evolens.errors import DatasetError
+from tests.run_options import run_options
 
 
 @pytest.mark.parametrize(
@@ -69,6 +70,9 @@ def test_a_vqa_item_without_a_one_word_answer_stops_the_run_before_any_tracing(
     jsonl.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
     with pytest.raises(DatasetError, match=r"vqa.jsonl, line 2: a 'vqa' item needs a one-word 'answer'"):
         evolens.run(
-            tiny_llava, ImageFolder(root, jsonl=jsonl), tmp_path / "run", device="cpu", progress=False
+            tiny_llava,
+            ImageFolder(root, jsonl=jsonl),
+            tmp_path / "run",
+            **run_options(device="cpu", progress=False),
         )
     assert not (tmp_path / "run").exists()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from evolens.api import TraceOptions
 from evolens.errors import PromptError
 from evolens.experiments.text_only import IMAGE, LLM, NO_IMAGE, compare_text_only
 from tests.experiments.conftest import make_image
@@ -11,7 +12,12 @@ def test_three_conditions_side_by_side(tiny_models) -> None:
     lvlm, llm = tiny_models("llava"), tiny_models("llama")
     images = [make_image(0), make_image(1)]
     comparison = compare_text_only(
-        lvlm, images, "describe the image", llm=llm, llm_prompts="what color is the sky ?", max_new_tokens=4
+        lvlm,
+        images,
+        "describe the image",
+        llm=llm,
+        llm_prompts="what color is the sky ?",
+        options=TraceOptions.from_flat(max_new_tokens=4, keep_hidden_states=False),
     )
     assert [p.label for p in comparison.profiles] == [IMAGE, NO_IMAGE, LLM]
     image, no_image, text = comparison.profiles
@@ -32,4 +38,10 @@ def test_text_only_errors(tiny_models) -> None:
     with pytest.raises(PromptError, match="needs an image"):
         compare_text_only(lvlm, [None], "describe the image")
     with pytest.raises(PromptError, match="text-only causal LM"):
-        compare_text_only(lvlm, [make_image(0)], "describe the image", llm=lvlm, max_new_tokens=2)
+        compare_text_only(
+            lvlm,
+            [make_image(0)],
+            "describe the image",
+            llm=lvlm,
+            options=TraceOptions.from_flat(max_new_tokens=2),
+        )

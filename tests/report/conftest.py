@@ -8,6 +8,7 @@ import pytest
 
 from evolens.testing.traces import tiny_traces
 from evolens.trace import Trace
+from tests.run_options import run_options
 
 
 @pytest.fixture(scope="session")
@@ -46,11 +47,7 @@ def analysed_run(tmp_path_factory: pytest.TempPathFactory, tiny_run) -> Path:
         tiny_run[0] / "model",
         Amber(data),
         root / "run",
-        max_new_tokens=6,
-        batch_size=2,
-        device="cpu",
-        method="fallback",
-        progress=False,
+        **run_options(max_new_tokens=6, batch_size=2, device="cpu", method="fallback", progress=False),
     )
     first = root / "run" / "items" / "1"
     trace = Trace.load(first)

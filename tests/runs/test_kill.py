@@ -16,6 +16,7 @@ import evolens
 from evolens.data import ImageFolder
 from evolens.store.run import RunDirectory
 from tests.data.fixtures import write_folder
+from tests.run_options import run_options
 from tests.runs.helpers import assert_same_run
 
 SCRIPT = """
@@ -54,8 +55,9 @@ elif mode == "die-while-analysing":  # every item traced; SIGKILL while the merg
         return real_write(path, text)
     analysis_io.atomic_write_text = dying_write
 
-evolens.run(model, evolens.ImageFolder(data, "describe this image"), out, max_new_tokens=3, batch_size=2,
-            device="cpu", progress=False)
+evolens.run(model, evolens.ImageFolder(data, "describe this image"), out,
+            trace=evolens.TraceOptions.from_flat(max_new_tokens=3, batch_size=2),
+            load=evolens.LoadOptions(device="cpu"), progress=False)
 """
 
 
@@ -115,12 +117,12 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(
     # 4. The same call again (here, in this process) finishes the run.
     dataset = ImageFolder(data, "describe this image")
     options = {"max_new_tokens": 3, "batch_size": 2, "device": "cpu", "progress": False}
-    resumed = evolens.run(tiny_llava, dataset, out, **options)
+    resumed = evolens.run(tiny_llava, dataset, out, **run_options(**options))
     assert resumed.n_skipped == 8 and resumed.n_traced == 0
     assert all((p / "analysis.json").is_file() for p in items)
     status = RunDirectory(out).status()
     assert list(status.values()).count("done") == 7 and list(status.values()).count("failed") == 1
 
     # The uninterrupted reference.
-    evolens.run(tiny_llava, dataset, tmp_path / "reference", **options)
+    evolens.run(tiny_llava, dataset, tmp_path / "reference", **run_options(**options))
     assert_same_run(tmp_path / "reference", out)

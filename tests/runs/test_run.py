@@ -9,14 +9,16 @@ import pandas as pd
 import pytest
 
 import evolens
-from evolens.data import Amber, ImageFolder, TokenLayers, label_tokens
+from evolens.data import Amber, ImageFolder
 from evolens.data.scores import ItemEvaluation
 from evolens.errors import DatasetError, SettingsError, StoreError
+from evolens.hallucination import TokenLayers, label_tokens
 from evolens.store import run as run_module
 from evolens.store.run import RunDirectory, item_dir_name
 from evolens.testing.tiny import WORDS
 from evolens.trace import Trace
 from tests.data.fixtures import write_folder, write_image, write_json
+from tests.run_options import finalize_options, run_options
 from tests.runs.helpers import assert_same_run
 
 FAST = {"max_new_tokens": 3, "batch_size": 2, "device": "cpu", "progress": False}
@@ -43,7 +45,7 @@ def test_folder_run_layout_failures_and_results(tmp_path: Path, tiny_llava) -> N
         tiny_llava,
         ImageFolder(data, "describe this image"),
         tmp_path / "run",
-        **{**FAST, "progress": progress},
+        **run_options(**{**FAST, "progress": progress}),
     )
     assert (summary.n_items, summary.n_traced, summary.n_failed, summary.n_skipped) == (5, 4, 1, 0)
     assert progress.events[0] == ("start", 5, 0) and progress.events[-1] == ("close",)
@@ -85,13 +87,18 @@ def test_folder_run_layout_failures_and_results(tmp_path: Path, tiny_llava) -> N
         results.trace("b/broken.png")
 
     # Running again does nothing: everything is finished or failed.
-    again = evolens.run(tiny_llava, ImageFolder(data, "describe this image"), tmp_path / "run", **FAST)
+    again = evolens.run(
+        tiny_llava, ImageFolder(data, "describe this image"), tmp_path / "run", **run_options(**FAST)
+    )
     assert (again.n_traced, again.n_failed, again.n_skipped) == (0, 0, 5)
 
     # Repair the image and retry the failed item.
     write_image(data / "b" / "broken.png", seed=7)
     retried = evolens.run(
-        tiny_llava, ImageFolder(data, "describe this image"), tmp_path / "run", retry_failed=True, **FAST
+        tiny_llava,
+        ImageFolder(data, "describe this image"),
+        tmp_path / "run",
+        **run_options(retry_failed=True, **FAST),
     )
     assert (retried.n_traced, retried.n_failed) == (1, 0)
     assert run.status()["b/broken.png"] == "done" and not run.failure_path("b/broken.png").exists()
@@ -150,9 +157,7 @@ def test_labels_and_layer_statistics_end_to_end(tmp_path: Path, tiny_llava) -> N
         tiny_llava,
         Amber(data),
         tmp_path / "run",
-        method="fallback",
-        layer_detector=_toy_detector,
-        **{**FAST, "max_new_tokens": 8},
+        **run_options(method="fallback", layer_detector=_toy_detector, **{**FAST, "max_new_tokens": 8}),
     )
     results = evolens.RunResults(tmp_path / "run")
     evaluation = results.evaluation()
@@ -179,7 +184,7 @@ def test_labels_and_layer_statistics_end_to_end(tmp_path: Path, tiny_llava) -> N
     assert stats.hallucinated.n_tokens + stats.grounded.n_tokens == int(labelled["first"].sum())
     assert summary.results is not None and summary.results["layer_detector"].endswith("_toy_detector")
     # evolens eval: evaluate again without a detector; statistics disappear, labels stay.
-    again = evolens.finalize_run(tmp_path / "run", method="fallback", layer_detector=None)
+    again = evolens.finalize_run(tmp_path / "run", finalize_options(method="fallback", layer_detector=None))
     assert again["statistics"] is None and not (tmp_path / "run" / "results" / "statistics.json").exists()
     assert evolens.RunResults(tmp_path / "run").tokens()["label"].equals(tokens["label"])
 
@@ -187,40 +192,55 @@ def test_labels_and_layer_statistics_end_to_end(tmp_path: Path, tiny_llava) -> N
 def test_different_configuration_is_refused(tmp_path: Path, tiny_llava, tiny_llava_dir: Path) -> None:
     data = write_folder(tmp_path / "imgs", n=2)
     out = tmp_path / "run"
-    evolens.run(tiny_llava, ImageFolder(data, "describe this image"), out, **FAST)
+    evolens.run(tiny_llava, ImageFolder(data, "describe this image"), out, **run_options(**FAST))
     with pytest.raises(StoreError, match=r"trace.max_new_tokens: 3 -> 4"):
         evolens.run(
-            tiny_llava, ImageFolder(data, "describe this image"), out, **{**FAST, "max_new_tokens": 4}
+            tiny_llava,
+            ImageFolder(data, "describe this image"),
+            out,
+            **run_options(**{**FAST, "max_new_tokens": 4}),
         )
     with pytest.raises(StoreError, match=r"dataset.fingerprint"):
-        evolens.run(tiny_llava, ImageFolder(data, "another prompt"), out, **FAST)
+        evolens.run(tiny_llava, ImageFolder(data, "another prompt"), out, **run_options(**FAST))
     with pytest.raises(StoreError, match=r"save.batch_size: 2 -> 3"):
-        evolens.run(tiny_llava, ImageFolder(data, "describe this image"), out, **{**FAST, "batch_size": 3})
+        evolens.run(
+            tiny_llava,
+            ImageFolder(data, "describe this image"),
+            out,
+            **run_options(**{**FAST, "batch_size": 3}),
+        )
     other = evolens.testing.save_tiny("llava", tmp_path / "other-model", seed=1)
     with pytest.raises(StoreError, match=r"model.weights_hash"):
-        evolens.run(other, ImageFolder(data, "describe this image"), out, **FAST)
+        evolens.run(other, ImageFolder(data, "describe this image"), out, **run_options(**FAST))
     (tmp_path / "not-a-run").mkdir()
     (tmp_path / "not-a-run" / "precious.txt").write_text("keep me")
     with pytest.raises(StoreError, match="not empty and is not an evolens run"):
-        evolens.run(tiny_llava, ImageFolder(data, "describe this image"), tmp_path / "not-a-run", **FAST)
+        evolens.run(
+            tiny_llava,
+            ImageFolder(data, "describe this image"),
+            tmp_path / "not-a-run",
+            **run_options(**FAST),
+        )
     assert tiny_llava_dir.is_dir()
 
 
 def test_bad_arguments(tmp_path: Path, tiny_llava) -> None:
     data = write_folder(tmp_path / "imgs", n=2)
     with pytest.raises(SettingsError, match="batch_size"):
-        evolens.run(tiny_llava, ImageFolder(data, "p"), tmp_path / "r", **{**FAST, "batch_size": 0})
+        evolens.run(
+            tiny_llava, ImageFolder(data, "p"), tmp_path / "r", **run_options(**{**FAST, "batch_size": 0})
+        )
     with pytest.raises(SettingsError, match="unknown text method"):
-        evolens.run(tiny_llava, ImageFolder(data, "p"), tmp_path / "r", method="magic", **FAST)  # type: ignore[arg-type]
+        evolens.run(tiny_llava, ImageFolder(data, "p"), tmp_path / "r", **run_options(method="magic", **FAST))  # type: ignore[arg-type]
     with pytest.raises(DatasetError, match="has no items"):
-        evolens.run(tiny_llava, [], tmp_path / "r", **FAST)
+        evolens.run(tiny_llava, [], tmp_path / "r", **run_options(**FAST))
     assert not (tmp_path / "r").exists()
 
 
 def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path: Path, tiny_llava, monkeypatch) -> None:
     data = write_folder(tmp_path / "imgs", n=5, corrupt=True)
     dataset = ImageFolder(data, "describe this image")
-    evolens.run(tiny_llava, dataset, tmp_path / "reference", **FAST)
+    evolens.run(tiny_llava, dataset, tmp_path / "reference", **run_options(**FAST))
 
     real = RunDirectory.write_item
     calls = {"n": 0}
@@ -233,11 +253,11 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path: Path, tiny_l
 
     monkeypatch.setattr(RunDirectory, "write_item", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
-        evolens.run(tiny_llava, dataset, tmp_path / "resumed", **FAST)
+        evolens.run(tiny_llava, dataset, tmp_path / "resumed", **run_options(**FAST))
     monkeypatch.setattr(RunDirectory, "write_item", real)
     status = RunDirectory(tmp_path / "resumed").status()
     assert list(status.values()).count("done") == 2 and not (tmp_path / "resumed" / "results").exists()
-    resumed = evolens.run(tiny_llava, dataset, tmp_path / "resumed", **FAST)
+    resumed = evolens.run(tiny_llava, dataset, tmp_path / "resumed", **run_options(**FAST))
     assert resumed.n_skipped == 3  # two finished, one failed (the corrupt image is not retried)
     assert_same_run(tmp_path / "reference", tmp_path / "resumed")
 
@@ -254,7 +274,10 @@ def test_item_directory_names_are_safe_and_distinct() -> None:
 def test_hidden_states_are_stored_on_request(tmp_path: Path, tiny_llava) -> None:
     data = write_folder(tmp_path / "imgs", n=1)
     evolens.run(
-        tiny_llava, ImageFolder(data, "describe this image"), tmp_path / "run", hidden_states=True, **FAST
+        tiny_llava,
+        ImageFolder(data, "describe this image"),
+        tmp_path / "run",
+        **run_options(hidden_states=True, **FAST),
     )
     trace = evolens.RunResults(tmp_path / "run").trace("a/img0.png")
     d_model = tiny_llava.loaded.roles.d_model

@@ -16,6 +16,7 @@ from evolens.data import ImageFolder
 from evolens.errors import SettingsError
 from evolens.parallel import DistInfo, dist_info, rank_device
 from tests.data.fixtures import write_folder
+from tests.run_options import run_options
 from tests.runs.helpers import assert_same_run
 
 LAUNCH = "import sys\nfrom evolens.cli import main\nsys.exit(main(sys.argv[1:]))\n"
@@ -78,10 +79,7 @@ def test_two_process_sharded_run_equals_single_process(
             tiny_llava,
             ImageFolder(data, "describe this image"),
             tmp_path / "single",
-            max_new_tokens=3,
-            batch_size=2,
-            device="cpu",
-            progress=False,
+            **run_options(max_new_tokens=3, batch_size=2, device="cpu", progress=False),
         )
     finally:
         torch.set_num_threads(threads)
@@ -120,7 +118,7 @@ def test_device_map_with_several_processes_per_node_is_refused(
                 tiny_llava_dir,
                 ImageFolder(write_folder(tmp_path / "i", n=1), "p"),
                 tmp_path / "r",
-                device_map="auto",
+                **run_options(device_map="auto"),
             )
         return
     monkeypatch.setenv("WORLD_SIZE", "2")
@@ -132,5 +130,5 @@ def test_device_map_with_several_processes_per_node_is_refused(
             tiny_llava_dir,
             ImageFolder(write_folder(tmp_path / "i", n=1), "p"),
             tmp_path / "r",
-            device_map="auto",
+            **run_options(device_map="auto"),
         )

@@ -6,7 +6,7 @@ has enough tokens for its own; one-word answers do not, and share one computed o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Literal
 
 from evolens.analysis.params import DetectorParams
@@ -14,6 +14,8 @@ from evolens.analysis.params import DetectorParams
 if TYPE_CHECKING:
     import numpy as np
 
+    from evolens.analysis.aggregate import AnalysisSummary
+    from evolens.analysis.trace_analysis import TraceAnalysis
     from evolens.trace import Trace
 
 BaselineMode = Literal["auto", "trace", "dataset"]
@@ -68,3 +70,50 @@ def layer_baselines(
                 f"{params.baseline_min_tokens} tokens and get none)"
             )
     return chosen, lines
+
+
+def analyze_traces(
+    traces: Sequence[Trace],
+    params: DetectorParams,
+    mode: BaselineMode,
+    advance: Callable[[int], None] | None = None,
+) -> tuple[list[TraceAnalysis], list[str]]:
+    """:func:`~evolens.analysis.analyze_trace` of every trace, each held against the layer baseline that
+    :func:`layer_baselines` chooses for it; also returns the lines describing those choices.
+
+    ``advance(1)`` is called after each trace (a progress bar).
+    """
+    from evolens.analysis.trace_analysis import analyze_trace
+
+    baselines, lines = layer_baselines(traces, params, mode)
+    analyses = []
+    for trace, baseline in zip(traces, baselines, strict=True):
+        analyses.append(analyze_trace(trace, params, baseline_jsd=baseline))
+        if advance is not None:
+            advance(1)
+    return analyses, lines
+
+
+def summarize_by_depth(
+    analyses: Sequence[TraceAnalysis],
+    *,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+    include_eos: bool = False,
+) -> list[AnalysisSummary]:
+    """One :func:`~evolens.analysis.summarize` per model depth among ``analyses`` (shallowest first; arguments as
+    there): medians of layers of models of different depths do not pool."""
+    from evolens.analysis.aggregate import summarize
+
+    depths = sorted({a.n_layers for a in analyses})
+    return [
+        summarize(
+            [a for a in analyses if a.n_layers == d],
+            n_boot=n_boot,
+            level=level,
+            seed=seed,
+            include_eos=include_eos,
+        )
+        for d in depths
+    ]

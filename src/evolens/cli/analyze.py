@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from evolens.analysis.baselines import BaselineMode, layer_baselines
+from evolens.analysis.baselines import BaselineMode, analyze_traces, summarize_by_depth
 from evolens.analysis.params import DetectorParams
 from evolens.cli.common import ConfigOption, app, examples, out
 from evolens.cli.options import (
@@ -122,7 +122,6 @@ def analyze(
 
     Definitions and defaults: README, "Detectors". The detectors read only the stored metrics (no model).
     """
-    from evolens.analysis import analyze_trace, summarize
     from evolens.report.runs import run_root_of
     from evolens.trace import Trace
     from evolens.viz import analysis_summary_figure
@@ -147,30 +146,18 @@ def analyze(
             f"the traces come from models of {len(depths)} depths {depths}; write summaries and figures for each "
             "model apart"
         )
-    baselines, lines = layer_baselines(traces, params, baseline)
+    with progress_bar("analysing", len(traces)) as advance:
+        analyses, lines = analyze_traces(traces, params, baseline, advance)
     # a run's items keep the analysis its merge wrote (the run's detector parameters and baseline rule, the one
     # its results/ agree with): rewriting them here would leave items/ and results/ disagreeing
     runs = {directory: run_root_of(directory) for directory in dirs}
-    analyses = []
-    with progress_bar("analysing", len(traces)) as advance:
-        for directory, trace, layer_baseline in zip(dirs, traces, baselines, strict=True):
-            analysis = analyze_trace(trace, params, baseline_jsd=layer_baseline)
-            if write and runs[directory] is None:
+    if write:
+        for directory, analysis in zip(dirs, analyses, strict=True):
+            if runs[directory] is None:
                 analysis.save(directory)
-            analyses.append(analysis)
-            advance(1)
     for line in lines:
         say(line)
-    summaries = [
-        summarize(
-            [a for a in analyses if a.n_layers == depth],
-            n_boot=n_boot,
-            level=level,
-            seed=seed,
-            include_eos=include_eos,
-        )
-        for depth in depths
-    ]
+    summaries = summarize_by_depth(analyses, n_boot=n_boot, level=level, seed=seed, include_eos=include_eos)
     for result in summaries:
         print_summary(result, max_rows)
     written = sum(root is None for root in runs.values())

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from evolens.analysis.params import DetectorParams
+from evolens.api import LoadOptions, TraceOptions
 from evolens.cli.common import ConfigOption, app, examples, out, quiet_transformers
 from evolens.cli.options import (
     Dpi,
     FigureFormats,
     cells,
     detector_options,
+    load_options,
     new_table,
     say,
     spinner,
+    trace_options,
     write_figure,
 )
 from evolens.errors import SettingsError
@@ -83,6 +87,8 @@ def print_comparison(comparison: ProfileComparison) -> None:
     ),
 )
 @detector_options
+@trace_options("max_new_tokens", "lens", "seed", "batch_size")
+@load_options
 def compare(
     model: Annotated[str, typer.Argument(help="The vision-language model (local directory or hub id)")],
     image: Annotated[list[Path], typer.Option("--image", "-i", help="Image file (repeat for several)")],
@@ -98,19 +104,13 @@ def compare(
     text_prompt: Annotated[
         list[str] | None, typer.Option(help="Prompts for --text-model (repeat) [default: the same prompts]")
     ] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Most tokens to generate", min=1)] = 128,
-    lens: Annotated[Literal["logit", "paper"], typer.Option(help="logit or paper")] = "logit",
-    seed: Annotated[int, typer.Option(help="Sampling seed")] = 0,
-    batch_size: Annotated[int, typer.Option(help="Items per generate call", min=1)] = 8,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
-    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16")] = "auto",
-    allow_pickle: Annotated[bool, typer.Option(help="Accept pickle-only checkpoints (unsafe)")] = False,
-    trust_remote_code: Annotated[bool, typer.Option(help="Run code shipped with the checkpoint")] = False,
     formats: FigureFormats = None,
     dpi: Dpi = 150,
     config: ConfigOption = None,
     *,
     params: DetectorParams,
+    trace: TraceOptions,
+    load: LoadOptions,
 ) -> None:
     """Trace the model with the images, the same model and prompts without them, and optionally a text-only LM; compare their adjacent-layer JSD profiles and stage structure, with one hierarchy ratio each (paper §6).
 
@@ -132,15 +132,9 @@ def compare(
     for path in image:
         load_image(path)
     quiet_transformers()
-    load: dict[str, Any] = {
-        "device": device,
-        "dtype": dtype,
-        "allow_pickle": allow_pickle,
-        "trust_remote_code": trust_remote_code,
-    }
     with spinner("loading the models and tracing"):
-        lvlm = evolens.load(model, **load)
-        llm = evolens.load(text_model, **load) if text_model is not None else None
+        lvlm = load.open(model)
+        llm = load.open(text_model) if text_model is not None else None
         comparison = evolens.compare_text_only(
             lvlm,
             list(image),
@@ -148,10 +142,7 @@ def compare(
             llm=llm,
             llm_prompts=list(text_prompt) if text_prompt else None,
             params=params,
-            max_new_tokens=max_new_tokens,
-            lens=lens,
-            seed=seed,
-            batch_size=batch_size,
+            options=replace(trace, keep_hidden_states=False),
         )
     make_directory(out_dir)
     saved = comparison.save(out_dir / "profiles.json")

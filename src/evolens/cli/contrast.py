@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from evolens.analysis.params import DetectorParams
+from evolens.api import LoadOptions
 from evolens.cli.common import ConfigOption, app, examples, out, quiet_transformers
 from evolens.cli.options import (
     Dpi,
     FigureFormats,
     cells,
     detector_options,
+    load_options,
     new_table,
     parse_words,
     say,
@@ -113,6 +115,7 @@ def print_comparisons(comparisons: Sequence[TokenComparison]) -> None:
     ),
 )
 @detector_options
+@load_options
 def contrast(
     trace_dir: Annotated[Path, typer.Argument(help="A saved trace", show_default=False)],
     step: Annotated[
@@ -142,14 +145,12 @@ def contrast(
         ),
     ] = None,
     ncols: Annotated[int, typer.Option(help="Panels per row when there are several", min=1)] = 2,
-    device: Annotated[str, typer.Option(help="With --model: auto, cpu, cuda ...")] = "auto",
-    allow_pickle: Annotated[bool, typer.Option(help="Accept pickle-only checkpoints (unsafe)")] = False,
-    trust_remote_code: Annotated[bool, typer.Option(help="Run code shipped with the checkpoint")] = False,
     formats: FigureFormats = None,
     dpi: Dpi = 150,
     config: ConfigOption = None,
     *,
     params: DetectorParams,
+    load: LoadOptions,
 ) -> None:
     """Probability of the generated token against an alternative at every layer (paper Fig. 3): where they cross, the step's critical and mutation layers, and whether the alternative led before the mutation.
 
@@ -179,12 +180,8 @@ def contrast(
             raise SettingsError(f"--step must be in [0, {trace.n_steps}), got {s}")
     lvlm = None
     if model is not None:
-        import evolens
-
         quiet_transformers()
-        lvlm = evolens.load(
-            model, device=device, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code
-        )
+        lvlm = load.open(model)
         wanted, have = trace.model.weights_hash, lvlm.loaded.weights_hash
         if wanted and have and wanted != have:
             raise SettingsError(

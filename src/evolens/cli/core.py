@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
+from evolens.api import LoadOptions, TraceOptions
 from evolens.cli.common import ConfigOption, app, examples, out, quiet_transformers
+from evolens.cli.options import load_options, trace_options
 from evolens.demo import DEMO_ATYPICAL, DEMO_TYPICAL
 
 
@@ -30,6 +32,8 @@ def families(config: ConfigOption = None) -> None:
 
 
 @app.command()
+@trace_options("max_new_tokens", "lens", "lens_dtype", "topk")
+@load_options
 def trace(
     model: Annotated[
         str, typer.Argument(help="Local model directory or hub id, e.g. llava-hf/llava-1.5-7b-hf")
@@ -39,21 +43,11 @@ def trace(
     image: Annotated[
         Path | None, typer.Option("--image", "-i", help="Image file (omit for text-only)")
     ] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Most tokens to generate")] = 128,
-    lens: Annotated[
-        str, typer.Option(help="logit (norm + head) or paper (the paper code's variant)")
-    ] = "logit",
-    lens_dtype: Annotated[
-        str | None,
-        typer.Option(help="Fast lens: bfloat16 GEMM of the language head (README Benchmarks); default exact"),
-    ] = None,
-    topk: Annotated[int, typer.Option(help="Top tokens kept per (layer, step)", min=1)] = 10,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
-    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16")] = "auto",
-    allow_pickle: Annotated[bool, typer.Option(help="Accept pickle-only checkpoints (unsafe)")] = False,
-    trust_remote_code: Annotated[bool, typer.Option(help="Run code shipped with the checkpoint")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output directory")] = False,
     config: ConfigOption = None,
+    *,
+    trace: TraceOptions,
+    load: LoadOptions,
 ) -> None:
     """Trace one generation through every layer and save it.
 
@@ -70,18 +64,9 @@ def trace(
     check_replaceable(out_dir, overwrite=overwrite)
     quiet_transformers()
     with out.status(f"loading {model}"):
-        lvlm = evolens.load(
-            model, device=device, dtype=dtype, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code
-        )
-    with out.status(f"tracing up to {max_new_tokens} tokens through {lvlm.n_layers} layers"):
-        result = lvlm.trace(
-            image=image,
-            prompt=prompt,
-            max_new_tokens=max_new_tokens,
-            lens=lens,
-            lens_dtype=lens_dtype,
-            topk=topk,
-        )
+        lvlm = load.open(model)
+    with out.status(f"tracing up to {trace.generation.max_new_tokens} tokens through {lvlm.n_layers} layers"):
+        result = lvlm.trace(image=image, prompt=prompt, options=trace)
     result.save(out_dir, overwrite=overwrite)
     out.print(f"text: {result.text!r}", markup=False, highlight=False)  # model text: never rich markup
     out.print(f"{result.n_steps} tokens x {result.n_layers + 1} layers written to {out_dir}", markup=False)

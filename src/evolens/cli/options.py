@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_type_hints
 
 import typer
 
 from evolens.analysis.params import DetectorParams
+from evolens.api import LoadOptions
 from evolens.cli.common import err_console, out
 from evolens.errors import SettingsError
 
@@ -49,48 +50,113 @@ DETECTOR_HELP: dict[str, str] = {
 }
 
 
-def detector_options(func: F) -> F:
-    """Give a command one option per :class:`~evolens.analysis.DetectorParams` field (``--spike-ratio`` ...), all
-    under one help panel, and call it with ``params=DetectorParams(...)`` built from them.
+@dataclass(frozen=True)
+class OptionSpec:
+    """One command-line option of an option group: the field it sets, its type for the parser, default and help."""
 
-    The command declares a keyword parameter ``params: DetectorParams``; the options take the fields' names, so a
-    ``--config`` file sets them by those names (``spike_ratio = 4``). Bad values raise
-    :class:`~evolens.errors.SettingsError` (exit code 2).
+    name: str
+    annotation: Any
+    default: Any
+    help: str
+    min: int | None = None
+
+
+def dataclass_specs(cls: type, helps: Mapping[str, str] | None = None) -> list[OptionSpec]:
+    """An option per field of the dataclass ``cls``, with the help from ``helps`` or the field's ``metadata["help"]``."""
+    hints = get_type_hints(cls)
+    return [
+        OptionSpec(f.name, hints[f.name], f.default, (helps or {}).get(f.name) or f.metadata.get("help", ""))
+        for f in fields(cls)
+    ]
+
+
+def option_group(
+    specs: Sequence[OptionSpec], into: str, panel: str, build: Callable[..., Any]
+) -> Callable[[F], F]:
+    """A decorator that gives a command one option per spec (``--max-new-tokens`` ...), all under one help panel,
+    and calls it with ``into=build(**values)``.
+
+    The command declares a keyword parameter named ``into`` to receive the built object; the options take the
+    fields' names, so a ``--config`` file sets them by those names (``max_new_tokens = 64``). Bad values raise
+    :class:`~evolens.errors.SettingsError` from ``build`` (exit code 2). Each group is declared once, here, and shared
+    by every command that needs it.
     """
-    signature = inspect.signature(func, eval_str=True)
-    if "params" not in signature.parameters:
-        raise TypeError(f"{func.__name__} needs a 'params' parameter to receive the DetectorParams")
-    hints = get_type_hints(DetectorParams)
-    own = [p for p in signature.parameters.values() if p.name != "params"]
-    taken = {p.name for p in own}
-    added = []
-    for field in fields(DetectorParams):
-        if field.name in taken:
-            raise TypeError(f"{func.__name__} has a parameter {field.name!r} that shadows a detector option")
-        option = typer.Option(
-            f"--{field.name.replace('_', '-')}",
-            help=DETECTOR_HELP[field.name],
-            rich_help_panel=DETECTOR_PANEL,
-        )
-        added.append(
-            inspect.Parameter(
-                field.name,
-                inspect.Parameter.KEYWORD_ONLY,
-                default=field.default,
-                annotation=Annotated[hints[field.name], option],
+    names = [spec.name for spec in specs]
+
+    def decorate(func: F) -> F:
+        signature = inspect.signature(func, eval_str=True)
+        if into not in signature.parameters:
+            raise TypeError(f"{func.__name__} needs a {into!r} parameter to receive its options")
+        own = [p for p in signature.parameters.values() if p.name != into]
+        clash = {p.name for p in own} & set(names)
+        if clash:
+            raise TypeError(
+                f"{func.__name__} has parameters {sorted(clash)} that shadow options of {panel!r}"
             )
-        )
-    names = [f.name for f in fields(DetectorParams)]
+        added = [
+            inspect.Parameter(
+                spec.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=spec.default,
+                annotation=Annotated[
+                    spec.annotation,
+                    typer.Option(
+                        f"--{spec.name.replace('_', '-')}",
+                        help=spec.help,
+                        rich_help_panel=panel,
+                        min=spec.min,
+                    ),
+                ],
+            )
+            for spec in specs
+        ]
 
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        values = {name: kwargs.pop(name) for name in names if name in kwargs}
-        return func(*args, params=DetectorParams(**values), **kwargs)
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            values = {name: kwargs.pop(name) for name in names if name in kwargs}
+            return func(*args, **{into: build(**values)}, **kwargs)
 
-    parameters = [*own, *added]
-    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
-    return wrapper  # type: ignore[return-value]
+        parameters = [*own, *added]
+        wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+#: ``--first-layer`` ... : every :class:`~evolens.analysis.DetectorParams` field, into ``params``.
+detector_options = option_group(
+    dataclass_specs(DetectorParams, DETECTOR_HELP), "params", DETECTOR_PANEL, DetectorParams
+)
+
+#: ``--device``, ``--dtype`` ... : every :class:`~evolens.runs.options.LoadOptions` field, into ``load``.
+load_options = option_group(dataclass_specs(LoadOptions), "load", "Model loading", LoadOptions)
+
+#: The tracing options a command can offer (fields of :class:`~evolens.api.TraceOptions` and of its decoding
+#: settings), each declared once.
+TRACE_SPECS: dict[str, OptionSpec] = {
+    spec.name: spec
+    for spec in (
+        OptionSpec("max_new_tokens", int, 128, "Most tokens to generate (per item)", min=1),
+        OptionSpec("seed", int, 0, "Sampling seed"),
+        OptionSpec("lens", str, "logit", "logit (norm + head) or paper (the paper code's variant)"),
+        OptionSpec(
+            "lens_dtype",
+            str | None,
+            None,
+            "Fast lens: bfloat16 GEMM of the language head (README Benchmarks); default exact",
+        ),
+        OptionSpec("topk", int, 10, "Top tokens kept per (layer, step)", min=1),
+        OptionSpec("batch_size", int, 8, "Items per generate call (in a run it fixes the batches)", min=1),
+    )
+}
+
+
+def trace_options(*names: str) -> Callable[[F], F]:
+    """The tracing options ``names`` (keys of :data:`TRACE_SPECS`), into a ``trace: TraceOptions`` parameter."""
+    from evolens.api import TraceOptions
+
+    return option_group([TRACE_SPECS[n] for n in names], "trace", "Tracing", TraceOptions.from_flat)
 
 
 # --------------------------------------------------------------------------------------------- progress

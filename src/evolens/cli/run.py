@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from evolens.analysis.params import DetectorParams
+from evolens.api import LoadOptions, TraceOptions
 from evolens.cli.common import ConfigOption, app, err_console, out, quiet_transformers
+from evolens.cli.options import load_options, trace_options
 from evolens.errors import DatasetError, SettingsError
+from evolens.runs.options import detector_from_spec
 
 _DATASET_HELP = "folder | amber | pope | coco | toy"
 
@@ -92,24 +95,6 @@ def _dataset(
     raise SettingsError(f"unknown --dataset {kind!r}; use {_DATASET_HELP}")
 
 
-def _detector(spec: str | None) -> Any:
-    if spec is None or spec.lower() == "none":
-        return None
-    if spec.lower() == "auto":
-        return "auto"
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise SettingsError(f"--detector must be 'auto', 'none' or 'module:function', got {spec!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise SettingsError(f"cannot import the detector module {module_name!r}: {err}") from None
-    detector = getattr(module, attr, None)
-    if not callable(detector):
-        raise SettingsError(f"{module_name} has no callable {attr!r}")
-    return detector
-
-
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help=_DATASET_HELP)]
 RootOpt = Annotated[
     Path,
@@ -149,12 +134,11 @@ DetectorParamOpt = Annotated[
 FiguresOpt = Annotated[bool, typer.Option(help="Draw the dataset figures into results/figures (PNG, SVG)")]
 
 
-def _detector_params(entries: list[str] | None, base: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    """``KEY=VALUE`` pairs over ``base``, as a dict; values are read as JSON (numbers, true/false) or else kept as
-    text."""
+def _detector_params(entries: list[str] | None, base: DetectorParams | None = None) -> DetectorParams | None:
+    """``KEY=VALUE`` pairs over ``base``; values are read as JSON (numbers, true/false) or else kept as text."""
     if not entries:
         return None
-    params: dict[str, Any] = dict(base or {})
+    params: dict[str, Any] = base.to_dict() if base is not None else {}
     for entry in entries:
         key, sep, raw = entry.partition("=")
         if not sep or not key.strip():
@@ -164,15 +148,15 @@ def _detector_params(entries: list[str] | None, base: dict[str, Any] | None = No
         except json.JSONDecodeError:
             value = raw
         params[key.strip().replace("-", "_")] = value
-    from evolens.analysis import DetectorParams
-
-    return DetectorParams.from_dict(params).to_dict()  # refuses unknown keys and bad values now
+    return DetectorParams.from_dict(params)  # refuses unknown keys and bad values now
 
 
 UnitOpt = Annotated[str, typer.Option(help="Statistics unit: first_token or all_tokens")]
 
 
 @app.command("run")
+@trace_options("max_new_tokens", "lens", "lens_dtype", "topk", "seed", "batch_size")
+@load_options
 def run_command(
     model: Annotated[str, typer.Argument(help="Local model directory or hub id")],
     dataset: DatasetOpt,
@@ -188,26 +172,8 @@ def run_command(
     instances: InstancesOpt = None,
     synonyms: SynonymsOpt = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N items")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Most tokens to generate per item")] = 128,
-    lens: Annotated[str, typer.Option(help="logit or paper")] = "logit",
-    lens_dtype: Annotated[
-        str | None,
-        typer.Option(help="Fast lens: bfloat16 GEMM of the language head (README Benchmarks); default exact"),
-    ] = None,
-    topk: Annotated[int, typer.Option(help="Top tokens kept per (layer, step)", min=1)] = 10,
-    seed: Annotated[int, typer.Option(help="Sampling seed")] = 0,
-    batch_size: Annotated[int, typer.Option(help="Items per generate call (fixes the batches)")] = 8,
     hidden_states: Annotated[bool, typer.Option(help="Store hidden states (large)")] = False,
     retry_failed: Annotated[bool, typer.Option(help="Trace items recorded as failed again")] = False,
-    device: Annotated[
-        str, typer.Option(help="auto, cpu, cuda, cuda:1 ... (auto under torchrun: the rank's GPU)")
-    ] = "auto",
-    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16")] = "auto",
-    device_map: Annotated[
-        str | None, typer.Option(help="'auto' spreads a large model over this node's GPUs")
-    ] = None,
-    allow_pickle: Annotated[bool, typer.Option(help="Accept pickle-only checkpoints (unsafe)")] = False,
-    trust_remote_code: Annotated[bool, typer.Option(help="Run code shipped with the checkpoint")] = False,
     method: MethodOpt = "auto",
     detector: DetectorOpt = "auto",
     detector_param: DetectorParamOpt = None,
@@ -215,6 +181,9 @@ def run_command(
     merge_metrics: Annotated[bool, typer.Option(help="Write the merged long table")] = True,
     figures: FiguresOpt = True,
     config: ConfigOption = None,
+    *,
+    trace: TraceOptions,
+    load: LoadOptions,
 ) -> None:
     """Trace a whole dataset into a run directory: resumable, sharded under torchrun, evaluated at the end.
 
@@ -243,32 +212,25 @@ def run_command(
         instances=instances,
         synonyms=synonyms,
     )
-    layer_detector = _detector(detector)
+    finalize = evolens.FinalizeOptions(
+        method=method,  # type: ignore[arg-type]
+        layer_detector=detector_from_spec(detector),
+        detector_params=_detector_params(detector_param),
+        unit=unit,  # type: ignore[arg-type]
+        merge_metrics=merge_metrics,
+        figures=figures,
+    )
     quiet_transformers()
     summary = evolens.run(
         model,
         data,
         out_dir,
+        trace=trace,
+        load=load,
+        finalize=finalize,
         limit=limit,
-        max_new_tokens=max_new_tokens,
-        lens=lens,
-        lens_dtype=lens_dtype,
-        topk=topk,
-        seed=seed,
-        batch_size=batch_size,
         hidden_states=hidden_states,
         retry_failed=retry_failed,
-        device=device,
-        dtype=dtype,
-        device_map=device_map,
-        allow_pickle=allow_pickle,
-        trust_remote_code=trust_remote_code,
-        method=method,  # type: ignore[arg-type]
-        layer_detector=layer_detector,
-        detector_params=_detector_params(detector_param),
-        unit=unit,  # type: ignore[arg-type]
-        merge_metrics=merge_metrics,
-        figures=figures,
         progress=RichProgress() if dist_info().is_main else False,
     )
     rate = summary.items_per_s
@@ -407,19 +369,19 @@ def eval_command(
         return
     if target is None:
         raise SettingsError("give a run directory, or --responses FILE with --dataset and --root")
-    from evolens.runner import finalize_run
+    from evolens.runs import FinalizeOptions, finalize_run
     from evolens.store.results import detector_params_of
 
-    base = detector_params_of(target).to_dict() if detector_param else None
-    results = finalize_run(
-        target,
+    base = detector_params_of(target) if detector_param else None
+    options = FinalizeOptions(
         method=method,  # type: ignore[arg-type]
-        layer_detector=_detector(detector),
+        layer_detector=detector_from_spec(detector),
         detector_params=_detector_params(detector_param, base),
         unit=unit,  # type: ignore[arg-type]
         merge_metrics=merge_metrics,
         figures=figures,
     )
+    results = finalize_run(target, options)
     _print_results(results, target)
     if json_out is not None:
         atomic_write_text(json_out, (target / "results" / "evaluation.json").read_text(encoding="utf-8"))

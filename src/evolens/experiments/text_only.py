@@ -4,15 +4,13 @@ traced the same way; their JSD profiles, stage structure and hierarchy ratio sid
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from evolens.analysis.params import DetectorParams
 from evolens.analysis.profiles import ProfileComparison, compare_profiles
-from evolens.errors import PromptError, SettingsError
+from evolens.api import LVLM, TraceOptions
+from evolens.errors import PromptError
 from evolens.experiments.items import pair_items
-
-if TYPE_CHECKING:
-    from evolens.api import LVLM
 
 IMAGE, NO_IMAGE, LLM = "image", "no image", "llm"
 
@@ -25,7 +23,7 @@ def compare_text_only(
     llm: LVLM | None = None,
     llm_prompts: str | Sequence[str] | None = None,
     params: DetectorParams | None = None,
-    **trace_options: Any,
+    options: TraceOptions | None = None,
 ) -> ProfileComparison:
     """Trace ``lvlm`` with the images (label ``"image"``), ``lvlm`` with the same prompts and no image
     (``"no image"``; each distinct prompt once), and, if given, the causal LM ``llm`` with ``llm_prompts`` (default: the same prompts;
@@ -38,8 +36,8 @@ def compare_text_only(
         llm: A text-only model loaded with :func:`evolens.load`.
         llm_prompts: Prompts for ``llm`` (e.g. the paper's "Who was the first Indian to win an academy award?").
         params: Detector parameters.
-        **trace_options: Options of :meth:`evolens.LVLM.trace`, used for every condition (hidden states are not
-            kept unless ``keep_hidden_states=True``).
+        options: How every condition is traced (:class:`~evolens.api.TraceOptions`; default: its defaults without
+            keeping the hidden states, which the comparison does not need).
 
     Raises:
         PromptError: ``lvlm`` is not a vision-language model, an item has no image, or ``llm`` is not text-only.
@@ -48,18 +46,15 @@ def compare_text_only(
         raise PromptError(
             f"{lvlm.loaded.source} is a text-only model; compare_text_only needs a vision-language model"
         )
-    if "images" in trace_options or "prompts" in trace_options or "item_ids" in trace_options:
-        raise SettingsError("pass images and prompts as arguments, not as trace options")
     image_list, prompt_list = pair_items(images, prompts)
     if any(image is None for image in image_list):
         raise PromptError("every item needs an image (the comparison removes it for the text-only condition)")
-    options = dict(trace_options)
-    options.setdefault("keep_hidden_states", False)
+    options = options or TraceOptions(keep_hidden_states=False)
     unique = list(dict.fromkeys(prompt_list))
     groups = {
-        IMAGE: lvlm.trace(images=image_list, prompts=prompt_list, **options),
+        IMAGE: lvlm.trace(images=image_list, prompts=prompt_list, options=options),
         # the same prompt without an image gives the same trace every time: trace each distinct prompt once
-        NO_IMAGE: lvlm.trace(images=[None] * len(unique), prompts=unique, **options),
+        NO_IMAGE: lvlm.trace(images=[None] * len(unique), prompts=unique, options=options),
     }
     if llm is not None:
         if llm.is_vlm:
@@ -67,5 +62,5 @@ def compare_text_only(
                 f"llm must be a text-only causal LM, got the vision-language model {llm.loaded.source}"
             )
         _, llm_list = pair_items(None, llm_prompts if llm_prompts is not None else prompt_list)
-        groups[LLM] = llm.trace(images=[None] * len(llm_list), prompts=llm_list, **options)
+        groups[LLM] = llm.trace(images=[None] * len(llm_list), prompts=llm_list, options=options)
     return compare_profiles(groups, params)

@@ -1,0 +1,107 @@
+"""The options of a dataset run that the run pipeline owns: how the run is merged.
+
+How the model loads is :class:`evolens.api.LoadOptions`, how items are traced :class:`evolens.api.TraceOptions` (decoding in its
+:class:`~evolens.capture.generate.GenerationSettings`); the detector's parameters are
+:class:`evolens.analysis.DetectorParams`. The command line builds these objects from its option groups
+(:func:`evolens.cli.options.option_group`) and hands them on whole.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from evolens.analysis.params import DetectorParams
+from evolens.data.text import MethodName, TextTools
+from evolens.errors import SettingsError, check_positive_int
+from evolens.hallucination.stats import LayerDetector, Unit
+
+AUTO: Literal["auto"] = "auto"
+#: The layer detector of a run: ``"auto"`` (the analysis with the run's detector parameters), any function
+#: ``Trace -> TokenLayers``, or ``None`` (no layer columns, no statistics).
+DetectorChoice = LayerDetector | Literal["auto"] | None
+#: Draws dataset figures from the stored results in a results directory into ``<dir>/figures``; returns the files.
+FigureWriter = Callable[[Path], Sequence[Path]]
+
+
+@dataclass(frozen=True)
+class FinalizeOptions:
+    """How a finished run is merged into ``results/`` (:func:`evolens.finalize_run`).
+
+    Attributes:
+        method: Text tools for the benchmark evaluation: ``"auto"``, ``"exact"`` or ``"fallback"``.
+        layer_detector: ``"auto"``: :func:`evolens.analysis.analyze_trace` on every item (written to
+            ``items/<id>/analysis.json``); a function ``Trace -> TokenLayers``; or ``None`` (no layer columns, no
+            statistics).
+        detector_params: Parameters of the ``"auto"`` detector (None: the run's, from ``run.json``).
+        unit: Unit of the hallucinated-vs-grounded statistics: ``"first_token"`` or ``"all_tokens"``.
+        n_bootstrap: Bootstrap replicates of the statistics' and the analysis summary's intervals.
+        merge_metrics: Also write the merged long table (one row per item x step x layer).
+        figures: Draw the dataset figures into ``results/figures`` (PNG and SVG).
+    """
+
+    method: MethodName = "auto"
+    layer_detector: DetectorChoice = AUTO
+    detector_params: DetectorParams | None = None
+    unit: Unit = "first_token"
+    n_bootstrap: int = 1000
+    merge_metrics: bool = True
+    figures: bool = True
+
+    def __post_init__(self) -> None:
+        if self.unit not in ("first_token", "all_tokens"):
+            raise SettingsError(f"unit must be 'first_token' or 'all_tokens', got {self.unit!r}")
+        check_positive_int("n_bootstrap", self.n_bootstrap)
+        detector = self.layer_detector
+        if isinstance(detector, str) and detector != AUTO:
+            raise SettingsError(f"layer_detector must be 'auto', a function or None, got {detector!r}")
+        if detector is not None and not isinstance(detector, str) and not callable(detector):
+            raise SettingsError(
+                f"layer_detector must be 'auto', a function or None, got {type(detector).__name__}"
+            )
+        params = self.detector_params
+        if params is not None and not isinstance(params, DetectorParams):
+            object.__setattr__(self, "detector_params", coerce_params(params))
+
+    @property
+    def auto(self) -> bool:
+        """Whether the run's own analysis is the detector."""
+        return self.layer_detector == AUTO
+
+    def check_method(self) -> None:
+        """Refuse an unknown text-tools method, or ``"exact"`` without its data — before any tracing."""
+        TextTools(self.method)
+
+
+def coerce_params(params: DetectorParams | Mapping[str, Any] | None) -> DetectorParams | None:
+    """``params`` as :class:`DetectorParams` (a mapping is checked key by key; ``None`` stays ``None``)."""
+    if params is None or isinstance(params, DetectorParams):
+        return params
+    if not isinstance(params, Mapping):
+        raise SettingsError(
+            f"detector_params must be DetectorParams or a mapping, got {type(params).__name__}"
+        )
+    return DetectorParams.from_dict(params)
+
+
+def detector_from_spec(spec: str | None) -> DetectorChoice:
+    """A layer detector named as the command line and run configurations name it: ``"auto"``, ``"none"`` (or
+    ``None``), or ``"module:function"`` (a function ``Trace -> TokenLayers`` importable from ``module``)."""
+    if spec is None or spec.lower() == "none":
+        return None
+    if spec.lower() == AUTO:
+        return AUTO
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise SettingsError(f"--detector must be 'auto', 'none' or 'module:function', got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise SettingsError(f"cannot import the detector module {module_name!r}: {err}") from None
+    detector = getattr(module, attr, None)
+    if not callable(detector):
+        raise SettingsError(f"{module_name} has no callable {attr!r}")
+    return detector
