@@ -10,6 +10,7 @@ from evolens.trace import Trace
 
 PROB_SCALE = 1000  # probabilities are stored as integers in units of 1e-3 (0.1 %): what the charts can show
 JSD_SCALE = 10_000  # JSD in bits as integers in units of 1e-4 bit
+HEATMAP_TOKENS = 40  # the paper's heatmap shows the first 40 tokens
 TOP1_SERIES = "top-1 from layer"
 TOP1_DESCRIPTION = (
     "first layer from which the generated token stays the most probable token up to the last layer "
