@@ -21,11 +21,11 @@ from evolens.analysis.compare import (
 )
 from evolens.analysis.detectors import HierarchyScore
 from evolens.analysis.trace_analysis import analyze_metrics
-from evolens.data import layer_statistics
 from evolens.errors import SettingsError
 from evolens.experiments import SkipReport, TokenComparison
 from evolens.experiments.skip import SkipResult, VariantOutput, summarize_variants
 from evolens.geometry import ReducerSettings, single_image_map
+from evolens.hallucination import layer_statistics
 from evolens.viz.results import NOTHING_TO_SKIP
 from evolens.viz.skip import FLAG_COLORS
 from tests.analysis.synthetic import make_metrics, step_jsd, step_probs
