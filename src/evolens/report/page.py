@@ -12,16 +12,14 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from evolens.analysis.stages import STAGE_NAMES
 from evolens.report import items as it
 from evolens.report.escape import json_for_script, text
 from evolens.report.item_section import FLAG_STYLES, flag_classes
 from evolens.report.payload import HEATMAP_TOKENS, JSD_SCALE, PROB_SCALE, TOP1_DESCRIPTION, TOP1_SERIES
-from evolens.viz.style import cmap_hex
+from evolens.viz.style import STAGE_COLOURS, cmap_hex
 
 COMPRESS_ABOVE = 4_000_000  # characters of JSON above which the data block is gzip-compressed (compress=None)
-#: Display names and pale colours of the stages (rapid evolution, stabilisation, mutation, undetermined).
-STAGE_LABELS = {"0": "rapid evolution", "1": "stabilization", "2": "mutation", "-1": "undetermined"}
-STAGE_COLOURS = {"0": "#fdbf6f", "1": "#b2df8a", "2": "#fb9a99", "-1": "#e5e5e5"}
 
 
 def _asset(name: str) -> str:
@@ -105,13 +103,13 @@ def data_block(
         "flags": flag_names,
         "flag_classes": marks,
         "toggle": [it.CRITICAL_SERIES, it.STAGE_SERIES],
-        "stage_names": STAGE_LABELS,
+        "stage_names": {str(code): name for code, name in STAGE_NAMES.items()},
         "palettes": {
             "values": cmap_hex("viridis", 11),
             "jsd": cmap_hex("Purples", 9),
             "candidates": cmap_hex("tab20", 20),
             "categories": cmap_hex("tab10", 10),
-            "stages": STAGE_COLOURS,
+            "stages": {str(code): colour for code, colour in STAGE_COLOURS.items()},
         },
         "items": payloads,
     }
