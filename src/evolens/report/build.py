@@ -31,12 +31,13 @@ from typing import Any
 
 from evolens.errors import SettingsError
 from evolens.files import atomic_write_text
+from evolens.metrics.tokens import first_stable_top1_layer
 from evolens.report import extras as ex
 from evolens.report.inputs import Source, TraceSource, iter_traces, resolve_sources
 from evolens.report.item_data import ItemData, auto_extras, item_data
 from evolens.report.item_section import item_section
 from evolens.report.page import Series, data_block, new_series, page
-from evolens.report.payload import TOP1_SERIES, first_stable_top1_layer, trace_payload
+from evolens.report.payload import TOP1_SERIES, trace_payload
 from evolens.report.summary import ItemRow, RunStats, summary_section
 from evolens.trace import Trace
 
