@@ -75,16 +75,7 @@ class _Items:
         row = self._row(index, trace, data)
         # A flag's mark depends only on the flags seen before it, so the section can be written now.
         self.sections.append(
-            item_section(
-                index,
-                trace,
-                item_extras,
-                data.flags,
-                self.flag_names,
-                self.image_root,
-                data,
-                row.attributes(),
-            )
+            item_section(index, trace, item_extras, data, self.flag_names, self.image_root, row.attributes())
         )
         self.stats.add(trace, data.flags, top1)
         self.rows.append(row)
@@ -130,8 +121,11 @@ class _Items:
         if self.judged:
             verdict = "—" if data.verdict is None else ("hallucinated" if data.verdict else "correct")
         task = (data.evaluation or {}).get("task") or (data.annotations or {}).get("task")
-        return ItemRow(index, trace.item_id, trace.prompt, trace.text, trace.n_steps, verdict,
-                       {k: sum(v) for k, v in data.flags.items()}, None if task is None else str(task))  # fmt: skip
+        flag_counts = {k: sum(v) for k, v in data.flags.items()}
+        task_name = None if task is None else str(task)
+        return ItemRow(
+            index, trace.item_id, trace.prompt, trace.text, trace.n_steps, verdict, flag_counts, task_name
+        )
 
 
 def _checked_extras(

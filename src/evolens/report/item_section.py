@@ -116,12 +116,13 @@ def item_section(
     index: int,
     trace: Trace,
     item_extras: Mapping[str, Any],
-    flags: Mapping[str, Sequence[bool]],
+    data: ItemData,
     flag_names: list[str],
     image_root: Path | None,
-    data: ItemData,
     attributes: str = "",
 ) -> str:
+    """The section of item ``index`` (``attributes``: what the item list's filters read, see
+    :meth:`~evolens.report.summary.ItemRow.attributes`); its tokens take the marks of ``flag_names``."""
     meta = [
         ("prompt", trace.prompt),
         ("model", f"{short_source(trace.model.source)} ({trace.model.family}, {trace.n_layers} layers)"),
@@ -140,7 +141,7 @@ def item_section(
         '<p class="hint">Each token is coloured by the series chosen at the top (critical layer or stages when the '
         "item was analysed); click a token (or focus it and press Enter) for its critical layers, mutations and stage "
         "bar, its candidates, its JSD column and the logit-lens grid.</p>",
-        f'<div class="text" data-item="{index}">{_token_spans(trace.tokens, flags, flag_names)}</div>',
+        f'<div class="text" data-item="{index}">{_token_spans(trace.tokens, data.flags, flag_names)}</div>',
         analysis_block(data.analysis_lines),
         '<div class="detail" hidden></div>',
         evaluation_block(data.evaluation, data.annotations),
@@ -160,7 +161,7 @@ def item_section(
         parts.append(
             _skip_section(
                 trace.tokens,
-                flags.get("hallucinated"),
+                data.flags.get("hallucinated"),
                 data.skip["variants"],
                 original=data.skip.get("original"),
                 figure=data.skip.get("figure"),
