@@ -96,10 +96,19 @@ def test_the_page_is_self_contained(tiny_run) -> None:
 # ----------------------------------------------------------------------------- data
 
 
-def test_first_stable_top1_layer_known_answers() -> None:
-    ranks = torch.tensor([[1, 2, 3, 1], [2, 1, 1, 1], [1, 1, 1, 2], [1, 1, 1, 1]])
-    assert first_stable_top1_layer(ranks) == [2, 1, 1, 3]
-    assert first_stable_top1_layer(torch.tensor([[1], [3]])) == [None]
+def test_stage_names_and_colours_come_from_their_owners(tiny_run) -> None:
+    from evolens.analysis.stages import STABLE, STAGE_NAMES
+    from evolens.geometry import paper_stage_groups, stage_groups
+    from evolens.viz.style import STAGE_COLOURS
+
+    data = data_block(build_report(tiny_run[1][:1], summary_figures=False))
+    assert data["stage_names"] == {str(code): name for code, name in STAGE_NAMES.items()}
+    assert data["palettes"]["stages"] == {str(code): colour for code, colour in STAGE_COLOURS.items()}
+    assert (
+        STAGE_NAMES[STABLE] == "stabilisation"
+    )  # the README's spelling, also in the geometry's stage groups
+    assert [g.name for g in stage_groups(8, 3, 6)] == [STAGE_NAMES[c] for c in (0, 1, 2)]
+    assert {g.name for g in paper_stage_groups(8)} >= {STAGE_NAMES[0], STAGE_NAMES[1]}
 
 
 def test_embedded_data_reproduces_the_trace_metrics(tiny_run) -> None:

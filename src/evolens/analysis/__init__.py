@@ -27,11 +27,6 @@ from evolens.analysis.compare import (
     token_diff,
 )
 from evolens.analysis.detectors import (
-    MUTATION,
-    RAPID,
-    STABLE,
-    STAGE_NAMES,
-    UNKNOWN,
     ChangePoint,
     HierarchyScore,
     Mutation,
@@ -54,6 +49,7 @@ from evolens.analysis.layers import (
 )
 from evolens.analysis.params import NOT_FOUND, DetectorParams
 from evolens.analysis.profiles import ProfileComparison, ProfileSummary, compare_profiles, profile_summary
+from evolens.analysis.stages import MUTATION, RAPID, STABLE, STAGE_NAMES, UNKNOWN
 from evolens.analysis.trace_analysis import TraceAnalysis, analyze_metrics, analyze_trace, jsd_baseline
 
 __all__ = [

@@ -17,17 +17,11 @@ import numpy as np
 import torch
 
 from evolens.analysis.params import NOT_FOUND, DetectorParams
+from evolens.analysis.stages import MUTATION, RAPID, STABLE, UNKNOWN
 from evolens.errors import SettingsError
 
 Curve = torch.Tensor | np.ndarray | Sequence[float]
 
-RAPID, STABLE, MUTATION, UNKNOWN = 0, 1, 2, -1
-STAGE_NAMES: dict[int, str] = {
-    RAPID: "rapid evolution",
-    STABLE: "stabilization",
-    MUTATION: "mutation",
-    UNKNOWN: "undetermined",
-}
 MAD_SCALE = 1.4826  # makes the MAD a consistent estimate of a normal standard deviation
 
 

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from evolens.analysis.detectors import MUTATION, RAPID, STABLE, UNKNOWN, HierarchyScore, hierarchy_score
+from evolens.analysis.detectors import HierarchyScore, hierarchy_score
 from evolens.analysis.io import clean_json, read_result, write_result
 from evolens.analysis.params import NOT_FOUND, DetectorParams
+from evolens.analysis.stages import MUTATION, RAPID, STABLE, UNKNOWN
 from evolens.analysis.trace_analysis import TraceAnalysis, analyze_trace
 from evolens.errors import SettingsError
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from evolens.analysis.stages import MUTATION, RAPID, STABLE, STAGE_NAMES
 from evolens.errors import SettingsError, check_positive_int
 
 
@@ -123,12 +124,12 @@ def stage_groups(
     bounds: list[tuple[str, int, int]] = []
     if critical_layer is not None:
         stop = mutation_layer if mutation_layer is not None else end
-        bounds += [("rapid evolution", first, critical_layer), ("stabilisation", critical_layer, stop)]
+        bounds += [(STAGE_NAMES[RAPID], first, critical_layer), (STAGE_NAMES[STABLE], critical_layer, stop)]
     else:
         assert mutation_layer is not None
         bounds.append(("before mutation", first, mutation_layer))
     if mutation_layer is not None:
-        bounds.append(("mutation", mutation_layer, end))
+        bounds.append((STAGE_NAMES[MUTATION], mutation_layer, end))
     return tuple(StageGroup(name, tuple(range(a, b))) for name, a, b in bounds if b > a)
 
 
@@ -154,8 +155,8 @@ def paper_stage_groups(n_layers: int = 32, critical_layer: int | None = None) ->
         )
     return (
         StageGroup("initial", (1, 2)),
-        StageGroup("rapid evolution", tuple(range(3, c + 1))),
-        StageGroup("stabilisation", tuple(range(c + 1, n_layers))),
+        StageGroup(STAGE_NAMES[RAPID], tuple(range(3, c + 1))),
+        StageGroup(STAGE_NAMES[STABLE], tuple(range(c + 1, n_layers))),
         StageGroup("final", (n_layers,)),
     )
 

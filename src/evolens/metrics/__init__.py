@@ -12,7 +12,7 @@ from evolens.metrics.compute import (
     track_tokens,
 )
 from evolens.metrics.divergence import entropy_bits, jsd_bits, jsd_both, jsd_paper, kl_bits
-from evolens.metrics.tokens import gather_logprobs, ranks, topk, union_top1
+from evolens.metrics.tokens import first_stable_top1_layer, gather_logprobs, ranks, topk, union_top1
 
 __all__ = [
     "METRICS_STRATEGIES",
@@ -24,6 +24,7 @@ __all__ = [
     "compute_batch_metrics",
     "compute_layer_metrics",
     "entropy_bits",
+    "first_stable_top1_layer",
     "gather_logprobs",
     "iter_logprob_chunks",
     "jsd_bits",

@@ -1,4 +1,5 @@
-"""Per-token quantities read off a distribution: log-probability, rank, top-k, candidate tokens."""
+"""Per-token quantities read off a distribution: log-probability, rank, top-k, candidate tokens, and the first
+layer from which a token stays top-1."""
 
 from __future__ import annotations
 
@@ -55,3 +56,27 @@ def union_top1(top1_ids: torch.Tensor, pad: int = -1, width: int | None = None) 
     step_idx = torch.arange(n_steps, device=device).expand(n_layers, -1)
     out[step_idx[first], slot[first]] = top1_ids[first].long()
     return out
+
+
+def first_stable_top1_layer(ranks: torch.Tensor) -> list[int | None]:
+    """Per step, the first layer from which the generated token has rank 1 at every deeper layer.
+
+    Args:
+        ranks: ``[n_layers + 1, n_steps]`` ranks of the generated tokens (1 = most probable; ``trace.token_ranks()``).
+
+    Returns:
+        ``n_steps`` layers, ``None`` where the token is not top-1 at the last layer (sampled tokens).
+
+    >>> first_stable_top1_layer(torch.tensor([[1, 3], [2, 1], [1, 1]]))
+    [2, 1]
+    >>> first_stable_top1_layer(torch.tensor([[1], [2]]))
+    [None]
+    """
+    top = ranks == 1  # [L + 1, T]
+    # suffix_all[l, t]: top-1 at every layer >= l
+    suffix_all = top.flip(0).cumprod(0).flip(0).bool()
+    layers: list[int | None] = []
+    for step in range(ranks.shape[1]):
+        hits = torch.nonzero(suffix_all[:, step]).flatten()
+        layers.append(int(hits[0]) if hits.numel() else None)
+    return layers

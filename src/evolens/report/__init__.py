@@ -15,10 +15,11 @@ A run directory is read whole: items in run order, its evaluation, statistics an
 figures (written into ``results/figures`` by :func:`evolens.finalize_run`).
 """
 
-from evolens.report.build import build_report, collect_trace_dirs, write_report
+from evolens.metrics.tokens import first_stable_top1_layer
+from evolens.report.build import build_report, write_report
 from evolens.report.escape import json_for_script
 from evolens.report.figures import summary_figures, write_summary_figures
-from evolens.report.payload import first_stable_top1_layer
+from evolens.report.inputs import collect_trace_dirs
 
 __all__ = [
     "build_report",

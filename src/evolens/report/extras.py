@@ -12,7 +12,7 @@ Per item (a mapping keyed by the item's ``item_id``; every key optional):
     critical layer or by stage, flags tokens with a mutation layer, and shows each token's critical layers,
     mutations and stage bar on click. Read from ``analysis.json`` beside a trace directory when not given.
 ``labels``
-    Per-token evaluation labels: a :class:`~evolens.data.TokenLabels` or ``{"labels": [...], "objects": [...]}``
+    Per-token evaluation labels: a :class:`~evolens.hallucination.TokenLabels` or ``{"labels": [...], "objects": [...]}``
     (``"hallucinated"``, ``"grounded"``, ``"exempt"`` or ``None``); flags hallucinated and grounded tokens. Read
     from the run's ``results/tokens.parquet`` for run items.
 ``evaluation``
@@ -42,7 +42,7 @@ Per run (``summary``): ``statistics`` (``{name: value}``), ``figures``, ``geomet
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from evolens.errors import SettingsError
@@ -75,6 +75,19 @@ def _list(value: Any, where: str) -> list[Any]:
     if isinstance(value, str | bytes) or not isinstance(value, Sequence):
         raise SettingsError(f"{where} must be a list, got {type(value).__name__}")
     return list(value)
+
+
+def _entries(
+    data: Any, where: str, keys: Sequence[str], shape: str, required: Sequence[str] = ()
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Each entry of the list ``data`` with where it is (``where[i]``): a mapping holding ``required`` and no key
+    outside ``keys`` (``shape`` says what it should be)."""
+    for i, entry in enumerate(_list(data, where)):
+        here = f"{where}[{i}]"
+        if not isinstance(entry, Mapping) or any(key not in entry for key in required):
+            raise SettingsError(f"{here} must be a mapping with {shape}")
+        check_keys(entry, keys, here)
+        yield here, entry
 
 
 def token_series(data: Any, n_steps: int, where: str, *, flags: bool) -> dict[str, list[Any]]:
@@ -116,21 +129,18 @@ def token_series(data: Any, n_steps: int, where: str, *, flags: bool) -> dict[st
 def skip_variants(data: Any, where: str) -> list[dict[str, Any]]:
     """Check the layer-skipping variants of an item."""
     variants = []
-    for i, entry in enumerate(_list(data, where)):
-        if not isinstance(entry, Mapping):
-            raise SettingsError(f"{where}[{i}] must be a mapping with 'name' and 'tokens'")
-        check_keys(entry, ("name", "tokens", "flags", "note"), f"{where}[{i}]")
+    for here, entry in _entries(data, where, ("name", "tokens", "flags", "note"), "'name' and 'tokens'"):
         if "name" not in entry or "tokens" not in entry:
-            raise SettingsError(f"{where}[{i}] needs 'name' and 'tokens'")
-        tokens = [str(t) for t in _list(entry["tokens"], f"{where}[{i}].tokens")]
+            raise SettingsError(f"{here} needs 'name' and 'tokens'")
+        tokens = [str(t) for t in _list(entry["tokens"], f"{here}.tokens")]
         flags = entry.get("flags")
-        flag_list = [None] * len(tokens) if flags is None else _list(flags, f"{where}[{i}].flags")
+        flag_list = [None] * len(tokens) if flags is None else _list(flags, f"{here}.flags")
         if len(flag_list) != len(tokens):
-            raise SettingsError(f"{where}[{i}] has {len(tokens)} tokens but {len(flag_list)} flags")
+            raise SettingsError(f"{here} has {len(tokens)} tokens but {len(flag_list)} flags")
         bad = {f for f in flag_list if f not in (None, *SKIP_FLAGS)}
         if bad:
             raise SettingsError(
-                f"{where}[{i}] flags must be 'hallucinated', 'corrected' or None, got {sorted(bad)}"
+                f"{here} flags must be 'hallucinated', 'corrected' or None, got {sorted(bad)}"
             )
         variants.append(
             {
@@ -145,30 +155,23 @@ def skip_variants(data: Any, where: str) -> list[dict[str, Any]]:
 
 def figure_entries(data: Any, where: str) -> list[tuple[str, Any]]:
     """``(title, figure)`` pairs from ``[{"title": ..., "figure": ...}]``."""
-    entries = []
-    for i, entry in enumerate(_list(data, where)):
-        if not isinstance(entry, Mapping) or "figure" not in entry:
-            raise SettingsError(f"{where}[{i}] must be a mapping with a 'figure' (and a 'title')")
-        check_keys(entry, ("title", "figure"), f"{where}[{i}]")
-        entries.append((str(entry.get("title", "")), entry["figure"]))
-    return entries
+    shape = "a 'figure' (and a 'title')"
+    return [
+        (str(entry.get("title", "")), entry["figure"])
+        for _, entry in _entries(data, where, ("title", "figure"), shape, required=("figure",))
+    ]
 
 
 def tables(data: Any, where: str) -> list[dict[str, Any]]:
     """Check ``[{"title", "columns", "rows"}]``; cells are kept as numbers or strings."""
     checked = []
-    for i, entry in enumerate(_list(data, where)):
-        if not isinstance(entry, Mapping):
-            raise SettingsError(f"{where}[{i}] must be a mapping with 'columns' and 'rows'")
-        check_keys(entry, ("title", "columns", "rows"), f"{where}[{i}]")
-        columns = [str(c) for c in _list(entry.get("columns", []), f"{where}[{i}].columns")]
+    for here, entry in _entries(data, where, ("title", "columns", "rows"), "'columns' and 'rows'"):
+        columns = [str(c) for c in _list(entry.get("columns", []), f"{here}.columns")]
         rows = []
-        for r, row in enumerate(_list(entry.get("rows", []), f"{where}[{i}].rows")):
-            cells = _list(row, f"{where}[{i}].rows[{r}]")
+        for r, row in enumerate(_list(entry.get("rows", []), f"{here}.rows")):
+            cells = _list(row, f"{here}.rows[{r}]")
             if columns and len(cells) != len(columns):
-                raise SettingsError(
-                    f"{where}[{i}].rows[{r}] has {len(cells)} cells for {len(columns)} columns"
-                )
+                raise SettingsError(f"{here}.rows[{r}] has {len(cells)} cells for {len(columns)} columns")
             rows.append(cells)
         checked.append({"title": str(entry.get("title", "")), "columns": columns, "rows": rows})
     return checked

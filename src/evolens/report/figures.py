@@ -69,6 +69,11 @@ def _num(value: float | None, fmt: str) -> str:
     return "n/a" if value is None else format(value, fmt)
 
 
+def _first_mutation(mutations: Sequence[Sequence[int]]) -> np.ndarray:
+    """Each token's first mutation layer, NaN for none."""
+    return np.array([m[0] if m else np.nan for m in mutations], dtype=np.float64)
+
+
 def summary_figures(
     tokens: pd.DataFrame, n_layers: int, statistics: LayerStatistics | None = None
 ) -> list[SummaryFigure]:
@@ -81,15 +86,22 @@ def summary_figures(
         statistics: The run's :class:`~evolens.data.LayerStatistics` (its unit selects the hallucinated and grounded
             tokens; its shares and AUROC go into the title).
     """
-    from evolens.viz import dataset_summary_figure, layer_histogram_figure
-
     if "is_eos" in tokens.columns:
         tokens = tokens[~tokens["is_eos"].fillna(False).astype(bool)]
     critical = _layers(tokens["critical_layer"])
     mutations = _mutation_lists(tokens["mutation_layers"])
     if not len(tokens) or (np.isnan(critical).all() and not any(mutations)):
         return []
-    out: list[SummaryFigure] = []
+    out = [_critical_figure(tokens, critical, n_layers), _mutation_figure(mutations, n_layers)]
+    judged = _judged_figure(tokens, n_layers, statistics)
+    if judged is not None:
+        out.append(judged)
+    return out
+
+
+def _critical_figure(tokens: pd.DataFrame, critical: np.ndarray, n_layers: int) -> SummaryFigure:
+    from evolens.viz import layer_histogram_figure
+
     groups: dict[str, np.ndarray] = {"critical layer": critical}
     for column, name in (("critical_layer_prob", "probability-based"), ("critical_layer_jsd", "JSD-based")):
         if column in tokens.columns and tokens[column].notna().any():
@@ -98,65 +110,70 @@ def summary_figures(
         groups = {"stages (used)": critical, **{k: v for k, v in groups.items() if k != "critical layer"}}
     n = len(tokens)
     found = int((~np.isnan(critical)).sum())
-    out.append(
-        SummaryFigure(
-            "critical_layers",
-            f"Critical layers of {n} generated tokens ({found} with one); the final EOS token is left out",
-            layer_histogram_figure(
-                groups, n_layers=n_layers, xlabel="critical layer", title=f"critical layers ({n} tokens)"
-            ),
-        )
+    return SummaryFigure(
+        "critical_layers",
+        f"Critical layers of {n} generated tokens ({found} with one); the final EOS token is left out",
+        layer_histogram_figure(
+            groups, n_layers=n_layers, xlabel="critical layer", title=f"critical layers ({n} tokens)"
+        ),
     )
-    first = np.array([m[0] if m else np.nan for m in mutations], dtype=np.float64)
+
+
+def _mutation_figure(mutations: Sequence[Sequence[int]], n_layers: int) -> SummaryFigure:
+    from evolens.viz import layer_histogram_figure
+
+    n = len(mutations)
+    first = _first_mutation(mutations)
     every = np.array([x for m in mutations for x in m], dtype=np.float64)
     with_mutation = int((~np.isnan(first)).sum())
-    out.append(
-        SummaryFigure(
-            "mutation_layers",
-            f"Mutation layers: {with_mutation} of {n} tokens ({with_mutation / n:.1%}) have at least one; first "
-            "mutation layer per token and every mutation layer pooled",
-            layer_histogram_figure(
-                {"first mutation layer": first, "every mutation layer": every},
-                n_layers=n_layers,
-                xlabel="mutation layer",
-                title=f"mutation layers ({with_mutation} of {n} tokens)",
-            ),
-        )
+    return SummaryFigure(
+        "mutation_layers",
+        f"Mutation layers: {with_mutation} of {n} tokens ({with_mutation / n:.1%}) have at least one; first "
+        "mutation layer per token and every mutation layer pooled",
+        layer_histogram_figure(
+            {"first mutation layer": first, "every mutation layer": every},
+            n_layers=n_layers,
+            xlabel="mutation layer",
+            title=f"mutation layers ({with_mutation} of {n} tokens)",
+        ),
     )
+
+
+def _judged_figure(
+    tokens: pd.DataFrame, n_layers: int, statistics: LayerStatistics | None
+) -> SummaryFigure | None:
+    """Hallucinated against grounded tokens; ``None`` when the evaluation judged no word."""
+    from evolens.viz import dataset_summary_figure
+
     unit = statistics.unit if statistics is not None else "first_token"
     judged = tokens[tokens["label"].isin(["hallucinated", "grounded"])]
     if unit == "first_token":
         judged = judged[judged["first"].fillna(False).astype(bool)]
     hallucinated = (judged["label"] == "hallucinated").to_numpy()
-    if hallucinated.size:
-        title = f"hallucinated vs grounded tokens ({unit.replace('_', ' ')})"
-        caption = title
-        if statistics is not None:
-            s = statistics
-            caption = (
-                f"{title}: with a mutation layer {_num(s.hallucinated.share_with_mutation, '.1%')} of "
-                f"{s.hallucinated.n_tokens} hallucinated vs {_num(s.grounded.share_with_mutation, '.1%')} of "
-                f"{s.grounded.n_tokens} grounded; AUROC of 'mutation detected' {_num(s.auroc.value, '.3f')} "
-                f"[{_num(s.auroc.low, '.3f')}, {_num(s.auroc.high, '.3f')}]"
-            )
-            title += f" · AUROC {_num(s.auroc.value, '.2f')}"
-        out.append(
-            SummaryFigure(
-                "hallucinated_vs_grounded",
-                caption,
-                dataset_summary_figure(
-                    n_layers=n_layers,
-                    critical_layers=_layers(judged["critical_layer"]),
-                    mutation_layers=np.array(
-                        [m[0] if m else np.nan for m in _mutation_lists(judged["mutation_layers"])],
-                        dtype=np.float64,
-                    ),
-                    hallucinated=hallucinated,
-                    title=title,
-                ),
-            )
+    if not hallucinated.size:
+        return None
+    title = f"hallucinated vs grounded tokens ({unit.replace('_', ' ')})"
+    caption = title
+    if statistics is not None:
+        s = statistics
+        caption = (
+            f"{title}: with a mutation layer {_num(s.hallucinated.share_with_mutation, '.1%')} of "
+            f"{s.hallucinated.n_tokens} hallucinated vs {_num(s.grounded.share_with_mutation, '.1%')} of "
+            f"{s.grounded.n_tokens} grounded; AUROC of 'mutation detected' {_num(s.auroc.value, '.3f')} "
+            f"[{_num(s.auroc.low, '.3f')}, {_num(s.auroc.high, '.3f')}]"
         )
-    return out
+        title += f" · AUROC {_num(s.auroc.value, '.2f')}"
+    return SummaryFigure(
+        "hallucinated_vs_grounded",
+        caption,
+        dataset_summary_figure(
+            n_layers=n_layers,
+            critical_layers=_layers(judged["critical_layer"]),
+            mutation_layers=_first_mutation(_mutation_lists(judged["mutation_layers"])),
+            hallucinated=hallucinated,
+            title=title,
+        ),
+    )
 
 
 def read_summary_figures(results_dir: str | Path) -> list[SummaryFigure]:

@@ -10,35 +10,12 @@ from evolens.trace import Trace
 
 PROB_SCALE = 1000  # probabilities are stored as integers in units of 1e-3 (0.1 %): what the charts can show
 JSD_SCALE = 10_000  # JSD in bits as integers in units of 1e-4 bit
+HEATMAP_TOKENS = 40  # the paper's heatmap shows the first 40 tokens
 TOP1_SERIES = "top-1 from layer"
 TOP1_DESCRIPTION = (
     "first layer from which the generated token stays the most probable token up to the last layer "
     "(logit lens, computed from the trace; not the critical layer of the analysis)"
-)
-
-
-def first_stable_top1_layer(ranks: torch.Tensor) -> list[int | None]:
-    """Per step, the first layer from which the generated token has rank 1 at every deeper layer.
-
-    Args:
-        ranks: ``[n_layers + 1, n_steps]`` ranks of the generated tokens (1 = most probable; ``trace.token_ranks()``).
-
-    Returns:
-        ``n_steps`` layers, ``None`` where the token is not top-1 at the last layer (sampled tokens).
-
-    >>> first_stable_top1_layer(torch.tensor([[1, 3], [2, 1], [1, 1]]))
-    [2, 1]
-    >>> first_stable_top1_layer(torch.tensor([[1], [2]]))
-    [None]
-    """
-    top = ranks == 1  # [L + 1, T]
-    # suffix_all[l, t]: top-1 at every layer >= l
-    suffix_all = top.flip(0).cumprod(0).flip(0).bool()
-    layers: list[int | None] = []
-    for step in range(ranks.shape[1]):
-        hits = torch.nonzero(suffix_all[:, step]).flatten()
-        layers.append(int(hits[0]) if hits.numel() else None)
-    return layers
+)  # of evolens.metrics.tokens.first_stable_top1_layer
 
 
 def _probs(values: torch.Tensor) -> list[Any]:

@@ -73,6 +73,59 @@ def _band(band: Any, index: int) -> tuple[str, np.ndarray, str]:
     raise SettingsError(f"a band must be a LayerBand or have 'name' and 'layers', got {type(band).__name__}")
 
 
+def _points(coords: Any, layers: Any, groups: Any | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``coords``, ``layers`` and ``groups`` checked: ``[n, 2]`` floats, ``[n]`` layer indices, ``[n]`` groups."""
+    xy = as_array(coords, "coords", ndim=2)
+    if xy.shape[1] != 2:
+        raise SettingsError(f"coords must be [n_points, 2], got {tuple(xy.shape)}")
+    layer_idx = as_array(layers, "layers", ndim=1, dtype=np.int64)
+    if layer_idx.shape[0] != xy.shape[0]:
+        raise SettingsError(f"{xy.shape[0]} points but {layer_idx.shape[0]} layer labels")
+    group_ids = np.zeros(xy.shape[0], dtype=np.int64) if groups is None else np.asarray(groups)
+    if group_ids.shape != (xy.shape[0],):
+        raise SettingsError(f"{xy.shape[0]} points but groups has shape {tuple(group_ids.shape)}")
+    if xy.shape[0] == 0:
+        raise SettingsError("no points to draw")
+    return xy, layer_idx, group_ids
+
+
+def _scatter_bands(
+    ax: Axes, xy: np.ndarray, layer_idx: np.ndarray, bands: Sequence[Any], point_size: float
+) -> None:
+    """The points coloured by band (those in no band in pale grey, as "other layers"), with a legend."""
+    covered = np.zeros(xy.shape[0], dtype=bool)
+    for i, band in enumerate(bands):
+        label, members, color = _band(band, i)
+        mask = np.isin(layer_idx, members)
+        covered |= mask
+        if mask.any():
+            ax.scatter(xy[mask, 0], xy[mask, 1], color=color, s=point_size, label=label, zorder=2)
+    if not covered.all():
+        ax.scatter(
+            xy[~covered, 0],
+            xy[~covered, 1],
+            color="#dddddd",
+            s=point_size,
+            label="other layers",
+            zorder=2,
+        )
+    ax.legend(frameon=False, loc="best", markerscale=1.2)
+
+
+def _label_groups(
+    ax: Axes, xy: np.ndarray, layer_idx: np.ndarray, group_ids: np.ndarray, names: Mapping[Any, str]
+) -> None:
+    """Each group's name (or ``names[group]``) beside its deepest point."""
+    for group in dict.fromkeys(group_ids.tolist()):
+        mask = group_ids == group
+        deepest = np.argmax(layer_idx[mask])
+        x, y = xy[mask][deepest]
+        ax.annotate(
+            str(names.get(group, group)), (x, y), xytext=(3, 3), textcoords="offset points", fontsize=8
+        )
+        ax.texts[-1].set_parse_math(False)
+
+
 @styled
 def embedding_figure(
     coords: Any,
@@ -106,17 +159,7 @@ def embedding_figure(
         point_size: Marker area.
         ax: Draw into these axes instead of a new figure.
     """
-    xy = as_array(coords, "coords", ndim=2)
-    if xy.shape[1] != 2:
-        raise SettingsError(f"coords must be [n_points, 2], got {tuple(xy.shape)}")
-    layer_idx = as_array(layers, "layers", ndim=1, dtype=np.int64)
-    if layer_idx.shape[0] != xy.shape[0]:
-        raise SettingsError(f"{xy.shape[0]} points but {layer_idx.shape[0]} layer labels")
-    group_ids = np.zeros(xy.shape[0], dtype=np.int64) if groups is None else np.asarray(groups)
-    if group_ids.shape != (xy.shape[0],):
-        raise SettingsError(f"{xy.shape[0]} points but groups has shape {tuple(group_ids.shape)}")
-    if xy.shape[0] == 0:
-        raise SettingsError("no points to draw")
+    xy, layer_idx, group_ids = _points(coords, layers, groups)
     fig, ax = target_axes(ax, (5.2, 4.4))
     n_layers = int(layer_idx.max())
     if connect:
@@ -138,35 +181,11 @@ def embedding_figure(
         fig.colorbar(points, ax=ax, label="layer")
     elif color_by == "band":
         chosen = list(bands) if bands is not None else paper_layer_bands(max(n_layers, 2))
-        covered = np.zeros(xy.shape[0], dtype=bool)
-        for i, band in enumerate(chosen):
-            label, members, color = _band(band, i)
-            mask = np.isin(layer_idx, members)
-            covered |= mask
-            if mask.any():
-                ax.scatter(xy[mask, 0], xy[mask, 1], color=color, s=point_size, label=label, zorder=2)
-        if not covered.all():
-            ax.scatter(
-                xy[~covered, 0],
-                xy[~covered, 1],
-                color="#dddddd",
-                s=point_size,
-                label="other layers",
-                zorder=2,
-            )
-        ax.legend(frameon=False, loc="best", markerscale=1.2)
+        _scatter_bands(ax, xy, layer_idx, chosen, point_size)
     else:
         raise SettingsError(f"color_by must be 'band' or 'layer', got {color_by!r}")
     if label_groups:
-        names = label_groups if isinstance(label_groups, Mapping) else {}
-        for group in dict.fromkeys(group_ids.tolist()):
-            mask = group_ids == group
-            deepest = np.argmax(layer_idx[mask])
-            x, y = xy[mask][deepest]
-            ax.annotate(
-                str(names.get(group, group)), (x, y), xytext=(3, 3), textcoords="offset points", fontsize=8
-            )
-            ax.texts[-1].set_parse_math(False)
+        _label_groups(ax, xy, layer_idx, group_ids, label_groups if isinstance(label_groups, Mapping) else {})
     ax.set_xticks([])
     ax.set_yticks([])
     ax.spines[:].set_visible(True)

@@ -87,6 +87,45 @@ def _wrap(
     return lines
 
 
+def _wrap_row(
+    row: Sequence[Sequence[str]],
+    flags: Sequence[Sequence[str | None]] | None,
+    width: float,
+    measure: _Measure,
+) -> list[list[list[Any]]]:
+    """Each cell of a row wrapped to ``width`` inches (:func:`_wrap`)."""
+    return [
+        _wrap(tokens, flags[c] if flags is not None else [None] * len(tokens), width, measure)
+        for c, tokens in enumerate(row)
+    ]
+
+
+def _draw_lines(
+    ax: Any,
+    lines: list[list[Any]],
+    x0: float,
+    y0: float,
+    line_height: float,
+    fontsize: float,
+    colors: Mapping[str, str],
+) -> None:
+    """One cell's wrapped lines, from its top left corner ``(x0, y0)`` (inches); flagged words bold, in colour."""
+    for i, line in enumerate(lines):
+        y = y0 + i * line_height
+        for x, text, flag in line:
+            color = colors[flag] if flag else TEXT_COLOR
+            ax.text(
+                x0 + x,
+                y,
+                text,
+                va="top",
+                fontsize=fontsize,
+                color=color,
+                weight="bold" if flag else "normal",
+                parse_math=False,
+            )
+
+
 @styled
 def skip_table_figure(
     columns: Sequence[str],
@@ -125,16 +164,18 @@ def skip_table_figure(
     measure = _Measure(fig, fontsize)
     line_height = fontsize * 1.45 / 72.0
     header = (fontsize + 1.5) * 2.2 / 72.0 + (0.3 if title else 0.0)
-    laid_out = []
-    heights = []
-    for r, row in enumerate(rows):
-        cells = []
-        for c, tokens in enumerate(row):
-            token_flags: Sequence[str | None] = flags[r][c] if flags is not None else [None] * len(tokens)
-            cells.append(_wrap(tokens, token_flags, column_width - 2 * pad, measure))
-        laid_out.append(cells)
-        text_height = max(len(cell) for cell in cells) * line_height + 2 * pad
-        heights.append(max(text_height, image_width if images is not None and images[r] is not None else 0.0))
+    row_images = list(images) if images is not None else [None] * len(rows)
+    text_width = column_width - 2 * pad
+    laid_out = [
+        _wrap_row(row, None if flags is None else flags[r], text_width, measure) for r, row in enumerate(rows)
+    ]
+    heights = [
+        max(
+            max(len(cell) for cell in cells) * line_height + 2 * pad,
+            image_width if image is not None else 0.0,
+        )
+        for cells, image in zip(laid_out, row_images, strict=True)
+    ]
     height = header + sum(heights) + 0.05
     fig.set_size_inches(width, height)
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
@@ -152,26 +193,14 @@ def skip_table_figure(
         )
     ax.axhline(top, color="#444444", linewidth=1.0)
     for r, cells in enumerate(laid_out):
-        if images is not None and images[r] is not None:
-            picture = np.asarray(images[r])
+        if row_images[r] is not None:
+            picture = np.asarray(row_images[r])
             size = image_width - 2 * pad
             ax.imshow(picture, extent=(pad, pad + size, top + pad + size, top + pad), aspect="auto")
         for c, lines in enumerate(cells):
-            x0 = image_width + c * column_width + pad
-            for i, line in enumerate(lines):
-                y = top + pad + i * line_height
-                for x, text, flag in line:
-                    color = colors[flag] if flag else TEXT_COLOR
-                    ax.text(
-                        x0 + x,
-                        y,
-                        text,
-                        va="top",
-                        fontsize=fontsize,
-                        color=color,
-                        weight="bold" if flag else "normal",
-                        parse_math=False,
-                    )
+            _draw_lines(
+                ax, lines, image_width + c * column_width + pad, top + pad, line_height, fontsize, colors
+            )
         top += heights[r]
         ax.axhline(top, color="#bbbbbb", linewidth=0.6)
     ax.set_xlim(0, width)

@@ -17,6 +17,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from evolens.analysis.stages import MUTATION, RAPID, STABLE, UNKNOWN
 from evolens.errors import SettingsError
 
 P = ParamSpec("P")
@@ -36,6 +37,9 @@ STYLE: dict[Any, Any] = {
     "pdf.fonttype": 42,  # TrueType in PDF: editable
     "savefig.bbox": "tight",
 }
+
+#: Pale colour of each stage code (:mod:`evolens.analysis.stages`), in figures and the report.
+STAGE_COLOURS: dict[int, str] = {RAPID: "#fdbf6f", STABLE: "#b2df8a", MUTATION: "#fb9a99", UNKNOWN: "#e5e5e5"}
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
