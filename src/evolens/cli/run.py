@@ -11,11 +11,11 @@ import typer
 from evolens.analysis.params import DetectorParams
 from evolens.api import LoadOptions, TraceOptions
 from evolens.cli.common import ConfigOption, app, err_console, out, quiet_transformers
+from evolens.cli.dataset import dataset_options
 from evolens.cli.options import load_options, trace_options
+from evolens.data import DatasetOptions
 from evolens.errors import DatasetError, SettingsError
 from evolens.runs.options import detector_from_spec
-
-_DATASET_HELP = "folder | amber | pope | coco | toy"
 
 
 class RichProgress:
@@ -56,66 +56,6 @@ class RichProgress:
         self._progress.stop()
 
 
-def _dataset(
-    kind: str,
-    root: Path,
-    *,
-    prompt: str | None,
-    jsonl: Path | None,
-    queries: str | None,
-    images: str | None,
-    questions: Path | None,
-    template: str | None,
-    captions: Path | None,
-    instances: Path | None,
-    synonyms: Path | None,
-) -> Any:
-    from evolens.data import open_dataset
-
-    if kind == "folder":
-        return open_dataset("folder", root, prompt=prompt, jsonl=jsonl)
-    if kind == "toy":  # the toy world's exported held-out set (evolens toy export)
-        from evolens.toy import ToyTestSet
-
-        return ToyTestSet(root)
-    if kind == "amber":
-        return open_dataset("amber", root, queries=queries, images=images, prompt=prompt)
-    if kind == "pope":
-        if questions is None:
-            raise SettingsError("--dataset pope needs --questions FILE (a POPE question file)")
-        return open_dataset("pope", root, questions=questions, template=template)
-    if kind == "coco":
-        if captions is None or instances is None:
-            raise SettingsError(
-                "--dataset coco needs --captions FILE and --instances FILE (and --synonyms FILE)"
-            )
-        return open_dataset(
-            "coco", root, captions=captions, instances=instances, synonyms=synonyms, prompt=prompt
-        )
-    raise SettingsError(f"unknown --dataset {kind!r}; use {_DATASET_HELP}")
-
-
-DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help=_DATASET_HELP)]
-RootOpt = Annotated[
-    Path,
-    typer.Option(
-        "--root", "-r", help="Dataset root: image folder, AMBER data folder, POPE/COCO image folder"
-    ),
-]
-PromptOpt = Annotated[
-    str | None,
-    typer.Option("--prompt", "-p", help="Prompt (folder: for every image; amber/coco: replaces theirs)"),
-]
-JsonlOpt = Annotated[Path | None, typer.Option(help="folder: a JSONL file of {image, prompt}")]
-QueriesOpt = Annotated[
-    str | None, typer.Option(help="amber: query file (query_generative.json, query_all.json...)")
-]
-ImagesOpt = Annotated[str | None, typer.Option(help="amber: image folder (default ROOT/image)")]
-QuestionsOpt = Annotated[Path | None, typer.Option(help="pope: question file (JSON Lines)")]
-TemplateOpt = Annotated[str | None, typer.Option(help="pope: prompt template containing {question}")]
-CaptionsOpt = Annotated[Path | None, typer.Option(help="coco: captions_val2014.json")]
-InstancesOpt = Annotated[Path | None, typer.Option(help="coco: instances_val2014.json")]
-SynonymsOpt = Annotated[Path | None, typer.Option(help="coco: CHAIR's synonyms.txt")]
 MethodOpt = Annotated[str, typer.Option(help="Text tools for evaluation: auto, exact or fallback")]
 DetectorOpt = Annotated[
     str,
@@ -155,23 +95,12 @@ UnitOpt = Annotated[str, typer.Option(help="Statistics unit: first_token or all_
 
 
 @app.command("run")
+@dataset_options(required=True, limit=True)
 @trace_options("max_new_tokens", "lens", "lens_dtype", "topk", "seed", "batch_size")
 @load_options
 def run_command(
     model: Annotated[str, typer.Argument(help="Local model directory or hub id")],
-    dataset: DatasetOpt,
-    root: RootOpt,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory (resumed if it exists)")],
-    prompt: PromptOpt = None,
-    jsonl: JsonlOpt = None,
-    queries: QueriesOpt = None,
-    images: ImagesOpt = None,
-    questions: QuestionsOpt = None,
-    template: TemplateOpt = None,
-    captions: CaptionsOpt = None,
-    instances: InstancesOpt = None,
-    synonyms: SynonymsOpt = None,
-    limit: Annotated[int | None, typer.Option(help="Only the first N items")] = None,
     hidden_states: Annotated[bool, typer.Option(help="Store hidden states (large)")] = False,
     retry_failed: Annotated[bool, typer.Option(help="Trace items recorded as failed again")] = False,
     method: MethodOpt = "auto",
@@ -184,6 +113,7 @@ def run_command(
     *,
     trace: TraceOptions,
     load: LoadOptions,
+    data: DatasetOptions,
 ) -> None:
     """Trace a whole dataset into a run directory: resumable, sharded under torchrun, evaluated at the end.
 
@@ -199,19 +129,7 @@ def run_command(
     from evolens.parallel import dist_info
 
     check_writable(out_dir, directory=True)
-    data = _dataset(
-        dataset,
-        root,
-        prompt=prompt,
-        jsonl=jsonl,
-        queries=queries,
-        images=images,
-        questions=questions,
-        template=template,
-        captions=captions,
-        instances=instances,
-        synonyms=synonyms,
-    )
+    dataset = data.open()
     finalize = evolens.FinalizeOptions(
         method=method,  # type: ignore[arg-type]
         layer_detector=detector_from_spec(detector),
@@ -223,12 +141,12 @@ def run_command(
     quiet_transformers()
     summary = evolens.run(
         model,
-        data,
+        dataset,
         out_dir,
         trace=trace,
         load=load,
         finalize=finalize,
-        limit=limit,
+        limit=data.limit,
         hidden_states=hidden_states,
         retry_failed=retry_failed,
         progress=RichProgress() if dist_info().is_main else False,
@@ -299,6 +217,7 @@ def _read_responses(path: Path) -> dict[str, str]:
 
 
 @app.command("eval")
+@dataset_options(required=False)
 def eval_command(
     target: Annotated[Path | None, typer.Argument(help="A run directory (omit with --responses)")] = None,
     method: MethodOpt = "auto",
@@ -316,21 +235,12 @@ def eval_command(
     responses: Annotated[
         Path | None, typer.Option(help="Evaluate a responses file instead ({id, response} list or JSONL)")
     ] = None,
-    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help=_DATASET_HELP)] = None,
-    root: Annotated[Path | None, typer.Option("--root", "-r", help="Dataset root (with --responses)")] = None,
-    prompt: PromptOpt = None,
-    jsonl: JsonlOpt = None,
-    queries: QueriesOpt = None,
-    images: ImagesOpt = None,
-    questions: QuestionsOpt = None,
-    template: TemplateOpt = None,
-    captions: CaptionsOpt = None,
-    instances: InstancesOpt = None,
-    synonyms: SynonymsOpt = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the evaluation as JSON here")
     ] = None,
     config: ConfigOption = None,
+    *,
+    data: DatasetOptions | None,
 ) -> None:
     """Evaluate a run directory again (new text method, detector or detector parameters), or a file of responses.
 
@@ -344,24 +254,11 @@ def eval_command(
     if json_out is not None:
         check_writable(json_out)
     if responses is not None:
-        if dataset is None or root is None:
+        if data is None:
             raise SettingsError("--responses needs --dataset and --root to read the annotations")
         from evolens.data import evaluate_dataset
 
-        data = _dataset(
-            dataset,
-            root,
-            prompt=prompt,
-            jsonl=jsonl,
-            queries=queries,
-            images=images,
-            questions=questions,
-            template=template,
-            captions=captions,
-            instances=instances,
-            synonyms=synonyms,
-        )
-        evaluation = evaluate_dataset(data, _read_responses(responses), method=method)  # type: ignore[arg-type]
+        evaluation = evaluate_dataset(data.open(), _read_responses(responses), method=method)  # type: ignore[arg-type]
         for line in evaluation.summary_lines():
             out.print(line, markup=False, highlight=False, soft_wrap=True)
         if json_out is not None:

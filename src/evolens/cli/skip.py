@@ -12,6 +12,17 @@ import typer
 
 from evolens.analysis.params import DetectorParams
 from evolens.cli.common import ConfigOption, app, err_console, examples, out, quiet_transformers
+from evolens.cli.dataset import (
+    CaptionsOpt,
+    ImagesOpt,
+    InstancesOpt,
+    JsonlOpt,
+    QueriesOpt,
+    QuestionsOpt,
+    SynonymsOpt,
+    TemplateOpt,
+    parse_dataset_options,
+)
 from evolens.cli.options import (
     Dpi,
     FigureFormats,
@@ -24,17 +35,6 @@ from evolens.cli.options import (
     say,
     spinner,
     write_figure,
-)
-from evolens.cli.run import (
-    CaptionsOpt,
-    ImagesOpt,
-    InstancesOpt,
-    JsonlOpt,
-    QueriesOpt,
-    QuestionsOpt,
-    SynonymsOpt,
-    TemplateOpt,
-    _dataset,
 )
 from evolens.errors import EvolensError, SettingsError
 from evolens.files import check_writable, make_directory
@@ -319,7 +319,7 @@ def skip(
             raise SettingsError("--truth/--hallu are for --image items; a dataset brings its own annotations")
         if root is None:
             raise SettingsError("--dataset needs --root")
-        data = _dataset(
+        data = parse_dataset_options(
             dataset,
             root,
             prompt=prompt[0] if prompt else None,
@@ -331,7 +331,7 @@ def skip(
             captions=captions,
             instances=instances,
             synonyms=synonyms,
-        )
+        ).open()
         items = list(itertools.islice(data, limit))
         if not items:
             raise SettingsError(f"the dataset under {root} has no items")

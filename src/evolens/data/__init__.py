@@ -1,12 +1,10 @@
-"""Datasets and hallucination benchmarks: readers (image folders, AMBER, POPE, COCO/CHAIR) and their evaluation.
+"""Datasets and hallucination benchmarks: readers (image folders, AMBER, POPE, COCO/CHAIR, the toy test set), their
+registry (:mod:`evolens.data.readers`) and their evaluation.
 
 Per-token labels and the dataset statistics of critical and mutation layers are one stage up, in
 :mod:`evolens.hallucination`."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any
 
 from evolens.data.amber import Amber
 from evolens.data.amber_eval import AmberDiscriminativeScores, AmberGenerativeScores
@@ -14,32 +12,28 @@ from evolens.data.chair import ChairScores
 from evolens.data.coco import Coco
 from evolens.data.evaluation import Evaluation, Response, evaluate, evaluate_dataset
 from evolens.data.folder import ImageFolder
-from evolens.data.items import DataItem, Dataset, resolve_inside
+from evolens.data.items import DataItem, Dataset, ReaderOption, resolve_inside
 from evolens.data.labels import Mention
 from evolens.data.pope import Pope
+from evolens.data.readers import (
+    READERS,
+    DatasetOptions,
+    Reader,
+    open_dataset,
+    reader_named,
+    register_reader,
+    unregister_reader,
+)
 from evolens.data.scores import BinaryScores, ItemEvaluation
 from evolens.data.text import TextMethod, TextTools
-from evolens.errors import SettingsError
+from evolens.data.toy_testset import ToyTestSet
 
-READERS: dict[str, Callable[..., Dataset]] = {
-    "folder": ImageFolder,
-    "amber": Amber,
-    "pope": Pope,
-    "coco": Coco,
-}
-
-
-def open_dataset(name: str, root: Any, **options: Any) -> Dataset:
-    """A reader by name (``"folder"``, ``"amber"``, ``"pope"``, ``"coco"``) over ``root`` with its options.
-
-    Options left as ``None`` take the reader's defaults.
-    """
-    try:
-        reader = READERS[name]
-    except KeyError:
-        raise SettingsError(f"unknown dataset kind {name!r}; use one of {sorted(READERS)}") from None
-    return reader(root, **{k: v for k, v in options.items() if v is not None})
-
+# The built-in readers: a new benchmark is its module and one line here.
+register_reader(ImageFolder)
+register_reader(Amber)
+register_reader(Pope)
+register_reader(Coco)
+register_reader(ToyTestSet)
 
 __all__ = [
     "READERS",
@@ -51,16 +45,23 @@ __all__ = [
     "Coco",
     "DataItem",
     "Dataset",
+    "DatasetOptions",
     "Evaluation",
     "ImageFolder",
     "ItemEvaluation",
     "Mention",
     "Pope",
+    "Reader",
+    "ReaderOption",
     "Response",
     "TextMethod",
     "TextTools",
+    "ToyTestSet",
     "evaluate",
     "evaluate_dataset",
     "open_dataset",
+    "reader_named",
+    "register_reader",
     "resolve_inside",
+    "unregister_reader",
 ]

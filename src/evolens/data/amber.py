@@ -19,11 +19,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from evolens.data.items import (
     DataItem,
     Dataset,
+    ReaderOption,
     absolute_str,
     prompt_of,
     read_json,
@@ -35,6 +37,8 @@ from evolens.errors import DatasetError
 
 GENERATIVE = "amber-generative"
 DISCRIMINATIVE = "amber-discriminative"
+QUERIES, IMAGES = "query_generative.json", "image"
+ANNOTATIONS, RELATION, SAFE_WORDS = "annotations.json", "relation.json", "safe_words.txt"
 
 #: AMBER's discriminative types and the dimension each is reported under (as AMBER's inference.py groups them;
 #: any other type — "discriminative-relation" and "relation" in the released file — counts as relation).
@@ -67,16 +71,38 @@ class Amber(Dataset):
     """
 
     name = "amber"
+    options = (
+        ReaderOption("queries", Path, "query file: a name in ROOT/query or ROOT, or a path", default=QUERIES),
+        ReaderOption("images", Path, "image folder, relative to ROOT or absolute", default=IMAGES),
+        ReaderOption(
+            "annotations", Path, "annotation file, relative to ROOT or absolute", default=ANNOTATIONS
+        ),
+        ReaderOption("relation", Path, "relation.json, relative to ROOT or absolute", default=RELATION),
+        ReaderOption("safe_words", Path, "safe-word list, relative to ROOT or absolute", default=SAFE_WORDS),
+        ReaderOption("prompt", str, "send this prompt instead of each query's own"),
+    )
+    evaluators = (GENERATIVE, DISCRIMINATIVE)
+    annotation_keys = MappingProxyType(
+        {
+            "task": f"{GENERATIVE!r} (a description) or {DISCRIMINATIVE!r} (a yes/no question)",
+            "amber_id": "AMBER's id of the query",
+            "truth": "generative: the objects in the image; discriminative: the right answer, 'yes' or 'no'",
+            "hallu": "generative: the objects that would be hallucinations",
+            "type": "discriminative: AMBER's question type ('discriminative-attribute-state' ...)",
+            "dimension": "discriminative: existence, attribute or relation",
+            "prior": "discriminative, when given: the answer a language prior suggests",
+        }
+    )
 
     def __init__(
         self,
         root: str | Path,
-        queries: str | Path = "query_generative.json",
+        queries: str | Path = QUERIES,
         *,
-        images: str | Path = "image",
-        annotations: str | Path = "annotations.json",
-        relation: str | Path = "relation.json",
-        safe_words: str | Path = "safe_words.txt",
+        images: str | Path = IMAGES,
+        annotations: str | Path = ANNOTATIONS,
+        relation: str | Path = RELATION,
+        safe_words: str | Path = SAFE_WORDS,
         prompt: str | None = None,
     ) -> None:
         self.root = require_dir(Path(root).expanduser(), "AMBER data folder")

@@ -14,11 +14,13 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from evolens.data.items import (
     DataItem,
     Dataset,
+    ReaderOption,
     absolute_str,
     prompt_of,
     read_json,
@@ -62,6 +64,22 @@ class Coco(Dataset):
     """
 
     name = "coco"
+    options = (
+        ReaderOption("captions", Path, "captions_val2014.json", required=True),
+        ReaderOption("instances", Path, "instances_val2014.json", required=True),
+        ReaderOption("synonyms", Path, "CHAIR's synonyms.txt"),
+        ReaderOption("prompt", str, "the prompt for every image", default=DEFAULT_PROMPT),
+        ReaderOption("image_ids", int, "only these images, in this order", multiple=True),
+    )
+    evaluators = (TASK,)
+    annotation_keys = MappingProxyType(
+        {
+            "task": repr(TASK),
+            "image_id": "COCO's id of the image",
+            "instance_objects": "the categories of the image's instances",
+            "reference_captions": "the image's COCO captions",
+        }
+    )
 
     def __init__(
         self,

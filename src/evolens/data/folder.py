@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
+from evolens.data.evaluation import TASKS
 from evolens.data.items import (
     IMAGE_EXTENSIONS,
     DataItem,
     Dataset,
+    ReaderOption,
     absolute_str,
     item_id_of,
     iter_json_lines,
@@ -43,6 +46,25 @@ class ImageFolder(Dataset):
     """
 
     name = "folder"
+    options = (
+        ReaderOption("prompt", str, "the prompt of every image (or the default of JSONL lines without one)"),
+        ReaderOption("jsonl", Path, "a JSON Lines file of {image, prompt, ...} entries"),
+        ReaderOption(
+            "extensions", str, "file endings that count as images", default=IMAGE_EXTENSIONS, multiple=True
+        ),
+    )
+    evaluators = TASKS  # a JSONL line names its own in "task" (one-word VQA: "vqa")
+    annotation_keys = MappingProxyType(
+        {
+            "task": "the evaluator, when a JSONL line names one",
+            "answer": "vqa: the one-word answer",
+            "kind": "vqa: the question's kind (scores are split by it)",
+            "prior": "vqa: the answer a language prior suggests",
+            "truth": "objects in the image (evolens skip)",
+            "hallu": "objects that would be hallucinations (evolens skip)",
+            "*": "any other field of a JSONL line, kept as it is",
+        }
+    )
 
     def __init__(
         self,

@@ -1,19 +1,22 @@
 """What every reader yields — :class:`DataItem` — and the checks readers share (paths inside the root, JSON files).
 
-A reader is an iterable of items with a length, a name and a JSON-able description of itself (:class:`Dataset`).
-Items come out lazily, in a fixed order; nothing is decoded until it is traced (images are opened by the engine).
+A reader is an iterable of items with a length, a name and a JSON-able description of itself (:class:`Dataset`),
+whose class says as data which options it takes (:class:`ReaderOption`), which evaluators judge its items and which
+annotations they carry (the registry of readers: :mod:`evolens.data.readers`). Items come out lazily, in a fixed
+order; nothing is decoded until it is traced (images are opened by the engine).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
-from evolens.errors import DatasetError, UnsafePathError
+from evolens.errors import DatasetError, SettingsError, UnsafePathError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -64,14 +67,107 @@ class DataItem:
         }
 
 
+_OPTION_TYPES: dict[type, str] = {
+    str: "text",
+    Path: "path",
+    int: "integer",
+    float: "number",
+    bool: "true or false",
+}
+_TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
+
+
+@dataclass(frozen=True)
+class ReaderOption:
+    """One option a reader takes, declared as data so that a command line can offer and check it without knowing
+    the reader (``evolens run --data-option KEY=VALUE``).
+
+    Attributes:
+        name: The reader's keyword argument (``"questions"``).
+        type: ``str``, ``Path``, ``int``, ``float`` or ``bool``: how a value given as text is read.
+        help: One line saying what it is.
+        required: The reader cannot open without it.
+        default: The value the reader uses when the option is not given (``None``: none, or worked out).
+        multiple: A sequence of values; as text, comma-separated (``"1,2,3"``).
+    """
+
+    name: str
+    type: type = str
+    help: str = ""
+    required: bool = False
+    default: Any = None
+    multiple: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            raise SettingsError(f"a reader option's name must be a Python identifier, got {self.name!r}")
+        if self.type not in _OPTION_TYPES:
+            raise SettingsError(
+                f"reader option {self.name!r}: type must be one of str, Path, int, float, bool; got {self.type!r}"
+            )
+        if self.required and self.default is not None:
+            raise SettingsError(f"reader option {self.name!r} is required, so it cannot have a default")
+
+    def parse(self, text: str) -> Any:
+        """The value written as ``text`` (a tuple of values when :attr:`multiple`).
+
+        Raises:
+            SettingsError: ``text`` is not a value of :attr:`type`.
+        """
+        if not self.multiple:
+            return self._parse_one(text.strip())
+        return tuple(self._parse_one(part.strip()) for part in text.split(",") if part.strip())
+
+    def _parse_one(self, text: str) -> Any:
+        if self.type is bool:
+            if text.lower() in _TRUE + _FALSE:
+                return text.lower() in _TRUE
+        elif self.type in (int, float):
+            try:
+                return self.type(text)
+            except ValueError:
+                pass
+        elif text:
+            return Path(text) if self.type is Path else text
+        expected = _OPTION_TYPES[self.type] + ("s, comma-separated" if self.multiple else "")
+        raise SettingsError(f"dataset option {self.name!r} takes {expected}, got {text!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able description (``type`` as a word: text, path, integer, number, true or false)."""
+        default = list(self.default) if isinstance(self.default, tuple) else self.default
+        return {
+            "name": self.name,
+            "type": _OPTION_TYPES[self.type],
+            "help": self.help,
+            "required": self.required,
+            "default": str(default) if isinstance(default, Path) else default,
+            "multiple": self.multiple,
+        }
+
+
 class Dataset:
     """Base class of readers: iterate to get :class:`DataItem` s in a fixed order.
 
     Subclasses set :attr:`name` and implement :meth:`__iter__`, :meth:`__len__` and :meth:`describe`;
     :meth:`resources` returns what evaluation needs besides the items (AMBER's word lists, CHAIR's synonyms).
+    A reader registered by name (:func:`~evolens.data.register_reader`) also declares, as class attributes,
+    the :attr:`options` its constructor takes after the root, the :attr:`evaluators` that judge its items and the
+    :attr:`annotation_keys` its items carry; :meth:`open` builds it from a root and options.
     """
 
-    name = "dataset"
+    name: ClassVar[str] = "dataset"
+    #: The keyword options of the constructor, after ``root``.
+    options: ClassVar[tuple[ReaderOption, ...]] = ()
+    #: The evaluators that judge the items (the ``annotations["task"]`` values they carry; none: not judged).
+    evaluators: ClassVar[tuple[str, ...]] = ()
+    #: What an item's annotations hold: key -> meaning.
+    annotation_keys: ClassVar[Mapping[str, str]] = MappingProxyType({})
+
+    @classmethod
+    def open(cls, root: Path, options: Mapping[str, Any]) -> Dataset:
+        """The reader over ``root`` with ``options`` (checked names, as :attr:`options` declares them)."""
+        make: Callable[..., Dataset] = cls  # subclasses take (root, **options)
+        return make(root, **options)
 
     def __iter__(self) -> Iterator[DataItem]:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from evolens.data.items import (
     DataItem,
     Dataset,
+    ReaderOption,
     absolute_str,
     item_id_of,
     iter_json_lines,
@@ -44,6 +46,18 @@ class Pope(Dataset):
     """
 
     name = "pope"
+    options = (
+        ReaderOption("questions", Path, "a POPE question file, JSON Lines", required=True),
+        ReaderOption("template", str, "prompt template containing {question}", default="{question}"),
+    )
+    evaluators = (TASK,)
+    annotation_keys = MappingProxyType(
+        {
+            "task": repr(TASK),
+            "question_id": "POPE's id of the question",
+            "label": "the right answer, 'yes' or 'no'",
+        }
+    )
 
     def __init__(self, root: str | Path, questions: str | Path, *, template: str = "{question}") -> None:
         self.root = require_dir(Path(root).expanduser(), "POPE image folder")

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from evolens.data.toy_testset import ToyTestSet
 from evolens.errors import ModelLoadError
 from evolens.toy.evaluate import ToyEvaluation, evaluate, heldout_scenes
-from evolens.toy.testset import ToyTestSet, export_testset
+from evolens.toy.testset import export_testset
 from evolens.toy.train import SHIPPED_RECIPE, TrainConfig, TrainResult, train, train_recipe
 from evolens.toy.world import Scene, caption, questions, render, sample_scene
 

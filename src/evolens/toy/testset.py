@@ -15,22 +15,20 @@
     root/vqa.jsonl                       one-word questions {id, image, prompt, task: "vqa", answer, kind, ...}
 
 so ``evolens run -d amber -r root --queries query_all.json`` and ``evolens run -d folder -r root/image --jsonl
-root/vqa.jsonl`` read it, and :class:`ToyTestSet` (``evolens run -d toy -r root``) reads all of it as one dataset.
+root/vqa.jsonl`` read it, and :class:`~evolens.data.toy_testset.ToyTestSet` (``evolens run -d toy -r root``) reads all
+of it as one dataset.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from evolens.data.amber import Amber
-from evolens.data.folder import ImageFolder
-from evolens.data.items import DataItem, Dataset, absolute_str, read_json, require_dir
-from evolens.errors import DatasetError
+from evolens.data.toy_testset import IMAGES, QUERIES, SCENES, VQA_LINES
 from evolens.files import atomic_directory
 from evolens.toy.evaluate import TEST_SEED, heldout_items, heldout_scenes
 from evolens.toy.world import SHAPES, Question, Scene, render
@@ -61,7 +59,7 @@ def _amber_files(scenes: Sequence[Scene], items: Sequence[tuple[int, Question]])
     return {
         "query/query_generative.json": generative,
         "query/query_discriminative.json": discriminative,
-        "query/query_all.json": generative + discriminative,
+        f"query/{QUERIES}": generative + discriminative,
         "annotations.json": annotations,
         "relation.json": {shape: [] for shape in SHAPES},
     }
@@ -103,66 +101,23 @@ def export_testset(
     scenes = heldout_scenes(n_typical, n_atypical, seed)
     items = heldout_items(scenes, seed)
     with atomic_directory(root, overwrite=overwrite) as tmp:
-        (tmp / "image").mkdir()
+        (tmp / IMAGES).mkdir()
         (tmp / "query").mkdir()
         for i, scene in enumerate(scenes):
-            Image.fromarray(render(scene)).save(tmp / "image" / image_name(i))
+            Image.fromarray(render(scene)).save(tmp / IMAGES / image_name(i))
         truth = [
             {"image": image_name(i), "atypical": s.atypical, "group": "typical" if i < n_typical else "atypical",
              **s.to_dict()}
             for i, s in enumerate(scenes)
         ]  # fmt: skip
-        files: dict[str, Any] = {"scenes.json": truth, **_amber_files(scenes, items)}
+        files: dict[str, Any] = {SCENES: truth, **_amber_files(scenes, items)}
         for name, data in files.items():
             (tmp / name).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
         (tmp / "safe_words.txt").write_text("shape\nshapes\nimage\n", encoding="utf-8")
-        (tmp / "vqa.jsonl").write_text(
+        (tmp / VQA_LINES).write_text(
             "".join(json.dumps(line) + "\n" for line in _vqa_lines(items)), encoding="utf-8"
         )
     return Path(root)
 
 
-class ToyTestSet(Dataset):
-    """An exported toy test set (:func:`export_testset`) as one dataset: the AMBER part (captions, yes/no) then the
-    one-word VQA questions, with AMBER's word lists as resources.
-
-    Args:
-        root: The exported folder.
-        tasks: Which parts: ``"amber"`` (captions and yes/no questions) and/or ``"vqa"``.
-    """
-
-    name = "toy"
-
-    def __init__(self, root: str | Path, tasks: Sequence[str] = ("amber", "vqa")) -> None:
-        self.root = require_dir(Path(root).expanduser(), "toy test set")
-        unknown = [t for t in tasks if t not in ("amber", "vqa")]
-        if unknown or not tasks:
-            raise DatasetError(f"toy test set tasks must be 'amber' and/or 'vqa', got {list(tasks)}")
-        self.tasks = tuple(tasks)
-        self._amber = Amber(self.root, "query_all.json")
-        self._vqa = ImageFolder(self.root / "image", jsonl=self.root / "vqa.jsonl")
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "root": absolute_str(self.root), "tasks": list(self.tasks)}
-
-    def resources(self) -> dict[str, Any]:
-        return self._amber.resources()
-
-    def scenes(self) -> dict[str, dict[str, Any]]:
-        """The truth of every image, by image file name."""
-        data = read_json(self.root / "scenes.json", "toy scene list")
-        if not isinstance(data, list):
-            raise DatasetError(f"{self.root / 'scenes.json'}: expected a list of scenes")
-        return {str(entry["image"]): entry for entry in data}
-
-    def __iter__(self) -> Iterator[DataItem]:
-        if "amber" in self.tasks:
-            yield from self._amber
-        if "vqa" in self.tasks:
-            yield from self._vqa
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-
-__all__ = ["ToyTestSet", "export_testset"]
+__all__ = ["export_testset"]
