@@ -10,15 +10,10 @@
 Everything runs on the pre-norm residual states of :attr:`evolens.Trace.hidden_states`.
 """
 
+from evolens.geometry.build import MapOptions, multi_image_map, single_image_map
 from evolens.geometry.detect import DetectedLayers, detect_stage_layers, median_layer
 from evolens.geometry.features import UnitStates, multi_image_states, single_image_states
-from evolens.geometry.maps import (
-    FeatureMap,
-    GeometryNumbers,
-    geometry_numbers,
-    multi_image_map,
-    single_image_map,
-)
+from evolens.geometry.maps import FeatureMap
 from evolens.geometry.measures import (
     Jump,
     JumpSettings,
@@ -32,6 +27,7 @@ from evolens.geometry.measures import (
     straightness,
     trustworthiness,
 )
+from evolens.geometry.numbers import GeometryNumbers, geometry_numbers
 from evolens.geometry.reduce import Projection, ReducerSettings, preprocess, reduce_2d
 from evolens.geometry.stages import StageGroup, normalize_groups, paper_stage_groups, stage_groups
 
@@ -41,6 +37,7 @@ __all__ = [
     "GeometryNumbers",
     "Jump",
     "JumpSettings",
+    "MapOptions",
     "Projection",
     "ReducerSettings",
     "StageGroup",
