@@ -6,6 +6,7 @@
 - :mod:`evolens.geometry.measures` — dispersion and its jump, path linearity, linear CKA, trustworthiness.
 - :mod:`evolens.geometry.stages` — stage groups from critical/mutation layers, the paper's, or your own.
 - :func:`detect_stage_layers` — a map's critical and mutation layer from its traces' detectors (the default).
+- :mod:`evolens.geometry.embed` — the maps ``evolens embed`` makes of saved traces, and their numbers in words.
 
 Everything runs on the pre-norm residual states of :attr:`evolens.Trace.hidden_states`.
 """
