@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,3 +199,20 @@ def test_input_errors():
     nan[1, 1, 1] = np.nan
     with pytest.raises(InputError, match="NaN"):
         multi_image_map(nan)
+
+
+def test_a_map_saved_in_the_v1_format_loads_and_saves_back_unchanged(tmp_path):
+    # written by evolens before the envelope had one owner (issue 16): a PCA map of 4 images x 4 layers
+    stored = Path(__file__).parent / "data" / "geometry_v1.json"
+    fmap = FeatureMap.load(stored)
+    assert fmap.kind == "multi_image" and fmap.layers == (1, 2, 3, 4) and fmap.n_points == 16
+    assert fmap.unit_tokens == ["red", "blue", "red", "grün"] and fmap.unit_items == ["a", "b", "c", "d"]
+    assert fmap.critical_layer == 2 and [g.layers for g in fmap.groups] == [(1,), (2, 3, 4)]
+    assert fmap.projection.backend == "pca" and fmap.numbers.cka_matrix.shape == (4, 4)
+    again = fmap.save(tmp_path / "geometry.json")
+    assert again.read_bytes() == stored.read_bytes()
+
+
+def test_an_unknown_option_is_refused():
+    with pytest.raises(TypeError, match="critical_layers"):
+        multi_image_map(split_states(n_layers=4, n_units=4), critical_layers=2)  # type: ignore[call-arg]

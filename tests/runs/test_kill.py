@@ -43,7 +43,7 @@ elif mode == "die-while-writing":  # SIGKILL ourselves with an item half written
     run_module.save_trace = dying_save
 elif mode == "die-while-analysing":  # every item traced; SIGKILL while the merge writes the 2nd analysis.json
     from pathlib import Path
-    from evolens.analysis import io as analysis_io
+    from evolens import envelope as analysis_io  # analysis files are written through the envelope
     real_write = analysis_io.atomic_write_text
     calls = {"n": 0}
     def dying_write(path, text):

@@ -13,8 +13,10 @@ from safetensors.torch import load_file
 import evolens
 from evolens.errors import SettingsError, StoreError
 from evolens.toy import world
+from evolens.toy.batches import IGNORE, Vocab, conversation_ids, pixel_values
+from evolens.toy.config import TrainConfig
 from evolens.toy.model import ToyArchitecture, build_processor
-from evolens.toy.train import IGNORE, TrainConfig, Vocab, conversation_ids, pixel_values, train
+from evolens.toy.train import train
 
 TINY = ToyArchitecture(
     vision_hidden=32, vision_intermediate=64, vision_layers=1, vision_heads=2,

@@ -6,19 +6,15 @@
 - :mod:`evolens.geometry.measures` — dispersion and its jump, path linearity, linear CKA, trustworthiness.
 - :mod:`evolens.geometry.stages` — stage groups from critical/mutation layers, the paper's, or your own.
 - :func:`detect_stage_layers` — a map's critical and mutation layer from its traces' detectors (the default).
+- :mod:`evolens.geometry.embed` — the maps ``evolens embed`` makes of saved traces, and their numbers in words.
 
 Everything runs on the pre-norm residual states of :attr:`evolens.Trace.hidden_states`.
 """
 
+from evolens.geometry.build import MapOptions, multi_image_map, single_image_map
 from evolens.geometry.detect import DetectedLayers, detect_stage_layers, median_layer
 from evolens.geometry.features import UnitStates, multi_image_states, single_image_states
-from evolens.geometry.maps import (
-    FeatureMap,
-    GeometryNumbers,
-    geometry_numbers,
-    multi_image_map,
-    single_image_map,
-)
+from evolens.geometry.maps import FeatureMap
 from evolens.geometry.measures import (
     Jump,
     JumpSettings,
@@ -32,6 +28,7 @@ from evolens.geometry.measures import (
     straightness,
     trustworthiness,
 )
+from evolens.geometry.numbers import GeometryNumbers, geometry_numbers
 from evolens.geometry.reduce import Projection, ReducerSettings, preprocess, reduce_2d
 from evolens.geometry.stages import StageGroup, normalize_groups, paper_stage_groups, stage_groups
 
@@ -41,6 +38,7 @@ __all__ = [
     "GeometryNumbers",
     "Jump",
     "JumpSettings",
+    "MapOptions",
     "Projection",
     "ReducerSettings",
     "StageGroup",

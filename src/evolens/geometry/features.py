@@ -144,6 +144,42 @@ def _unique_labels(traces: Sequence[Trace]) -> list[str]:
     return [f"image {i}" for i in range(len(traces))]
 
 
+def _answer_states(traces: list[Trace], step: int) -> tuple[np.ndarray, list[str], dict[str, Any]]:
+    """``[n_layers + 1, n_images, d]`` states of the token at ``step`` of each trace, its strings and provenance."""
+    if not all(isinstance(t, Trace) for t in traces):
+        raise InputError("source must be a list of Traces or a [n_layers + 1, n_images, d_model] tensor")
+    if len(traces) < 2:
+        raise InputError(f"a map across images needs at least 2 traces, got {len(traces)}")
+    shapes = {(t.n_layers, t.model.d_model) for t in traces}
+    if len(shapes) > 1:
+        raise InputError(
+            f"the traces come from models of different shapes (n_layers, d_model): {sorted(shapes)}"
+        )
+    if len({t.model.weights_hash for t in traces}) > 1:
+        log.warning("the traces come from different checkpoints; their features may not be comparable")
+    prompts = list(dict.fromkeys(t.prompt for t in traces))
+    if len(prompts) > 1:
+        log.warning(
+            "the traces answer %d different prompts; the paper maps one question at a time", len(prompts)
+        )
+    rows = []
+    for i, t in enumerate(traces):
+        hidden = _hidden(t, i)
+        if step >= t.n_steps:
+            raise SettingsError(
+                f"step {step} is out of range for trace {i} (item {t.item_id!r}), which has "
+                f"{t.n_steps} generated tokens"
+            )
+        rows.append(hidden[:, step].to("cpu", torch.float64))
+    arr = _to_numpy(torch.stack(rows, dim=1), "the traces' hidden states")
+    meta = {
+        "model": traces[0].model.to_dict(),
+        "prompts": prompts,
+        "images": [None if t.image is None else t.image.source for t in traces],
+    }
+    return arr, [t.tokens[step] for t in traces], meta
+
+
 def multi_image_states(
     source: Sequence[Trace] | torch.Tensor | np.ndarray,
     *,
@@ -174,44 +210,11 @@ def multi_image_states(
         answers = [str(t) for t in tokens] if tokens is not None else ["?"] * n_images
         names = [str(s) for s in labels] if labels is not None else [f"image {i}" for i in range(n_images)]
         meta: dict[str, Any] = {}
-        steps = [step] * n_images
     else:
         traces = list(source)
-        if not all(isinstance(t, Trace) for t in traces):
-            raise InputError("source must be a list of Traces or a [n_layers + 1, n_images, d_model] tensor")
+        arr, answers, meta = _answer_states(traces, step)
         n_images = len(traces)
-        if n_images < 2:
-            raise InputError(f"a map across images needs at least 2 traces, got {n_images}")
-        shapes = {(t.n_layers, t.model.d_model) for t in traces}
-        if len(shapes) > 1:
-            raise InputError(
-                f"the traces come from models of different shapes (n_layers, d_model): {sorted(shapes)}"
-            )
-        if len({t.model.weights_hash for t in traces}) > 1:
-            log.warning("the traces come from different checkpoints; their features may not be comparable")
-        prompts = list(dict.fromkeys(t.prompt for t in traces))
-        if len(prompts) > 1:
-            log.warning(
-                "the traces answer %d different prompts; the paper maps one question at a time", len(prompts)
-            )
-        rows = []
-        for i, t in enumerate(traces):
-            hidden = _hidden(t, i)
-            if step >= t.n_steps:
-                raise SettingsError(
-                    f"step {step} is out of range for trace {i} (item {t.item_id!r}), which has "
-                    f"{t.n_steps} generated tokens"
-                )
-            rows.append(hidden[:, step].to("cpu", torch.float64))
-        arr = _to_numpy(torch.stack(rows, dim=1), "the traces' hidden states")
-        answers = [t.tokens[step] for t in traces]
         names = [str(s) for s in labels] if labels is not None else _unique_labels(traces)
-        meta = {
-            "model": traces[0].model.to_dict(),
-            "prompts": prompts,
-            "images": [None if t.image is None else t.image.source for t in traces],
-        }
-        steps = [step] * n_images
     if n_images < 2:
         raise InputError(f"a map across images needs at least 2 images, got {n_images}")
     if len(names) != n_images or len(answers) != n_images:
@@ -222,7 +225,7 @@ def multi_image_states(
         layers=tuple(range(first, arr.shape[0])),
         n_layers=arr.shape[0] - 1,
         tokens=answers,
-        steps=steps,
+        steps=[step] * n_images,
         items=names,
         source=meta,
     )

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from evolens.testing import tiny_gemma, tiny_llava, tiny_other, tiny_qwen, tiny_text
+from evolens.testing import tiny_gemma, tiny_llava, tiny_llava_like, tiny_other, tiny_qwen, tiny_text
 from evolens.testing.tokenizer import LLAVA_TEMPLATE, WORDS, word_tokenizer
 
 __all__ = [
@@ -35,16 +35,16 @@ TINY_BUILDERS: dict[str, Builder] = {
     "llava": tiny_llava.build_llava,
     "llava_next": tiny_llava.build_llava_next,
     "llava_onevision": tiny_llava.build_llava_onevision,
-    "mistral3": tiny_llava.build_mistral3,
-    "internvl": tiny_llava.build_internvl,
-    "aya_vision": tiny_llava.build_aya_vision,
+    "mistral3": tiny_llava_like.build_mistral3,
+    "internvl": tiny_llava_like.build_internvl,
+    "aya_vision": tiny_llava_like.build_aya_vision,
     "vipllava": tiny_llava.build_vipllava,
     "llava_next_video": tiny_llava.build_llava_next_video,
     "video_llava": tiny_llava.build_video_llava,
-    "lighton_ocr": tiny_llava.build_lighton_ocr,
-    "deepseek_vl": tiny_llava.build_deepseek_vl,
-    "janus": tiny_llava.build_janus,
-    "ovis2": tiny_llava.build_ovis2,
+    "lighton_ocr": tiny_llava_like.build_lighton_ocr,
+    "deepseek_vl": tiny_llava_like.build_deepseek_vl,
+    "janus": tiny_llava_like.build_janus,
+    "ovis2": tiny_llava_like.build_ovis2,
     "idefics2": tiny_gemma.build_idefics2,
     "qwen2_vl": tiny_qwen.build_qwen2_vl,
     "qwen2_5_vl": tiny_qwen.build_qwen2_5_vl,

@@ -257,3 +257,26 @@ def byte_level_tokenizer(
     if chat_template is not None:
         tokenizer.chat_template = chat_template
     return tokenizer
+
+
+CHATML_SPECIAL = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+
+
+def chatml_tokenizer(special: tuple[str, ...], image: str, **named: str) -> Any:
+    """A word tokenizer with ChatML's special tokens and chat template (image placeholder ``image``), plus
+    ``special`` tokens; ``named`` gives tokens attribute names (``image_token="<image>"``)."""
+    return word_tokenizer(
+        (*CHATML_SPECIAL, *special),
+        add_bos=False,
+        bos_token="<|endoftext|>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        chat_template=chatml_template(image),
+        named_tokens=named or None,
+    )
+
+
+def special_ids(tokenizer: Any) -> dict[str, int]:
+    """The ``bos``, ``eos`` and ``pad`` token ids of ``tokenizer``, as text configs take them."""
+    ids = tokenizer.convert_tokens_to_ids
+    return {"bos": ids(tokenizer.bos_token), "eos": ids(tokenizer.eos_token), "pad": ids(tokenizer.pad_token)}

@@ -15,9 +15,10 @@ from pathlib import Path
 
 from evolens.data.toy_testset import ToyTestSet
 from evolens.errors import ModelLoadError
+from evolens.toy.config import SHIPPED_RECIPE, TrainConfig, TrainResult
 from evolens.toy.evaluate import ToyEvaluation, evaluate, heldout_scenes
 from evolens.toy.testset import export_testset
-from evolens.toy.train import SHIPPED_RECIPE, TrainConfig, TrainResult, train, train_recipe
+from evolens.toy.train import train, train_recipe
 from evolens.toy.world import Scene, caption, questions, render, sample_scene
 
 WEIGHTS_DIR = Path(__file__).with_name("weights")

@@ -21,7 +21,6 @@ import math
 import platform
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,216 +28,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from evolens.errors import SettingsError, check_positive_int
+from evolens._version import __version__
+from evolens.errors import SettingsError
 from evolens.files import atomic_directory, check_replaceable
-from evolens.toy.model import ToyArchitecture, build_model, build_processor
-from evolens.toy.world import (
-    COLORS,
-    DESCRIBE_PROMPT,
-    IMAGE_SIZE,
-    ONE_WORD_KINDS,
-    PRIOR_STRENGTH,
-    SHAPES,
-    SLOTS,
-    Scene,
-    caption,
-    questions,
-    render_with_labels,
-    sample_scene,
-)
+from evolens.toy.batches import Vocab, patch_targets, pixel_values, slot_targets, text_batch
+from evolens.toy.config import SHIPPED_RECIPE, TrainConfig, TrainResult
+from evolens.toy.model import build_model, build_processor
+from evolens.toy.world import COLORS, SHAPES, SLOTS, Scene, render_with_labels, sample_scene
 
 logger = logging.getLogger(__name__)
-
-IGNORE = -100
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Settings of a training run (all of them go into ``train.json`` and the model card).
-
-    Attributes:
-        seed: Seeds the initial weights and the data stream.
-        steps: Instruction-training steps.
-        warmup_vision_steps: Vision warm-up steps (0 skips it).
-        batch_size: Images per step.
-        lr: Peak learning rate (AdamW), reached after ``lr_warmup`` steps, cosine decay to ``lr * final_lr_ratio``.
-        weight_decay, grad_clip: AdamW decay and gradient-norm clipping.
-        caption_share: Share of examples that are a single caption turn (the others hold 1-3 questions).
-        prior_strength: Share of training hearts/moons in their prior colour.
-        bf16: bfloat16 autocast (float32 master weights); halves step time on CPUs with bf16 support.
-        threads: Torch threads (part of what makes a run reproducible); 2, the cores of the machines it is
-            made for.
-        attn_implementation: Attention kernel while training (``"eager"`` is the fastest here at these sizes).
-        question_weights: ``{kind: weight}`` of the question kinds in conversations (missing kinds weigh 1; the
-            two existence questions, present and absent shape, share the ``"exists"`` weight each).
-        snapshot_every: With ``train(snapshot_dir=...)``, save the model every this many steps (0: never).
-        arch: The model's sizes.
-    """
-
-    seed: int = 0
-    steps: int = 3600
-    warmup_vision_steps: int = 400
-    batch_size: int = 64
-    lr: float = 2e-3
-    lr_warmup: int = 100
-    final_lr_ratio: float = 0.05
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    caption_share: float = 0.3
-    prior_strength: float = PRIOR_STRENGTH
-    bf16: bool = True
-    threads: int = 2
-    attn_implementation: str = "eager"
-    snapshot_every: int = 0
-    question_weights: dict[str, float] = field(default_factory=dict)
-    arch: ToyArchitecture = field(default_factory=ToyArchitecture)
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "threads"):
-            check_positive_int(name, getattr(self, name))
-        if self.warmup_vision_steps < 0:
-            raise SettingsError(f"warmup_vision_steps must be >= 0, got {self.warmup_vision_steps}")
-        if not self.lr > 0:
-            raise SettingsError(f"lr must be positive, got {self.lr}")
-        unknown = sorted(set(self.question_weights) - set(ONE_WORD_KINDS))
-        if unknown or any(not w > 0 for w in self.question_weights.values()):
-            raise SettingsError(
-                f"question_weights takes positive weights of {list(ONE_WORD_KINDS)}, got {self.question_weights}"
-            )
-        if not 0.0 <= self.caption_share <= 1.0 or not 0.0 <= self.prior_strength <= 1.0:
-            raise SettingsError("caption_share and prior_strength must lie in [0, 1]")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """What a training run did.
-
-    Attributes:
-        out_dir: The saved model directory.
-        seconds: Wall time of the whole run.
-        vision_loss: Mean warm-up loss over the last 50 warm-up steps (``None`` without warm-up).
-        final_loss: Mean answer loss (nats per answer token) over the last 100 steps.
-        losses: Mean answer loss of every block of 100 steps.
-    """
-
-    out_dir: Path
-    seconds: float
-    vision_loss: float | None
-    final_loss: float
-    losses: list[float]
-
-
-# ---------------------------------------------------------------------------------------------- batches
-class Vocab:
-    """Word -> id of the toy tokenizer, for building training sequences without the tokenizer's overhead (a test
-    checks they equal the tokenizer's encoding of the chat template)."""
-
-    def __init__(self, tokenizer: Any) -> None:
-        self.ids: dict[str, int] = dict(tokenizer.get_vocab())
-        self.bos, self.eos, self.pad = self.ids["<s>"], self.ids["</s>"], self.ids["<pad>"]
-        self.image, self.user, self.assistant = self.ids["<image>"], self.ids["USER:"], self.ids["ASSISTANT:"]
-
-    def encode(self, text: str) -> list[int]:
-        return [self.ids[w] for w in text.split()]
-
-
-def conversation_ids(
-    vocab: Vocab, turns: Sequence[tuple[str, str]], n_image_tokens: int
-) -> tuple[list[int], list[int]]:
-    """Token ids and labels of ``USER: <image> q1 ASSISTANT: a1</s> USER: q2 ASSISTANT: a2</s> ...``.
-
-    The image sits in the first turn, expanded to ``n_image_tokens`` placeholders (as the processor does); labels
-    are :data:`IGNORE` except on the answers and their ``</s>``.
-    """
-    ids = [vocab.bos]
-    labels = [IGNORE]
-    for index, (question, answer) in enumerate(turns):
-        prompt = [vocab.user] + ([vocab.image] * n_image_tokens if index == 0 else [])
-        prompt += [*vocab.encode(question), vocab.assistant]
-        reply = [*vocab.encode(answer), vocab.eos]
-        ids += prompt + reply
-        labels += [IGNORE] * len(prompt) + reply
-    return ids, labels
-
-
-def pixel_values(images: Sequence[np.ndarray], mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """``[B, 3, 64, 64]`` float32: what the CLIP processor makes of 64×64 images (rescale, normalise)."""
-    scaled = np.stack(images).astype(np.float32) / np.float32(255.0)
-    normed = (scaled - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
-    return torch.from_numpy(np.ascontiguousarray(normed.transpose(0, 3, 1, 2), dtype=np.float32))
-
-
-def sample_turns(
-    scene: Scene, rng: np.random.Generator, caption_share: float, weights: dict[str, float] | None = None
-) -> list[tuple[str, str]]:
-    """A conversation about ``scene``: one caption turn, or 1-3 of its questions (no repeats), question kinds
-    drawn in proportion to ``weights`` (default: evenly)."""
-    if rng.random() < caption_share:
-        return [(DESCRIBE_PROMPT, caption(scene))]
-    asked = [q for q in questions(scene, rng) if q.kind != "describe"]
-    n = int(rng.integers(1, 4))
-    if weights:
-        w = np.array([weights.get(q.kind, 1.0) for q in asked], dtype=np.float64)
-        chosen = rng.choice(len(asked), size=n, replace=False, p=w / w.sum())
-    else:
-        chosen = rng.choice(len(asked), size=n, replace=False)
-    return [(asked[i].text, asked[i].answer) for i in chosen]
-
-
-def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
-    width = max(len(r) for r in rows)
-    return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
-
-
-def text_batch(
-    scenes: Sequence[Scene], rng: np.random.Generator, vocab: Vocab, config: TrainConfig
-) -> dict[str, torch.Tensor]:
-    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` for one conversation per scene."""
-    ids, labels = [], []
-    for scene in scenes:
-        seq, lab = conversation_ids(
-            vocab,
-            sample_turns(scene, rng, config.caption_share, config.question_weights),
-            config.arch.n_image_tokens,
-        )
-        ids.append(seq)
-        labels.append(lab)
-    input_ids = _pad(ids, vocab.pad)
-    return {
-        "input_ids": input_ids,
-        "attention_mask": (input_ids != vocab.pad).long(),
-        "labels": _pad(labels, IGNORE),
-    }
-
-
-def patch_targets(labels: np.ndarray, scene: Scene, patch: int) -> tuple[np.ndarray, np.ndarray]:
-    """Colour and shape class of each patch (row-major; class 0 = no object): the object covering most of it,
-    when it covers at least a sixteenth of the patch."""
-    grid = IMAGE_SIZE // patch
-    colors = np.zeros(grid * grid, dtype=np.int64)
-    shapes = np.zeros(grid * grid, dtype=np.int64)
-    for r in range(grid):
-        for c in range(grid):
-            cell = labels[r * patch : (r + 1) * patch, c * patch : (c + 1) * patch]
-            counts = np.bincount(cell[cell >= 0].ravel(), minlength=len(scene.objects))
-            if counts.size and counts.max() * 16 >= patch * patch:
-                obj = scene.objects[int(counts.argmax())]
-                colors[r * grid + c] = 1 + COLORS.index(obj.color)
-                shapes[r * grid + c] = 1 + SHAPES.index(obj.shape)
-    return colors, shapes
-
-
-def slot_targets(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
-    """Colour and shape class of each slot (class 0 = empty)."""
-    colors = np.zeros(len(SLOTS), dtype=np.int64)
-    shapes = np.zeros(len(SLOTS), dtype=np.int64)
-    for obj in scene.objects:
-        colors[SLOTS.index(obj.slot)] = 1 + COLORS.index(obj.color)
-        shapes[SLOTS.index(obj.slot)] = 1 + SHAPES.index(obj.shape)
-    return colors, shapes
 
 
 class VisionHeads(nn.Module):
@@ -366,10 +164,8 @@ def _train_instructions(
 def versions() -> dict[str, str]:
     import transformers
 
-    import evolens
-
     return {
-        "evolens": evolens.__version__,
+        "evolens": __version__,
         "transformers": transformers.__version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -454,34 +250,6 @@ def train(
         (tmp / "train.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     logger.info("toy model written to %s in %.0f s", out_dir, seconds)
     return TrainResult(out_dir, seconds, vision_loss, losses[-1], losses)
-
-
-#: The recipe of the shipped model: four phases, each continuing from the one before (``evolens toy train``
-#: without options runs it; about 23 min on 2 cores). The later phases lower the learning rate and ask more of the
-#: questions the model found hardest: a named shape's colour and whether a shape is there, then, last, whether a
-#: shape has a colour ("is the heart red ?").
-SHIPPED_RECIPE: tuple[TrainConfig, ...] = (
-    TrainConfig(seed=0, steps=3000, batch_size=48, warmup_vision_steps=300),
-    TrainConfig(seed=1, steps=2400, batch_size=48, warmup_vision_steps=0, lr=1e-3, lr_warmup=50),
-    TrainConfig(
-        seed=2,
-        steps=2000,
-        batch_size=48,
-        warmup_vision_steps=0,
-        lr=7e-4,
-        lr_warmup=50,
-        question_weights={"color": 3.0, "exists": 2.5},
-    ),
-    TrainConfig(
-        seed=3,
-        steps=1200,
-        batch_size=48,
-        warmup_vision_steps=0,
-        lr=5e-4,
-        lr_warmup=50,
-        question_weights={"attribute": 3.0, "color": 2.0, "exists": 2.0},
-    ),
-)
 
 
 def train_recipe(
