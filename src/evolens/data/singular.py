@@ -23,8 +23,8 @@ that nothing is copied twice. pattern's steps, in order, for a word ``w`` (``low
 4. an irregular plural at the end is replaced by its singular ("geese" -> "goose");
 5. the first suffix rule that matches rewrites the word ("buses" -> "bus", "glass" -> "glas", "dogs" -> "dog").
 
-The order of pattern's sets and dicts (arbitrary in the Python 2 CHAIR ran on) does not matter: no entry of one
-list ends with another entry of the same list that a word could match first.
+The order of pattern's sets and dict (arbitrary in the Python 2 CHAIR ran on) does not matter: steps 2 and 3 return
+the same whichever entry matched, and no irregular plural ends with another one.
 """
 
 from __future__ import annotations
