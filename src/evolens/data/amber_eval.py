@@ -19,8 +19,10 @@ Scores over responses (AMBER prints them × 100, one decimal):
 * **Cog** = annotated hallucination targets mentioned / hallucination targets.
 
 Discriminative task: accuracy, and precision / recall / F1 of "No" answers, overall and per dimension
-(existence, attribute, relation). AMBER's script adds 0.001 to every denominator and rounds precision and recall
-before F1; evolens reports exact ratios (``None`` when nothing was counted).
+(existence, attribute, relation). The answer is the response itself when it is exactly ``Yes`` or ``No`` (protocol
+``"official"``, as AMBER's script) or its first word (``"evolens"``); see :mod:`evolens.data.protocols`. AMBER's
+script adds 0.001 to every denominator and rounds precision and recall before F1; evolens stores exact ratios
+(``None`` when nothing was counted) and prints AMBER's rounding with :mod:`evolens.data.official_format`.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from evolens.data.labels import Label, Mention
-from evolens.data.scores import BinaryScores, ItemEvaluation, first_word_answer, ratio
+from evolens.data.protocols import DEFAULT_PROTOCOL, Protocol, check_protocol
+from evolens.data.scores import BinaryScores, ItemEvaluation, exact_answer, first_word_answer, ratio
 from evolens.data.text import TextTools
 from evolens.errors import DatasetError
 
@@ -167,6 +170,8 @@ class AmberJudge:
         safe_words: ``safe_words.txt``.
         tools: Text tools (exact or fallback).
         threshold: spaCy similarity above which two words count as the same (AMBER: 0.8).
+        protocol: ``"official"`` or ``"evolens"``: both judge as AMBER's ``inference.py`` does (the generative
+            rules have nothing evolens reads differently); checked and kept so every benchmark takes one.
     """
 
     def __init__(
@@ -176,7 +181,9 @@ class AmberJudge:
         tools: TextTools,
         *,
         threshold: float = SIMILARITY_THRESHOLD,
+        protocol: Protocol = DEFAULT_PROTOCOL,
     ) -> None:
+        self.protocol = check_protocol(protocol)
         self.relation = relation
         self.vocabulary = set(relation) | {w for related in relation.values() for w in related}
         self.safe_words = set(safe_words)
@@ -263,9 +270,16 @@ class AmberJudge:
         )
 
 
-def judge_discriminative(item_id: str, text: str, truth: str) -> ItemEvaluation:
-    """One AMBER yes/no answer (its first word) against the truth; the answer word is the mention."""
-    answer, span = first_word_answer(text)
+def judge_discriminative(
+    item_id: str, text: str, truth: str, *, protocol: Protocol = DEFAULT_PROTOCOL
+) -> ItemEvaluation:
+    """One AMBER yes/no answer against the truth; the answer word is the mention.
+
+    ``protocol="official"`` counts only a response that is exactly ``Yes`` or ``No`` (AMBER's ``inference.py``);
+    ``"evolens"`` reads the response's first word, in any case (``"Yes, there is."``, ``"NO"``).
+    """
+    official = check_protocol(protocol) == "official"
+    answer, span = exact_answer(text) if official else first_word_answer(text)
     mentions: tuple[Mention, ...] = ()
     wrong = answer != truth
     if answer is not None and span is not None:

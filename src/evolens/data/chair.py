@@ -1,7 +1,8 @@
 """CHAIR (Rohrbach et al., 2018): object hallucination in captions against MSCOCO's objects.
 
-A caption is lower-cased, split into words (``nltk.word_tokenize``) and each word singularized (pattern's
-``singularize``). Two-word names are joined first ("hot dog", "teddy bear", "baby elephant" -> "elephant",
+A caption is lower-cased, split into words (``nltk.word_tokenize``) and each word singularized (pattern 3.6's
+``singularize`` under the ``"official"`` protocol, TextBlob's copy of it under ``"evolens"``: they differ on
+"airbuses", "collies", "doggies"; see :mod:`evolens.data.singular`). Two-word names are joined first ("hot dog", "teddy bear", "baby elephant" -> "elephant",
 "toilet seat" -> "toilet"); "seat" is dropped when "toilet" is present. A word is an object mention when it is in
 the synonym list; it counts as the list's node word (its first word). An image's ground-truth objects are the node
 words of its instance categories and of the object words of its reference captions. A mention whose node word is
@@ -10,17 +11,26 @@ not among them is hallucinated.
 * **CHAIRi** = hallucinated mentions / mentions;
 * **CHAIRs** = captions with a hallucinated mention / captions;
 * **recall** = ground-truth objects mentioned / ground-truth objects (reported by later work; not in CHAIR).
+
+The synonym list is read as CHAIR's ``chair.py`` reads it under ``"official"`` (each line stripped and split on
+``", "``: the entries written after a double space, "scooter,  motor bike" and "cake,  cheesecake", keep a leading
+space and never match) and with every entry stripped under ``"evolens"`` (they match).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from evolens.data.labels import Mention
+from evolens.data.protocols import DEFAULT_PROTOCOL, Protocol, check_protocol
 from evolens.data.scores import ItemEvaluation, ratio
+from evolens.data.singular import pattern_singularize
 from evolens.data.text import TextTools, singularize
+
+logger = logging.getLogger(__name__)
 
 #: Two-word object names CHAIR joins before looking words up.
 DOUBLE_WORDS = (
@@ -83,6 +93,31 @@ def double_word_map() -> dict[str, str]:
     return table
 
 
+def official_synonym_groups(lines: Iterable[str]) -> list[list[str]]:
+    """``synonyms.txt`` as CHAIR's ``chair.py`` parses it: each line stripped, then split on ``", "`` — an entry
+    after a double space keeps its leading space (blank lines are skipped; CHAIR's would map "" to "")."""
+    return [line.strip().split(", ") for line in lines if line.strip()]
+
+
+def synonym_groups(resources: Mapping[str, Any], protocol: Protocol) -> list[list[str]] | None:
+    """The synonym groups of a dataset's evaluation resources under ``protocol``.
+
+    ``"official"`` parses the raw lines (``resources["synonym_lines"]``) as CHAIR does; without them (resources
+    stored before evolens kept them) it uses the stripped groups and says so in the log.
+    """
+    groups = resources.get("synonyms")
+    if protocol != "official" or not groups:
+        return groups
+    lines = resources.get("synonym_lines")
+    if lines is None:
+        logger.warning(
+            "CHAIR: the synonym list's raw lines are not among the resources; its entries are read stripped, so "
+            "those after a double space match, which CHAIR's own parser does not do"
+        )
+        return groups
+    return official_synonym_groups(lines)
+
+
 @dataclass(frozen=True)
 class ChairScores:
     """CHAIR over a set of captions.
@@ -143,11 +178,20 @@ class ChairJudge:
         synonyms: CHAIR's synonym groups (node word first), or ``None`` to use ``categories`` alone.
         categories: COCO category names (used when ``synonyms`` is ``None``).
         tools: Text tools (the sentence splitter is the only part with an exact/fallback choice).
+        protocol: ``"official"`` singularizes with pattern 3.6, ``"evolens"`` with TextBlob's copy; the synonym
+            groups are taken as given (:func:`synonym_groups` reads them under a protocol).
     """
 
     def __init__(
-        self, synonyms: Sequence[Sequence[str]] | None, categories: Iterable[str], tools: TextTools
+        self,
+        synonyms: Sequence[Sequence[str]] | None,
+        categories: Iterable[str],
+        tools: TextTools,
+        *,
+        protocol: Protocol = DEFAULT_PROTOCOL,
     ) -> None:
+        self.protocol = check_protocol(protocol)
+        self._singularize = pattern_singularize if self.protocol == "official" else singularize
         groups = [list(g) for g in synonyms] if synonyms else [[c] for c in categories]
         self.source = "chair" if synonyms else "categories"
         self.node_of: dict[str, str] = {}
@@ -164,7 +208,7 @@ class ChairJudge:
         lowered = caption.lower()
         spans_ok = len(lowered) == len(caption)
         words = self.tools.words(lowered)
-        singular = [singularize(w.text) for w in words]
+        singular = [self._singularize(w.text) for w in words]
         joined: list[tuple[str, int, int]] = []
         i = 0
         while i < len(words):

@@ -176,7 +176,10 @@ class Coco(Dataset):
 
     def resources(self) -> dict[str, Any]:
         categories, _ = self._instances
-        return {"synonyms": self.synonyms, "categories": categories}
+        synonyms = self.synonyms
+        # CHAIR's own parser reads the raw lines (protocol "official": evolens.data.chair.synonym_groups)
+        lines = self.synonyms_path.read_text(encoding="utf-8").splitlines() if self.synonyms_path else None
+        return {"synonyms": synonyms, "synonym_lines": lines, "categories": categories}
 
     def _selected(self) -> list[int]:
         files, _ = self._captions

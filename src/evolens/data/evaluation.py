@@ -3,7 +3,9 @@ judgements.
 
 Each item's ``annotations["task"]`` picks its evaluator; items without a task are not judged. The result holds the
 benchmark scores, one :class:`~evolens.data.scores.ItemEvaluation` per judged item (its mentions map to tokens
-with :func:`~evolens.hallucination.token_labels.label_tokens`), and the text tools that ran (exact or fallback).
+with :func:`~evolens.hallucination.token_labels.label_tokens`), the text tools that ran (exact or fallback) and the
+protocol (``"official"``: the benchmarks' own scripts; ``"evolens"``: answers read from their first word — see
+:mod:`evolens.data.protocols`).
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ from evolens.data.amber_eval import (
     AmberJudge,
     judge_discriminative,
 )
-from evolens.data.chair import ChairJudge, ChairScores
+from evolens.data.chair import ChairJudge, ChairScores, synonym_groups
 from evolens.data.coco import TASK as CHAIR_TASK
 from evolens.data.items import DataItem, Dataset
-from evolens.data.labels import Mention
 from evolens.data.pope import TASK as POPE_TASK
-from evolens.data.scores import BinaryScores, ItemEvaluation, pope_answer
+from evolens.data.pope import judge_pope, pope_scores
+from evolens.data.protocols import DEFAULT_PROTOCOL, Protocol, check_protocol
+from evolens.data.scores import BinaryScores, ItemEvaluation
 from evolens.data.text import MethodName, TextMethod, TextTools
 from evolens.data.vqa import TASK as VQA_TASK
 from evolens.data.vqa import VqaScores, judge_vqa
@@ -87,6 +90,8 @@ class Evaluation:
 
     Attributes:
         method: The text tools that ran (``method.for_amber()`` / ``for_chair()``: exact, partial or fallback).
+        protocol: ``"official"`` or ``"evolens"`` (:mod:`evolens.data.protocols`); an evaluation stored before
+            protocols existed reads as ``"evolens"``, the rules it was scored with.
         items: One judgement per judged response, in input order.
         amber_generative, amber_discriminative, pope, chair, vqa: Each benchmark's scores, when it had
             responses (``vqa``: one-word answers, :mod:`evolens.data.vqa`).
@@ -94,6 +99,7 @@ class Evaluation:
     """
 
     method: TextMethod
+    protocol: Protocol = DEFAULT_PROTOCOL
     items: list[ItemEvaluation] = field(default_factory=list)
     amber_generative: AmberGenerativeScores | None = None
     amber_discriminative: AmberDiscriminativeScores | None = None
@@ -111,7 +117,11 @@ class Evaluation:
 
     def scores(self) -> dict[str, Any]:
         """The benchmark scores alone (JSON-able)."""
-        out: dict[str, Any] = {"method": self.method.to_dict(), "n_unjudged": self.n_unjudged}
+        out: dict[str, Any] = {
+            "method": self.method.to_dict(),
+            "protocol": self.protocol,
+            "n_unjudged": self.n_unjudged,
+        }
         for name in ("amber_generative", "amber_discriminative", "pope", "chair", "vqa"):
             value = getattr(self, name)
             out[name] = value.to_dict() if value is not None else None
@@ -124,6 +134,7 @@ class Evaluation:
     def from_dict(cls, data: dict[str, Any]) -> Evaluation:
         return cls(
             method=TextMethod.from_dict(data["method"]),
+            protocol=check_protocol(data.get("protocol", "evolens")),
             items=[ItemEvaluation.from_dict(it) for it in data.get("items", [])],
             amber_generative=AmberGenerativeScores.from_dict(data["amber_generative"])
             if data.get("amber_generative")
@@ -218,17 +229,101 @@ class Evaluation:
         return lines
 
 
-def _judge_pope(item_id: str, text: str, label: str) -> ItemEvaluation:
-    answer, span = pope_answer(text)
-    wrong = answer != label
-    mentions: tuple[Mention, ...] = ()
-    if span is not None:
-        mentions = (
-            Mention(
-                span[0], span[1], text[span[0] : span[1]], answer, "hallucinated" if wrong else "grounded"
-            ),
+def _warn_free_form(discriminative: list[ItemEvaluation], protocol: Protocol) -> None:
+    """Say when AMBER's own script would score the yes/no answers differently (answers not exactly Yes/No)."""
+    n_free = sum(it.text not in ("Yes", "No") for it in discriminative)
+    if not n_free:
+        return
+    if protocol == "evolens":
+        logger.warning(
+            "AMBER discriminative: %d of %d answers are not exactly 'Yes' or 'No'; evolens read their first word, "
+            "AMBER's script counts them wrong (protocol='official' reproduces it)",
+            n_free,
+            len(discriminative),
         )
-    return ItemEvaluation(item_id, POPE_TASK, text, mentions, wrong, answer=answer, truth=label)
+    else:
+        logger.warning(
+            "AMBER discriminative: %d of %d answers are not exactly 'Yes' or 'No' and count as wrong, as in AMBER's "
+            "script (protocol='evolens' reads their first word)",
+            n_free,
+            len(discriminative),
+        )
+
+
+class _Judges:
+    """The evaluators of one evaluation, each built when its first response comes, and what they judged per task."""
+
+    def __init__(
+        self, resources: Mapping[str, Any], tools: TextTools, threshold: float, protocol: Protocol
+    ) -> None:
+        self.resources = resources
+        self.tools = tools
+        self.threshold = threshold
+        self.protocol = protocol
+        self._amber: AmberJudge | None = None
+        self._chair: ChairJudge | None = None
+        self.judged: dict[str, list[ItemEvaluation]] = {task: [] for task in TASKS}
+        self.amber_types: list[str] = []
+        self.vqa_annotations: list[Mapping[str, Any]] = []
+
+    def amber(self) -> AmberJudge:
+        if self._amber is None:
+            if "relation" not in self.resources:
+                raise DatasetError("AMBER generative items need the dataset's relation.json (resources)")
+            self._amber = AmberJudge(
+                self.resources["relation"],
+                self.resources.get("safe_words", []),
+                self.tools,
+                threshold=self.threshold,
+                protocol=self.protocol,
+            )
+        return self._amber
+
+    def chair(self) -> ChairJudge:
+        if self._chair is None:
+            groups = synonym_groups(self.resources, self.protocol)
+            categories = self.resources.get("categories", [])
+            self._chair = ChairJudge(groups, categories, self.tools, protocol=self.protocol)
+        return self._chair
+
+    def judge(self, response: Response) -> ItemEvaluation | None:
+        """Judge one response, or ``None`` when its item has no evaluator."""
+        ann, item_id, text = response.annotations, response.item_id, response.text
+        task = ann.get("task")
+        if task == GENERATIVE:
+            judged = self.amber().judge(item_id, text, ann["truth"], ann["hallu"])
+        elif task == DISCRIMINATIVE:
+            judged = judge_discriminative(item_id, text, ann["truth"], protocol=self.protocol)
+            self.amber_types.append(str(ann.get("type", "")))
+        elif task == POPE_TASK:
+            judged = judge_pope(item_id, text, ann["label"], protocol=self.protocol)
+        elif task == CHAIR_TASK:
+            objects, references = ann.get("instance_objects", []), ann.get("reference_captions", [])
+            judged = self.chair().judge(item_id, text, objects, references)
+        elif task == VQA_TASK:
+            judged = judge_vqa(item_id, text, ann)
+            self.vqa_annotations.append(ann)
+        else:
+            return None
+        self.judged[task].append(judged)
+        return judged
+
+    def score(self, result: Evaluation) -> None:
+        """Set ``result``'s scores of every benchmark that had responses."""
+        generative, discriminative = self.judged[GENERATIVE], self.judged[DISCRIMINATIVE]
+        if generative:
+            result.amber_generative = AmberGenerativeScores.from_items(generative)
+        if discriminative:
+            _warn_free_form(discriminative, self.protocol)
+            result.amber_discriminative = AmberDiscriminativeScores.from_items(
+                discriminative, self.amber_types
+            )
+        if self.judged[POPE_TASK]:
+            result.pope = pope_scores(self.judged[POPE_TASK])
+        if self.judged[CHAIR_TASK]:
+            result.chair = ChairScores.from_items(self.judged[CHAIR_TASK], self.chair().source)
+        if self.judged[VQA_TASK]:
+            result.vqa = VqaScores.from_items(self.judged[VQA_TASK], self.vqa_annotations)
 
 
 def evaluate(
@@ -238,85 +333,35 @@ def evaluate(
     method: MethodName = "auto",
     tools: TextTools | None = None,
     similarity_threshold: float = SIMILARITY_THRESHOLD,
+    protocol: Protocol = DEFAULT_PROTOCOL,
 ) -> Evaluation:
     """Judge responses with their benchmarks' rules and aggregate the scores.
 
     Args:
         responses: The responses with their items' annotations.
         resources: The dataset's evaluation resources (``Dataset.resources()``: AMBER's ``relation`` and
-            ``safe_words``; COCO's ``synonyms`` and ``categories``).
+            ``safe_words``; COCO's ``synonyms``, ``synonym_lines`` and ``categories``).
         method: Text tools: ``"auto"``, ``"exact"`` or ``"fallback"`` (see :mod:`evolens.data.text`).
         tools: Ready text tools (overrides ``method``).
         similarity_threshold: AMBER's spaCy similarity threshold.
+        protocol: ``"official"`` (the benchmarks' own scripts) or ``"evolens"`` (see
+            :mod:`evolens.data.protocols`); recorded in the result.
 
     Raises:
         DatasetError: An item's task needs resources that were not given.
+        SettingsError: An unknown protocol or text method.
     """
-    resources = resources or {}
+    protocol = check_protocol(protocol)
     tools = tools or TextTools(method)
-    result = Evaluation(method=tools.method)
-    amber: AmberJudge | None = None
-    chair: ChairJudge | None = None
-    generative: list[ItemEvaluation] = []
-    discriminative: list[ItemEvaluation] = []
-    types: list[str] = []
-    pope: list[ItemEvaluation] = []
-    captions: list[ItemEvaluation] = []
-    vqa: list[ItemEvaluation] = []
-    vqa_annotations: list[Mapping[str, Any]] = []
+    result = Evaluation(method=tools.method, protocol=protocol)
+    judges = _Judges(resources or {}, tools, similarity_threshold, protocol)
     for response in responses:
-        ann = response.annotations
-        task = ann.get("task")
-        if task == GENERATIVE:
-            if amber is None:
-                if "relation" not in resources:
-                    raise DatasetError("AMBER generative items need the dataset's relation.json (resources)")
-                amber = AmberJudge(
-                    resources["relation"],
-                    resources.get("safe_words", []),
-                    tools,
-                    threshold=similarity_threshold,
-                )
-            judged = amber.judge(response.item_id, response.text, ann["truth"], ann["hallu"])
-            generative.append(judged)
-        elif task == DISCRIMINATIVE:
-            judged = judge_discriminative(response.item_id, response.text, ann["truth"])
-            discriminative.append(judged)
-            types.append(str(ann.get("type", "")))
-        elif task == POPE_TASK:
-            judged = _judge_pope(response.item_id, response.text, ann["label"])
-            pope.append(judged)
-        elif task == CHAIR_TASK:
-            if chair is None:
-                chair = ChairJudge(resources.get("synonyms"), resources.get("categories", []), tools)
-            judged = chair.judge(
-                response.item_id,
-                response.text,
-                ann.get("instance_objects", []),
-                ann.get("reference_captions", []),
-            )
-            captions.append(judged)
-        elif task == VQA_TASK:
-            judged = judge_vqa(response.item_id, response.text, ann)
-            vqa.append(judged)
-            vqa_annotations.append(ann)
-        else:
+        judged = judges.judge(response)
+        if judged is None:
             result.n_unjudged += 1
-            continue
-        result.items.append(judged)
-    if generative:
-        result.amber_generative = AmberGenerativeScores.from_items(generative)
-    if discriminative:
-        result.amber_discriminative = AmberDiscriminativeScores.from_items(discriminative, types)
-    if pope:
-        result.pope = BinaryScores.from_answers(
-            [it.answer for it in pope], [str(it.truth) for it in pope], positive="yes"
-        )
-    if captions:
-        assert chair is not None
-        result.chair = ChairScores.from_items(captions, chair.source)
-    if vqa:
-        result.vqa = VqaScores.from_items(vqa, vqa_annotations)
+        else:
+            result.items.append(judged)
+    judges.score(result)
     return result
 
 
@@ -326,8 +371,10 @@ def evaluate_dataset(
     *,
     method: MethodName = "auto",
     similarity_threshold: float = SIMILARITY_THRESHOLD,
+    protocol: Protocol = DEFAULT_PROTOCOL,
 ) -> Evaluation:
-    """Evaluate ``responses`` (item id -> text, e.g. read from AMBER's ``{id, response}`` files) on a dataset.
+    """Evaluate ``responses`` (item id -> text, e.g. read from AMBER's ``{id, response}`` files) on a dataset, under
+    ``protocol`` (``"official"`` or ``"evolens"``, see :func:`evaluate`).
 
     Items without a response are skipped; responses for ids the dataset does not have are ignored (with a warning),
     and it is an error when none of the ids match.
@@ -351,4 +398,5 @@ def evaluate_dataset(
         resources,
         method=method,
         similarity_threshold=similarity_threshold,
+        protocol=protocol,
     )

@@ -6,6 +6,9 @@ A question file has one JSON object per line (a JSON array is accepted too)::
      "label": "yes"}
 
 Image names are resolved inside the image folder (COCO val2014 for the official files).
+
+Answers are scored as POPE's ``evaluate.py`` scores them (:func:`~evolens.data.scores.pope_answer`), under both
+protocols: evolens reads POPE's answers exactly as POPE does.
 """
 
 from __future__ import annotations
@@ -29,9 +32,34 @@ from evolens.data.items import (
     require_file,
     resolve_inside,
 )
+from evolens.data.labels import Label, Mention
+from evolens.data.protocols import DEFAULT_PROTOCOL, Protocol, check_protocol
+from evolens.data.scores import BinaryScores, ItemEvaluation, pope_answer
 from evolens.errors import DatasetError, SettingsError
 
 TASK = "pope"
+
+
+def judge_pope(
+    item_id: str, text: str, label: str, *, protocol: Protocol = DEFAULT_PROTOCOL
+) -> ItemEvaluation:
+    """One POPE answer against its label (both protocols: POPE's ``evaluate.py`` rule); the deciding word is the
+    mention."""
+    check_protocol(protocol)
+    answer, span = pope_answer(text)
+    wrong = answer != label
+    mentions: tuple[Mention, ...] = ()
+    if span is not None:
+        label_of: Label = "hallucinated" if wrong else "grounded"
+        mentions = (Mention(span[0], span[1], text[span[0] : span[1]], answer, label_of),)
+    return ItemEvaluation(item_id, TASK, text, mentions, wrong, answer=answer, truth=label)
+
+
+def pope_scores(items: list[ItemEvaluation]) -> BinaryScores:
+    """POPE's scores of judged answers ("yes" is the positive class)."""
+    return BinaryScores.from_answers(
+        [it.answer for it in items], [str(it.truth) for it in items], positive="yes"
+    )
 
 
 class Pope(Dataset):

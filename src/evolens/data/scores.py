@@ -125,6 +125,13 @@ def first_word_answer(text: str) -> tuple[str | None, tuple[int, int] | None]:
     return (word if word in ("yes", "no") else None), span
 
 
+def exact_answer(text: str) -> tuple[str | None, tuple[int, int] | None]:
+    """AMBER's own rule (its ``inference.py``, the ``"official"`` protocol): ``"yes"`` when the response is exactly
+    ``Yes``, ``"no"`` when it is exactly ``No`` — no stripping, case kept — else unparsed (counted wrong)."""
+    answer = {"Yes": "yes", "No": "no"}.get(text)
+    return answer, ((0, len(text)) if answer is not None else None)
+
+
 def pope_answer(text: str) -> tuple[str, tuple[int, int] | None]:
     """POPE's rule (its ``evaluate.py``): keep the first sentence, drop commas, split on spaces; "no" if a word is
     ``No``, ``no`` or ``not``, else "yes". Returns the answer and the span of the deciding word (the first such

@@ -6,7 +6,7 @@ The benchmarks' own code uses
 * AMBER: ``nltk.word_tokenize`` (Punkt sentences + the Treebank word tokenizer), ``nltk.pos_tag`` (averaged
   perceptron) to keep nouns (``NN*``), NLTK's WordNet lemmatizer, and spaCy's ``en_core_web_lg`` vectors for
   near-synonyms (similarity > 0.8);
-* CHAIR: ``nltk.word_tokenize`` on the lower-cased caption and ``pattern.en.singularize``.
+* CHAIR: ``nltk.word_tokenize`` on the lower-cased caption and ``pattern.en.singularize`` (pattern 3.6).
 
 NLTK's data (``punkt_tab``, ``averaged_perceptron_tagger_eng``, ``wordnet``) and spaCy's model are downloads,
 not parts of the PyPI wheels. When they are present on the machine, :class:`TextTools` uses them (``"exact"``);
@@ -21,7 +21,8 @@ POS tags       NLTK averaged perceptron                    pattern's Brill tagge
 noun lemmas    WordNet (morphy)                            morphy's suffix rules + pattern's singularize, with
                                                            the benchmark's vocabulary as the lexicon
 similarity     spaCy ``en_core_web_lg``                    none (only exact and listed related words match)
-singularize    pattern.en (as shipped in TextBlob)         the same
+singularize    pattern 3.6 (protocol "official") or its    the same
+               copy in TextBlob (protocol "evolens")
 ============== =========================================== ==================================================
 
 The fallback agrees with the exact method on ordinary descriptions; it differs where the exact tagger and the
@@ -269,7 +270,9 @@ class TextTools:
 
         Exact: ``WordNetLemmatizer().lemmatize(word)``. Fallback: the shortest of ``word`` and its forms under
         WordNet's noun suffix rules that is in ``lexicon``; when ``word`` itself is not in the lexicon, pattern's
-        singular form competes too (irregular plurals: children, geese, leaves).
+        singular form competes too (irregular plurals: children, geese, leaves) — outside the lexicon only when it
+        is an English word (in the fallback tagger's lexicon), as WordNet keeps only lemmas it knows: "leaves"
+        gives "leaf" over a listed "leave", while "ties" stays "tie" (pattern's "ty" is no word).
         """
         if self.method.lemmatizer == "exact":
             return str(_wordnet_lemmatizer().lemmatize(word))
@@ -277,10 +280,8 @@ class TextTools:
         known = [f for f in dict.fromkeys(forms) if f in lexicon]
         if word not in lexicon:
             singular = singularize(word)
-            if singular != word and singular in lexicon:
+            if singular != word and (singular in lexicon or (known and is_english_word(singular))):
                 known.append(singular)
-            elif singular != word and known:
-                known.append(singular)  # a real lemma outside the vocabulary that WordNet would prefer
         return min(known, key=len) if known else word
 
     def similarity(self, a: str, b: str) -> float | None:
@@ -294,8 +295,16 @@ class TextTools:
         return self._similar[key]
 
 
+def is_english_word(word: str) -> bool:
+    """Whether ``word`` (or its lower-cased form) is in the lexicon of pattern's tagger that TextBlob ships."""
+    from textblob.en import lexicon
+
+    return word in lexicon or word.lower() in lexicon
+
+
 def singularize(word: str) -> str:
-    """pattern's ``singularize`` (the function CHAIR uses), from the copy TextBlob ships."""
+    """pattern's ``singularize`` as TextBlob ships it (CHAIR's ``"evolens"`` protocol; it differs from pattern 3.6,
+    which CHAIR's own code runs, on a few words: see :mod:`evolens.data.singular`)."""
     from textblob.en.inflect import singularize as pattern_singularize
 
     return str(pattern_singularize(word))
