@@ -12,7 +12,7 @@ import evolens
 STAGES: tuple[frozenset[str], ...] = tuple(
     frozenset(names.split())
     for names in (
-        "errors _version files",
+        "errors _version files envelope",
         "models capture parallel",
         "lens",
         "metrics",

@@ -34,14 +34,14 @@ def tiny_traces(
     also written to ``directory/traces/<item_id>``. The texts are gibberish: use these traces for plumbing, and
     synthetic tensors for behaviour with known answers.
     """
-    import evolens
+    from evolens.api import load
     from evolens.testing.tiny import save_tiny
 
     root = Path(directory)
     model_dir = root / "model"
     if not (model_dir / "config.json").is_file():
         save_tiny(family, model_dir, n_layers=n_layers)
-    lvlm = evolens.load(model_dir, device="cpu")
+    lvlm = load(model_dir, device="cpu")
     image_paths = []
     for i in range(n_items):
         path = root / "images" / f"item{i}.png"
