@@ -167,3 +167,31 @@ def test_run_and_eval_take_a_config_file(
     assert main(["eval", str(out), "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert "unknown option 'methods'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_eval_scores_under_the_protocol_asked_for(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_amber(tmp_path)
+    responses = write_json(
+        tmp_path / "answers.json", [{"id": int(k), "response": v} for k, v in AMBER_RESPONSES.items()]
+    )
+    base = [
+        "eval",
+        "--responses",
+        str(responses),
+        "-d",
+        "amber",
+        "-r",
+        str(data),
+        "--queries",
+        "query_all.json",
+    ]
+    assert main([*base, "--method", "fallback", "--protocol", "official"]) == 0
+    out = capsys.readouterr().out
+    # AMBER's script counts only an answer exactly "Yes" or "No": of the five ("Yes, there is.", "No.", "Yes",
+    # "Maybe.", "no") only "Yes" is read, and its truth is "no" — none is right
+    assert "AMBER discriminative (5 questions, official protocol): accuracy 0.0" in out
+    assert main([*base, "--method", "fallback", "--protocol", "evolens"]) == 0
+    assert "AMBER discriminative (5 questions, evolens protocol): accuracy 60.0" in capsys.readouterr().out
+    assert main([*base, "--protocol", "paper"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown benchmark protocol 'paper'" in err and len(err.strip().splitlines()) == 1

@@ -14,6 +14,7 @@ from evolens.cli.common import ConfigOption, app, err_console, out, quiet_transf
 from evolens.cli.dataset import dataset_options
 from evolens.cli.options import load_options, trace_options
 from evolens.data import DatasetOptions
+from evolens.data.protocols import DEFAULT_PROTOCOL, check_protocol
 from evolens.errors import DatasetError, SettingsError
 from evolens.runs.options import detector_from_spec
 
@@ -57,6 +58,12 @@ class RichProgress:
 
 
 MethodOpt = Annotated[str, typer.Option(help="Text tools for evaluation: auto, exact or fallback")]
+ProtocolOpt = Annotated[
+    str,
+    typer.Option(
+        help="Scoring: official (the benchmarks' own scripts, exactly) or evolens (README: Benchmark protocols)"
+    ),
+]
 DetectorOpt = Annotated[
     str,
     typer.Option(
@@ -104,6 +111,7 @@ def run_command(
     hidden_states: Annotated[bool, typer.Option(help="Store hidden states (large)")] = False,
     retry_failed: Annotated[bool, typer.Option(help="Trace items recorded as failed again")] = False,
     method: MethodOpt = "auto",
+    protocol: ProtocolOpt = DEFAULT_PROTOCOL,
     detector: DetectorOpt = "auto",
     detector_param: DetectorParamOpt = None,
     unit: UnitOpt = "first_token",
@@ -132,6 +140,7 @@ def run_command(
     dataset = data.open()
     finalize = evolens.FinalizeOptions(
         method=method,  # type: ignore[arg-type]
+        protocol=protocol,  # type: ignore[arg-type]
         layer_detector=detector_from_spec(detector),
         detector_params=_detector_params(detector_param),
         unit=unit,  # type: ignore[arg-type]
@@ -221,6 +230,7 @@ def _read_responses(path: Path) -> dict[str, str]:
 def eval_command(
     target: Annotated[Path | None, typer.Argument(help="A run directory (omit with --responses)")] = None,
     method: MethodOpt = "auto",
+    protocol: ProtocolOpt = DEFAULT_PROTOCOL,
     detector: DetectorOpt = "auto",
     detector_param: Annotated[
         list[str] | None,
@@ -258,7 +268,12 @@ def eval_command(
             raise SettingsError("--responses needs --dataset and --root to read the annotations")
         from evolens.data import evaluate_dataset
 
-        evaluation = evaluate_dataset(data.open(), _read_responses(responses), method=method)  # type: ignore[arg-type]
+        evaluation = evaluate_dataset(
+            data.open(),
+            _read_responses(responses),
+            method=method,  # type: ignore[arg-type]
+            protocol=check_protocol(protocol),
+        )
         for line in evaluation.summary_lines():
             out.print(line, markup=False, highlight=False, soft_wrap=True)
         if json_out is not None:
@@ -272,6 +287,7 @@ def eval_command(
     base = detector_params_of(target) if detector_param else None
     options = FinalizeOptions(
         method=method,  # type: ignore[arg-type]
+        protocol=protocol,  # type: ignore[arg-type]
         layer_detector=detector_from_spec(detector),
         detector_params=_detector_params(detector_param, base),
         unit=unit,  # type: ignore[arg-type]

@@ -196,25 +196,26 @@ class Evaluation:
         if self.amber_generative is not None:
             g = self.amber_generative
             lines.append(
-                f"AMBER generative ({g.n_responses} responses, {self.method.for_amber()} method): "
+                f"AMBER generative ({g.n_responses} responses, {self.method.for_amber()} method, {self.protocol} protocol): "
                 f"CHAIR {pct(g.chair)}  Cover {pct(g.cover)}  Hal {pct(g.hal)}  Cog {pct(g.cog)}"
             )
         if self.amber_discriminative is not None:
             d = self.amber_discriminative.overall
             lines.append(
-                f"AMBER discriminative ({d.n} questions): accuracy {pct(d.accuracy)}  precision {pct(d.precision)}  "
+                f"AMBER discriminative ({d.n} questions, {self.protocol} protocol): accuracy {pct(d.accuracy)}  precision {pct(d.precision)}  "
                 f"recall {pct(d.recall)}  F1 {pct(d.f1)}  (positive class: no)"
             )
         if self.pope is not None:
             p = self.pope
             lines.append(
-                f"POPE ({p.n} questions): accuracy {pct(p.accuracy)}  precision {pct(p.precision)}  "
+                f"POPE ({p.n} questions, {self.protocol} protocol): accuracy {pct(p.accuracy)}  precision {pct(p.precision)}  "
                 f"recall {pct(p.recall)}  F1 {pct(p.f1)}  yes-ratio {pct(p.yes_ratio)}"
             )
         if self.chair is not None:
             c = self.chair
             lines.append(
-                f"CHAIR ({c.n_captions} captions, {self.method.for_chair()} method, {c.synonyms} synonyms): "
+                f"CHAIR ({c.n_captions} captions, {self.method.for_chair()} method, {c.synonyms} synonyms, "
+                f"{self.protocol} protocol): "
                 f"CHAIRs {pct(c.chair_s)}  CHAIRi {pct(c.chair_i)}  recall {pct(c.recall)}"
             )
         if self.vqa is not None:

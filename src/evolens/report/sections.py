@@ -148,6 +148,11 @@ def _scores(summary: Mapping[str, Any]) -> str:
         parts.append(
             '<p class="note">text tools: ' + text(", ".join(f"{k} {v}" for k, v in verdicts.items())) + "</p>"
         )
+    protocol = summary.get("evaluation_protocol")
+    if parts and isinstance(protocol, str):
+        parts.append(
+            f'<p class="note">scored under the {text(protocol)} protocol (README: Benchmark protocols)</p>'
+        )
     if not parts:
         return '<p class="note">no benchmark annotations: nothing was evaluated</p>'
     return "".join(parts)

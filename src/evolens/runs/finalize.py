@@ -96,6 +96,7 @@ def finalize_run(run_dir: str | Path, options: FinalizeOptions | None = None) ->
         (Response(k, m["text"], merge.records[k]["annotations"]) for k, m in merge.manifests.items()),
         merge.run.resources(),
         method=options.method,
+        protocol=options.protocol,
     )
     with ResultsWriter(merge.run, merge_metrics=options.merge_metrics) as writer:
         judged = {it.item_id: it for it in evaluation.items}
@@ -121,6 +122,7 @@ def finalize_run(run_dir: str | Path, options: FinalizeOptions | None = None) ->
             **{s: sum(v == s for v in merge.status.values()) for s in ("done", "failed")},
             "n_tokens": tokens.num_rows,
             "evaluation": evaluation.scores(),
+            "evaluation_protocol": evaluation.protocol,
             "evaluation_lines": evaluation.summary_lines(),
             "statistics": statistics.summary_lines() if statistics is not None else None,
             "layer_detector": _detector_name(options.layer_detector),

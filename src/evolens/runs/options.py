@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from evolens.analysis.params import DetectorParams
+from evolens.data.protocols import DEFAULT_PROTOCOL, Protocol, check_protocol
 from evolens.data.text import MethodName, TextTools
 from evolens.errors import SettingsError, check_positive_int
 from evolens.hallucination.stats import LayerDetector, Unit
@@ -33,6 +34,8 @@ class FinalizeOptions:
 
     Attributes:
         method: Text tools for the benchmark evaluation: ``"auto"``, ``"exact"`` or ``"fallback"``.
+        protocol: How answers are scored: ``"official"`` (the benchmarks' own scripts, exactly) or ``"evolens"``
+            (README "Benchmark protocols"); recorded in ``results/evaluation.json`` and ``summary.json``.
         layer_detector: ``"auto"``: :func:`evolens.analysis.analyze_trace` on every item (written to
             ``items/<id>/analysis.json``); a function ``Trace -> TokenLayers``; or ``None`` (no layer columns, no
             statistics).
@@ -44,6 +47,7 @@ class FinalizeOptions:
     """
 
     method: MethodName = "auto"
+    protocol: Protocol = DEFAULT_PROTOCOL
     layer_detector: DetectorChoice = AUTO
     detector_params: DetectorParams | None = None
     unit: Unit = "first_token"
@@ -52,6 +56,7 @@ class FinalizeOptions:
     figures: bool = True
 
     def __post_init__(self) -> None:
+        check_protocol(self.protocol)
         if self.unit not in ("first_token", "all_tokens"):
             raise SettingsError(f"unit must be 'first_token' or 'all_tokens', got {self.unit!r}")
         check_positive_int("n_bootstrap", self.n_bootstrap)
