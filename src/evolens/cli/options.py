@@ -160,9 +160,8 @@ def trace_options(*names: str) -> Callable[[F], F]:
 
 
 # --------------------------------------------------------------------------------------------- progress
-@contextmanager
-def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr (shown on a terminal, for two or more units of work); yields ``advance(n)``."""
+def _progress(*, rate: bool, transient: bool, disable: bool = False) -> Any:
+    """A rich progress display on stderr: description, bar, done / total, (rate,) elapsed and remaining time."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -172,21 +171,46 @@ def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]
         TimeRemainingColumn,
     )
 
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
+    columns: list[Any] = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+    if rate:
+        columns += [TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta")]
+    else:
+        columns.append(TimeElapsedColumn())
+    columns.append(TimeRemainingColumn())
+    return Progress(*columns, console=err_console, transient=transient, disable=disable)
+
+
+@contextmanager
+def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr (shown on a terminal, for two or more units of work); yields ``advance(n)``."""
     disable = total < 2 or not err_console.is_terminal
-    with Progress(*columns, console=err_console, transient=True, disable=disable) as bar:
+    with _progress(rate=False, transient=True, disable=disable) as bar:
         task = bar.add_task(description, total=total)
 
         def advance(n: int = 1) -> None:
             bar.advance(task, n)
 
         yield advance
+
+
+class RichProgress:
+    """What :func:`evolens.run` reports to on the command line: items done / total, rate, elapsed and remaining."""
+
+    def __init__(self) -> None:
+        self._progress = _progress(rate=True, transient=False)
+        self._task: Any = None
+
+    def start(self, total: int, completed: int, description: str) -> None:
+        self._progress.start()
+        self._task = self._progress.add_task(description, total=total, completed=completed, rate="")
+
+    def advance(self, n: int = 1) -> None:
+        self._progress.advance(self._task, n)
+        speed = self._progress.tasks[0].speed
+        self._progress.update(self._task, rate=f"{speed:.2f} items/s" if speed else "")
+
+    def close(self) -> None:
+        self._progress.stop()
 
 
 @contextmanager

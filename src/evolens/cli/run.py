@@ -10,52 +10,13 @@ import typer
 
 from evolens.analysis.params import DetectorParams
 from evolens.api import LoadOptions, TraceOptions
-from evolens.cli.common import ConfigOption, app, err_console, out, quiet_transformers
+from evolens.cli.common import ConfigOption, app, out, quiet_transformers
 from evolens.cli.dataset import dataset_options
-from evolens.cli.options import load_options, trace_options
+from evolens.cli.options import RichProgress, load_options, trace_options
 from evolens.data import DatasetOptions
 from evolens.data.protocols import DEFAULT_PROTOCOL, check_protocol
 from evolens.errors import DatasetError, SettingsError
 from evolens.runs.options import detector_from_spec
-
-
-class RichProgress:
-    """A rich progress bar: items done / total, rate, elapsed and remaining time."""
-
-    def __init__(self) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=err_console,
-        )
-        self._task: Any = None
-
-    def start(self, total: int, completed: int, description: str) -> None:
-        self._progress.start()
-        self._task = self._progress.add_task(description, total=total, completed=completed, rate="")
-
-    def advance(self, n: int = 1) -> None:
-        self._progress.advance(self._task, n)
-        speed = self._progress.tasks[0].speed
-        self._progress.update(self._task, rate=f"{speed:.2f} items/s" if speed else "")
-
-    def close(self) -> None:
-        self._progress.stop()
-
 
 MethodOpt = Annotated[str, typer.Option(help="Text tools for evaluation: auto, exact or fallback")]
 ProtocolOpt = Annotated[

@@ -199,18 +199,15 @@ class Evaluation:
                 f"AMBER generative ({g.n_responses} responses, {self.method.for_amber()} method, {self.protocol} protocol): "
                 f"CHAIR {pct(g.chair)}  Cover {pct(g.cover)}  Hal {pct(g.hal)}  Cog {pct(g.cog)}"
             )
-        if self.amber_discriminative is not None:
-            d = self.amber_discriminative.overall
-            lines.append(
-                f"AMBER discriminative ({d.n} questions, {self.protocol} protocol): accuracy {pct(d.accuracy)}  precision {pct(d.precision)}  "
-                f"recall {pct(d.recall)}  F1 {pct(d.f1)}  (positive class: no)"
-            )
-        if self.pope is not None:
-            p = self.pope
-            lines.append(
-                f"POPE ({p.n} questions, {self.protocol} protocol): accuracy {pct(p.accuracy)}  precision {pct(p.precision)}  "
-                f"recall {pct(p.recall)}  F1 {pct(p.f1)}  yes-ratio {pct(p.yes_ratio)}"
-            )
+        amber = self.amber_discriminative.overall if self.amber_discriminative is not None else None
+        pope_tail = f"yes-ratio {pct(self.pope.yes_ratio)}" if self.pope is not None else ""
+        binary = (("AMBER discriminative", amber, "(positive class: no)"), ("POPE", self.pope, pope_tail))
+        for name, b, tail in binary:
+            if b is not None:
+                lines.append(
+                    f"{name} ({b.n} questions, {self.protocol} protocol): accuracy {pct(b.accuracy)}  precision "
+                    f"{pct(b.precision)}  recall {pct(b.recall)}  F1 {pct(b.f1)}  {tail}"
+                )
         if self.chair is not None:
             c = self.chair
             lines.append(
