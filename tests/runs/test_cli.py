@@ -195,3 +195,31 @@ def test_eval_scores_under_the_protocol_asked_for(tmp_path: Path, capsys: pytest
     assert main([*base, "--protocol", "paper"]) == 2
     err = capsys.readouterr().err
     assert "unknown benchmark protocol 'paper'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_eval_on_an_id_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.data.fixtures import COCO_RESPONSES, write_coco
+
+    files = write_coco(tmp_path)
+    responses = write_json(
+        tmp_path / "r.json", [{"id": int(k), "response": v} for k, v in COCO_RESPONSES.items()]
+    )
+    base = [
+        "eval",
+        "--responses",
+        str(responses),
+        "-d",
+        "coco",
+        "-r",
+        str(files["root"]),
+        "--method",
+        "fallback",
+    ]
+    base += ["--captions", str(files["captions"]), "--instances", str(files["instances"])]
+    (tmp_path / "ids.txt").write_text("22\n33\n", encoding="utf-8")
+    assert main([*base, "--ids", str(tmp_path / "ids.txt")]) == 0
+    assert "CHAIR (2 captions" in capsys.readouterr().out
+    (tmp_path / "bad.txt").write_text("22\n99\n", encoding="utf-8")
+    assert main([*base, "--ids", str(tmp_path / "bad.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "1 of the 2 ids are not in the coco dataset ('99')" in err and len(err.strip().splitlines()) == 1

@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from evolens.data import READERS, DatasetOptions
-from evolens.data.readers import check_options
+from evolens.data.readers import check_options, read_ids
 from evolens.errors import SettingsError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -77,6 +77,13 @@ def _more_options() -> str:
     )
 
 
+IdsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Only the items whose ids this file lists (JSON list or one per line), e.g. a paper's CHAIR subset",
+        rich_help_panel=PANEL,
+    ),
+]
 DataOptionOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -102,6 +109,7 @@ def parse_dataset_options(
     *,
     data_option: Sequence[str] | None = None,
     limit: int | None = None,
+    ids: Path | None = None,
     **flags: Any,
 ) -> DatasetOptions:
     """The dataset flags of a command line as one :class:`~evolens.data.DatasetOptions`.
@@ -111,6 +119,7 @@ def parse_dataset_options(
         root: ``--root``.
         data_option: ``--data-option KEY=VALUE`` entries (text read as each option's declared type).
         limit: ``--limit``.
+        ids: ``--ids FILE``: only the items with the ids listed there (:func:`~evolens.data.readers.read_ids`).
         flags: The values of the flags in :data:`FLAGS` (``None``: not given).
 
     Raises:
@@ -129,7 +138,8 @@ def parse_dataset_options(
         if key in values:
             raise SettingsError(f"the dataset option {key!r} is given twice ({spell(key)} and --data-option)")
         values[key] = raw
-    return DatasetOptions(kind, root, check_options(kind, values, spell=spell), limit)
+    chosen = read_ids(ids) if ids is not None else None
+    return DatasetOptions(kind, root, check_options(kind, values, spell=spell), limit, chosen)
 
 
 def _group(*, required: bool, limit: bool) -> list[inspect.Parameter]:
@@ -142,6 +152,7 @@ def _group(*, required: bool, limit: bool) -> list[inspect.Parameter]:
         "root": Annotated[Path, root] if required else Annotated[Path | None, root],
         **FLAGS,
         "data_option": DataOptionOpt,
+        "ids": IdsOpt,
     }
     if limit:
         annotations["limit"] = LimitOpt

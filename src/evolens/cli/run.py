@@ -19,6 +19,9 @@ from evolens.errors import DatasetError, SettingsError
 from evolens.runs.options import detector_from_spec
 
 MethodOpt = Annotated[str, typer.Option(help="Text tools for evaluation: auto, exact or fallback")]
+DropUnfinishedOpt = Annotated[
+    bool, typer.Option(help="CHAIR: drop a caption's unfinished last sentence first (OPERA's practice)")
+]
 ProtocolOpt = Annotated[
     str,
     typer.Option(
@@ -73,6 +76,7 @@ def run_command(
     retry_failed: Annotated[bool, typer.Option(help="Trace items recorded as failed again")] = False,
     method: MethodOpt = "auto",
     protocol: ProtocolOpt = DEFAULT_PROTOCOL,
+    drop_unfinished: DropUnfinishedOpt = False,
     detector: DetectorOpt = "auto",
     detector_param: DetectorParamOpt = None,
     unit: UnitOpt = "first_token",
@@ -102,6 +106,7 @@ def run_command(
     finalize = evolens.FinalizeOptions(
         method=method,  # type: ignore[arg-type]
         protocol=protocol,  # type: ignore[arg-type]
+        drop_unfinished=drop_unfinished,
         layer_detector=detector_from_spec(detector),
         detector_params=_detector_params(detector_param),
         unit=unit,  # type: ignore[arg-type]
@@ -192,6 +197,7 @@ def eval_command(
     target: Annotated[Path | None, typer.Argument(help="A run directory (omit with --responses)")] = None,
     method: MethodOpt = "auto",
     protocol: ProtocolOpt = DEFAULT_PROTOCOL,
+    drop_unfinished: DropUnfinishedOpt = False,
     detector: DetectorOpt = "auto",
     detector_param: Annotated[
         list[str] | None,
@@ -234,6 +240,7 @@ def eval_command(
             _read_responses(responses),
             method=method,  # type: ignore[arg-type]
             protocol=check_protocol(protocol),
+            drop_unfinished=drop_unfinished,
         )
         for line in evaluation.summary_lines():
             out.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -249,6 +256,7 @@ def eval_command(
     options = FinalizeOptions(
         method=method,  # type: ignore[arg-type]
         protocol=protocol,  # type: ignore[arg-type]
+        drop_unfinished=drop_unfinished,
         layer_detector=detector_from_spec(detector),
         detector_params=_detector_params(detector_param, base),
         unit=unit,  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ space and never match) and with every entry stripped under ``"evolens"`` (they m
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -260,3 +261,25 @@ class ChairJudge:
                 "gt_mentioned": len(truth & mentioned),
             },
         )
+
+
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s|$)")
+
+
+def drop_unfinished_sentence(caption: str) -> str:
+    """``caption`` without an unfinished last sentence: cut after the last ``.``, ``!`` or ``?`` that ends a sentence
+    (closing quotes and brackets kept), so that an object a caption cut by ``max_new_tokens`` was still naming is
+    not judged (OPERA's practice before CHAIR). A caption with no finished sentence, or whose last one is finished,
+    is returned as it is.
+
+    >>> drop_unfinished_sentence("A dog on a sofa. A cat sits next to a")
+    'A dog on a sofa.'
+    >>> drop_unfinished_sentence("A dog on a sofa.")
+    'A dog on a sofa.'
+    >>> drop_unfinished_sentence("A dog on a")
+    'A dog on a'
+    """
+    ends = list(_SENTENCE_END.finditer(caption))
+    if not ends or not caption[ends[-1].end() :].strip():
+        return caption
+    return caption[: ends[-1].end()]

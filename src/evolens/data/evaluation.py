@@ -23,7 +23,7 @@ from evolens.data.amber_eval import (
     AmberJudge,
     judge_discriminative,
 )
-from evolens.data.chair import ChairJudge, ChairScores, synonym_groups
+from evolens.data.chair import ChairJudge, ChairScores, drop_unfinished_sentence, synonym_groups
 from evolens.data.coco import TASK as CHAIR_TASK
 from evolens.data.items import DataItem, Dataset
 from evolens.data.pope import TASK as POPE_TASK
@@ -92,6 +92,8 @@ class Evaluation:
         method: The text tools that ran (``method.for_amber()`` / ``for_chair()``: exact, partial or fallback).
         protocol: ``"official"`` or ``"evolens"`` (:mod:`evolens.data.protocols`); an evaluation stored before
             protocols existed reads as ``"evolens"``, the rules it was scored with.
+        drop_unfinished: Whether captions lost an unfinished last sentence before CHAIR (OPERA's practice;
+            :func:`~evolens.data.chair.drop_unfinished_sentence`).
         items: One judgement per judged response, in input order.
         amber_generative, amber_discriminative, pope, chair, vqa: Each benchmark's scores, when it had
             responses (``vqa``: one-word answers, :mod:`evolens.data.vqa`).
@@ -100,6 +102,7 @@ class Evaluation:
 
     method: TextMethod
     protocol: Protocol = DEFAULT_PROTOCOL
+    drop_unfinished: bool = False
     items: list[ItemEvaluation] = field(default_factory=list)
     amber_generative: AmberGenerativeScores | None = None
     amber_discriminative: AmberDiscriminativeScores | None = None
@@ -120,6 +123,7 @@ class Evaluation:
         out: dict[str, Any] = {
             "method": self.method.to_dict(),
             "protocol": self.protocol,
+            "drop_unfinished": self.drop_unfinished,
             "n_unjudged": self.n_unjudged,
         }
         for name in ("amber_generative", "amber_discriminative", "pope", "chair", "vqa"):
@@ -135,6 +139,7 @@ class Evaluation:
         return cls(
             method=TextMethod.from_dict(data["method"]),
             protocol=check_protocol(data.get("protocol", "evolens")),
+            drop_unfinished=bool(data.get("drop_unfinished", False)),
             items=[ItemEvaluation.from_dict(it) for it in data.get("items", [])],
             amber_generative=AmberGenerativeScores.from_dict(data["amber_generative"])
             if data.get("amber_generative")
@@ -252,8 +257,14 @@ class _Judges:
     """The evaluators of one evaluation, each built when its first response comes, and what they judged per task."""
 
     def __init__(
-        self, resources: Mapping[str, Any], tools: TextTools, threshold: float, protocol: Protocol
+        self,
+        resources: Mapping[str, Any],
+        tools: TextTools,
+        threshold: float,
+        protocol: Protocol,
+        drop_unfinished: bool = False,
     ) -> None:
+        self.drop_unfinished = drop_unfinished
         self.resources = resources
         self.tools = tools
         self.threshold = threshold
@@ -297,7 +308,8 @@ class _Judges:
             judged = judge_pope(item_id, text, ann["label"], protocol=self.protocol)
         elif task == CHAIR_TASK:
             objects, references = ann.get("instance_objects", []), ann.get("reference_captions", [])
-            judged = self.chair().judge(item_id, text, objects, references)
+            caption = drop_unfinished_sentence(text) if self.drop_unfinished else text
+            judged = self.chair().judge(item_id, caption, objects, references)
         elif task == VQA_TASK:
             judged = judge_vqa(item_id, text, ann)
             self.vqa_annotations.append(ann)
@@ -332,6 +344,7 @@ def evaluate(
     tools: TextTools | None = None,
     similarity_threshold: float = SIMILARITY_THRESHOLD,
     protocol: Protocol = DEFAULT_PROTOCOL,
+    drop_unfinished: bool = False,
 ) -> Evaluation:
     """Judge responses with their benchmarks' rules and aggregate the scores.
 
@@ -344,6 +357,8 @@ def evaluate(
         similarity_threshold: AMBER's spaCy similarity threshold.
         protocol: ``"official"`` (the benchmarks' own scripts) or ``"evolens"`` (see
             :mod:`evolens.data.protocols`); recorded in the result.
+        drop_unfinished: Drop a caption's unfinished last sentence before CHAIR judges it (OPERA's practice, for
+            captions cut by ``max_new_tokens``); recorded in the result.
 
     Raises:
         DatasetError: An item's task needs resources that were not given.
@@ -351,8 +366,8 @@ def evaluate(
     """
     protocol = check_protocol(protocol)
     tools = tools or TextTools(method)
-    result = Evaluation(method=tools.method, protocol=protocol)
-    judges = _Judges(resources or {}, tools, similarity_threshold, protocol)
+    result = Evaluation(method=tools.method, protocol=protocol, drop_unfinished=drop_unfinished)
+    judges = _Judges(resources or {}, tools, similarity_threshold, protocol, drop_unfinished)
     for response in responses:
         judged = judges.judge(response)
         if judged is None:
@@ -370,9 +385,10 @@ def evaluate_dataset(
     method: MethodName = "auto",
     similarity_threshold: float = SIMILARITY_THRESHOLD,
     protocol: Protocol = DEFAULT_PROTOCOL,
+    drop_unfinished: bool = False,
 ) -> Evaluation:
     """Evaluate ``responses`` (item id -> text, e.g. read from AMBER's ``{id, response}`` files) on a dataset, under
-    ``protocol`` (``"official"`` or ``"evolens"``, see :func:`evaluate`).
+    ``protocol`` (``"official"`` or ``"evolens"``) and with ``drop_unfinished`` (see :func:`evaluate`).
 
     Items without a response are skipped; responses for ids the dataset does not have are ignored (with a warning),
     and it is an error when none of the ids match.
@@ -397,4 +413,5 @@ def evaluate_dataset(
         method=method,
         similarity_threshold=similarity_threshold,
         protocol=protocol,
+        drop_unfinished=drop_unfinished,
     )

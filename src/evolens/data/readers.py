@@ -19,15 +19,16 @@ A new benchmark is one reader class and one :func:`register_reader` line::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
 
 from evolens.data.evaluation import TASKS
-from evolens.data.items import Dataset, ReaderOption
-from evolens.errors import SettingsError, check_positive_int
+from evolens.data.items import DataItem, Dataset, ReaderOption
+from evolens.errors import DatasetError, SettingsError, check_positive_int
 
 
 class Reader(Protocol):
@@ -163,6 +164,8 @@ class DatasetOptions:
         options: The reader's options, checked at construction (see :func:`check_options`; ``None`` values
             dropped).
         limit: Only the first ``limit`` items (``None``: all).
+        ids: Only the items with these ids, in the dataset's order (``None``: all) — e.g. the 500-image CHAIR
+            subset a paper used (:func:`read_ids`); an id the dataset lacks is refused when it opens.
 
     Raises:
         SettingsError: An unknown kind, a bad option, or a limit that is not a positive integer.
@@ -172,12 +175,15 @@ class DatasetOptions:
     root: Path
     options: Mapping[str, Any] = field(default_factory=dict)
     limit: int | None = None
+    ids: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
         object.__setattr__(self, "options", MappingProxyType(check_options(self.kind, self.options)))
         if self.limit is not None:
             check_positive_int("limit", self.limit)
+        if self.ids is not None:
+            object.__setattr__(self, "ids", tuple(str(i) for i in self.ids))
 
     @property
     def reader(self) -> Reader:
@@ -185,13 +191,21 @@ class DatasetOptions:
         return reader_named(self.kind)
 
     def open(self) -> Dataset:
-        """The dataset (all of it: the runner applies :attr:`limit`)."""
-        return self.reader.open(self.root, dict(self.options))
+        """The dataset (restricted to :attr:`ids` when given; the runner applies :attr:`limit`)."""
+        dataset = self.reader.open(self.root, dict(self.options))
+        return IdSubset(dataset, self.ids) if self.ids is not None else dataset
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (paths as text, sequences as lists)."""
         options = {name: _jsonable(value) for name, value in self.options.items()}
-        return {"kind": self.kind, "root": str(self.root), "options": options, "limit": self.limit}
+        ids = list(self.ids) if self.ids is not None else None
+        return {
+            "kind": self.kind,
+            "root": str(self.root),
+            "options": options,
+            "limit": self.limit,
+            "ids": ids,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DatasetOptions:
@@ -200,7 +214,14 @@ class DatasetOptions:
             name: tuple(value) if isinstance(value, list) else value
             for name, value in dict(data.get("options") or {}).items()
         }
-        return cls(data["kind"], Path(data["root"]), options, data.get("limit"))
+        ids = data.get("ids")
+        return cls(
+            data["kind"],
+            Path(data["root"]),
+            options,
+            data.get("limit"),
+            tuple(ids) if ids is not None else None,
+        )
 
 
 def open_dataset(name: str, root: str | Path, **options: Any) -> Dataset:
@@ -213,3 +234,73 @@ def open_dataset(name: str, root: str | Path, **options: Any) -> Dataset:
         SettingsError: An unknown reader, or an option it does not take, or a required one missing.
     """
     return DatasetOptions(name, Path(root), options).open()
+
+
+class IdSubset(Dataset):
+    """The items of ``dataset`` whose ``item_id`` is in ``ids``, in the dataset's order (its name, resources and
+    description, with the ids added to the description, which a run's manifest records).
+
+    Raises:
+        DatasetError: An id that no item of ``dataset`` has (the first few named), or no ids at all.
+    """
+
+    def __init__(self, dataset: Dataset, ids: Sequence[str]) -> None:
+        wanted = list(dict.fromkeys(str(i) for i in ids))
+        if not wanted:
+            raise DatasetError("the id list is empty")
+        known = {item.item_id for item in dataset}
+        missing = [i for i in wanted if i not in known]
+        if missing:
+            shown = ", ".join(repr(i) for i in missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise DatasetError(
+                f"{len(missing)} of the {len(wanted)} ids are not in the {dataset.name} dataset ({shown}); "
+                "ids are the items' ids (COCO: the image id, AMBER: the query id)"
+            )
+        self.dataset = dataset
+        self.ids = frozenset(wanted)
+        self.name = dataset.name  # type: ignore[misc]
+
+    def __iter__(self) -> Iterator[DataItem]:
+        return (item for item in self.dataset if item.item_id in self.ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.dataset.describe(), "ids": sorted(self.ids)}
+
+    def resources(self) -> dict[str, Any]:
+        return self.dataset.resources()
+
+
+def read_ids(path: str | Path) -> tuple[str, ...]:
+    """Item ids from a file: a JSON list (of ids, or of ``{"image_id": ...}`` / ``{"id": ...}`` objects, as the
+    CHAIR subsets are shared) or plain text with one id per line (blank lines and ``#`` comments skipped).
+
+    Raises:
+        DatasetError: The file cannot be read or holds no ids.
+    """
+    source = Path(path)
+    try:
+        raw = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise DatasetError(f"cannot read the id list {source}: {err}") from None
+    ids: list[str]
+    if raw.lstrip().startswith("["):
+        try:
+            entries = json.loads(raw)
+        except json.JSONDecodeError as err:
+            raise DatasetError(f"{source} is not valid JSON: {err}") from None
+        ids = []
+        for n, entry in enumerate(entries):
+            value = entry.get("image_id", entry.get("id")) if isinstance(entry, Mapping) else entry
+            if not isinstance(value, str | int) or isinstance(value, bool):
+                raise DatasetError(f"{source}, entry {n}: expected an id (text or integer), got {entry!r}")
+            ids.append(str(value))
+    else:
+        ids = [
+            line.strip() for line in raw.splitlines() if line.strip() and not line.lstrip().startswith("#")
+        ]
+    if not ids:
+        raise DatasetError(f"{source} holds no ids")
+    return tuple(ids)

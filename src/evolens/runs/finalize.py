@@ -97,6 +97,7 @@ def finalize_run(run_dir: str | Path, options: FinalizeOptions | None = None) ->
         merge.run.resources(),
         method=options.method,
         protocol=options.protocol,
+        drop_unfinished=options.drop_unfinished,
     )
     with ResultsWriter(merge.run, merge_metrics=options.merge_metrics) as writer:
         judged = {it.item_id: it for it in evaluation.items}

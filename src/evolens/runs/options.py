@@ -36,6 +36,8 @@ class FinalizeOptions:
         method: Text tools for the benchmark evaluation: ``"auto"``, ``"exact"`` or ``"fallback"``.
         protocol: How answers are scored: ``"official"`` (the benchmarks' own scripts, exactly) or ``"evolens"``
             (README "Benchmark protocols"); recorded in ``results/evaluation.json`` and ``summary.json``.
+        drop_unfinished: Drop a caption's unfinished last sentence before CHAIR (OPERA's practice); recorded in
+            ``results/evaluation.json``.
         layer_detector: ``"auto"``: :func:`evolens.analysis.analyze_trace` on every item (written to
             ``items/<id>/analysis.json``); a function ``Trace -> TokenLayers``; or ``None`` (no layer columns, no
             statistics).
@@ -48,6 +50,7 @@ class FinalizeOptions:
 
     method: MethodName = "auto"
     protocol: Protocol = DEFAULT_PROTOCOL
+    drop_unfinished: bool = False
     layer_detector: DetectorChoice = AUTO
     detector_params: DetectorParams | None = None
     unit: Unit = "first_token"
