@@ -411,52 +411,26 @@ def summarize(
         _summarize_item(a, c, n_boot, level, seed + i)
         for i, (a, c) in enumerate(zip(analyses, counts, strict=True))
     ]
-    rng = np.random.default_rng(seed)
     n_items = len(analyses)
-    picks = (
-        rng.integers(0, n_items, size=(n_boot, n_items)) if n_boot else np.zeros((0, n_items), dtype=np.int64)
-    )
-    weights = (
-        np.stack([np.bincount(row, minlength=n_items) for row in picks]) if n_boot else np.zeros((0, n_items))
-    )
+    weights = _item_weights(np.random.default_rng(seed), n_items, n_boot)
     n_tokens = sum(c.n_tokens for c in counts)
-
-    dists: dict[str, LayerDistribution] = {}
-    for name in QUANTITIES:
-        per_item = np.stack([c.hist[name] for c in counts])  # [items, L + 1]
-        pooled = per_item.sum(0)
-        low = high = math.nan
-        if n_boot and pooled.sum():
-            low, high = _interval(median_from_counts(weights @ per_item), level)
-        median = Estimate(
-            float(median_from_counts(pooled)), low, high, int(pooled.sum()), level, n_boot, "item"
-        )
-        dists[name] = LayerDistribution(
-            pooled.tolist(), n_tokens, int(pooled.sum()), median, _mean_layer(pooled)
-        )
-
-    def pooled_rate(k: np.ndarray, n: np.ndarray) -> Estimate:
-        total = int(n.sum())
-        value = float(k.sum() / total) if total else math.nan
-        low = high = math.nan
-        if n_boot and total:
-            denom = weights @ n
-            with np.errstate(invalid="ignore", divide="ignore"):
-                low, high = _interval(
-                    np.where(denom > 0, (weights @ k) / np.maximum(denom, 1), np.nan), level
-                )
-        return Estimate(value, low, high, total, level, n_boot, "item")
-
+    dists = {
+        name: _pooled_distribution(np.stack([c.hist[name] for c in counts]), weights, n_tokens, level, n_boot)
+        for name in QUANTITIES
+    }
+    mutated, with_critical = (
+        np.array([c.mutated for c in counts]),
+        np.array([c.with_critical for c in counts]),
+    )
+    agree, both = np.array([c.agree for c in counts]), np.array([c.both for c in counts])
     params = {a.params for a in analyses}
     return AnalysisSummary(
         n_layers=n_layers,
         n_items=n_items,
         n_tokens=n_tokens,
         distributions=dists,
-        mutation_rate=pooled_rate(
-            np.array([c.mutated for c in counts]), np.array([c.with_critical for c in counts])
-        ),
-        agreement_rate=pooled_rate(np.array([c.agree for c in counts]), np.array([c.both for c in counts])),
+        mutation_rate=_pooled_rate(mutated, with_critical, weights, level, n_boot),
+        agreement_rate=_pooled_rate(agree, both, weights, level, n_boot),
         items=items,
         params=params.pop() if len(params) == 1 else None,
         include_eos=include_eos,
@@ -464,3 +438,40 @@ def summarize(
         level=level,
         seed=seed,
     )
+
+
+def _item_weights(rng: np.random.Generator, n_items: int, n_boot: int) -> np.ndarray:
+    """``[n_boot, n_items]`` how often each item is drawn in each resample of the cluster bootstrap (items drawn
+    with replacement)."""
+    picks = (
+        rng.integers(0, n_items, size=(n_boot, n_items)) if n_boot else np.zeros((0, n_items), dtype=np.int64)
+    )
+    return (
+        np.stack([np.bincount(row, minlength=n_items) for row in picks]) if n_boot else np.zeros((0, n_items))
+    )
+
+
+def _pooled_distribution(
+    per_item: np.ndarray, weights: np.ndarray, n_tokens: int, level: float, n_boot: int
+) -> LayerDistribution:
+    """The items' histograms ``per_item [items, L + 1]`` pooled, with the median's interval from the resampled
+    items' pooled tokens (``weights`` of :func:`_item_weights`)."""
+    pooled = per_item.sum(0)
+    low = high = math.nan
+    if n_boot and pooled.sum():
+        low, high = _interval(median_from_counts(weights @ per_item), level)
+    median = Estimate(float(median_from_counts(pooled)), low, high, int(pooled.sum()), level, n_boot, "item")
+    return LayerDistribution(pooled.tolist(), n_tokens, int(pooled.sum()), median, _mean_layer(pooled))
+
+
+def _pooled_rate(k: np.ndarray, n: np.ndarray, weights: np.ndarray, level: float, n_boot: int) -> Estimate:
+    """The pooled rate ``sum(k) / sum(n)`` of per-item counts, with its interval over the resampled items
+    (``weights`` of :func:`_item_weights`; a resample without any ``n`` counts as NaN and is left out)."""
+    total = int(n.sum())
+    value = float(k.sum() / total) if total else math.nan
+    low = high = math.nan
+    if n_boot and total:
+        denom = weights @ n
+        with np.errstate(invalid="ignore", divide="ignore"):
+            low, high = _interval(np.where(denom > 0, (weights @ k) / np.maximum(denom, 1), np.nan), level)
+    return Estimate(value, low, high, total, level, n_boot, "item")

@@ -90,8 +90,7 @@ class HierarchyScore:
             stages; large for the LVLM pattern.
         split_layer: The best split (state index) whether or not it passes the critical-layer test, or ``-1``.
         critical_layer: The JSD critical layer of the profile (the split, if it passes the test), or ``-1``.
-        mean_before: Mean JSD of transitions ``first_layer..split-1``.
-        mean_after: Mean JSD of transitions ``split..L-1``.
+        mean_before, mean_after: Mean JSD of transitions ``first_layer..split-1`` and ``split..L-1``.
     """
 
     ratio: float
@@ -275,27 +274,8 @@ def mutation_layers(
         raise SettingsError(f"critical layer must be in [0, {n_layers}] or -1, got {critical}")
     if critical >= n_layers:
         return []
-    need_top1 = params.mutation_rule in ("top1", "both")
-    if top1_ids is None or top1_probs is None:
-        if need_top1:
-            raise SettingsError(
-                f"mutation_rule={params.mutation_rule!r} needs the top-1 ids and probabilities"
-            )
-        ids = probs = None
-    else:
-        ids = as_curve(top1_ids, "top1_ids").astype(np.int64)
-        probs = as_curve(top1_probs, "top1_probs")
-        if ids.size != n_layers + 1 or probs.size != n_layers + 1:
-            raise SettingsError(f"top-1 curves must have {n_layers + 1} entries (states 0..L)")
-    threshold, level = spike_threshold(curve, critical, params)
-    thresholds = np.full(n_layers, threshold)
-    if baseline is not None:
-        base = as_curve(baseline, "baseline")
-        if base.size != n_layers:
-            raise SettingsError(
-                f"baseline must have {n_layers} entries (one per transition), got {base.size}"
-            )
-        thresholds = np.maximum(thresholds, params.spike_layer_ratio * base)
+    ids, probs = _top1_curves(top1_ids, top1_probs, n_layers, params)
+    thresholds, level = _spike_thresholds(curve, critical, params, baseline)
     n = params.n_persist(n_layers)
     found: list[Mutation] = []
     for m in range(critical + 1, n_layers + 1):
@@ -311,20 +291,58 @@ def mutation_layers(
                 and bool((ids[m : min(m + n, n_layers + 1)] == after).all())
                 and float(probs[m]) >= params.prob_min_peak
             )
-        rule = params.mutation_rule
-        hit = (
-            spike
-            if rule == "jsd"
-            else flip
-            if rule == "top1"
-            else (spike and flip)
-            if rule == "both"
-            else (spike or flip)
-        )
-        if hit:
+        if _rule_hit(params.mutation_rule, spike, flip):
             ratio = value / level if level > 0 else math.inf
             found.append(Mutation(m, value, ratio, spike, flip, before, after))
     return found
+
+
+def _top1_curves(
+    top1_ids: Curve | None, top1_probs: Curve | None, n_layers: int, params: DetectorParams
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The ``[L + 1]`` top-1 ids and probabilities checked, or ``(None, None)`` when not given (refused by the
+    ``"top1"`` and ``"both"`` mutation rules, which need them)."""
+    if top1_ids is None or top1_probs is None:
+        if params.mutation_rule in ("top1", "both"):
+            raise SettingsError(
+                f"mutation_rule={params.mutation_rule!r} needs the top-1 ids and probabilities"
+            )
+        return None, None
+    ids = as_curve(top1_ids, "top1_ids").astype(np.int64)
+    probs = as_curve(top1_probs, "top1_probs")
+    if ids.size != n_layers + 1 or probs.size != n_layers + 1:
+        raise SettingsError(f"top-1 curves must have {n_layers + 1} entries (states 0..L)")
+    return ids, probs
+
+
+def _spike_thresholds(
+    curve: np.ndarray, critical: int, params: DetectorParams, baseline: Curve | None
+) -> tuple[np.ndarray, float]:
+    """``([L] threshold of each transition, level)``: the :func:`spike_threshold` after ``critical``, raised to
+    ``spike_layer_ratio`` times the layer ``baseline`` where one is given."""
+    n_layers = curve.size
+    threshold, level = spike_threshold(curve, critical, params)
+    thresholds = np.full(n_layers, threshold)
+    if baseline is not None:
+        base = as_curve(baseline, "baseline")
+        if base.size != n_layers:
+            raise SettingsError(
+                f"baseline must have {n_layers} entries (one per transition), got {base.size}"
+            )
+        thresholds = np.maximum(thresholds, params.spike_layer_ratio * base)
+    return thresholds, level
+
+
+def _rule_hit(rule: str, spike: bool, flip: bool) -> bool:
+    """Whether a candidate state is a mutation layer under ``mutation_rule``: ``"jsd"`` the spike, ``"top1"`` the
+    flip, ``"both"`` both, ``"either"`` either."""
+    if rule == "jsd":
+        return spike
+    if rule == "top1":
+        return flip
+    if rule == "both":
+        return spike and flip
+    return spike or flip
 
 
 def stage_of_layers(n_layers: int, critical: int, mutation: int) -> np.ndarray:

@@ -218,57 +218,16 @@ def analyze_metrics(
         tokens = [f"<{int(i)}>" for i in metrics.target_ids.tolist()]
     if len(tokens) != n_steps:
         raise SettingsError(f"got {len(tokens)} token strings for {n_steps} steps")
-    jsd = (metrics.jsd_bits if params.jsd_reduction == "bits" else metrics.jsd_paper).double().numpy()
-    if params.prob_curve == "generated":
-        probs = metrics.target_logprobs.double().exp().numpy()
-    else:
-        probs = metrics.topk_logprobs[..., 0].double().exp().numpy()
-    top1_ids = metrics.topk_ids[..., 0].numpy()
-    top1_probs = metrics.topk_logprobs[..., 0].double().exp().numpy()
-    first = params.first_layer
+    jsd, probs, top1_ids, top1_probs = _detector_curves(metrics, params)
     is_eos = np.zeros(n_steps, dtype=bool)
     if ends_with_eos and n_steps:
         is_eos[-1] = True
-    baseline: np.ndarray | None = None
-    if baseline_jsd is not None:
-        baseline = np.asarray(baseline_jsd, dtype=np.float64).reshape(-1)
-        if baseline.size != n_layers or not np.all(np.isfinite(baseline)):
-            raise SettingsError(f"baseline_jsd must be {n_layers} finite values, one per transition")
-    elif int((~is_eos).sum()) >= params.baseline_min_tokens:
-        baseline = np.median(jsd[:, ~is_eos], axis=1)
+    baseline = _layer_baseline(jsd, is_eos, baseline_jsd, params, n_layers)
     spike_baseline = baseline if params.spike_layer_ratio > 0 else None
 
-    crit_prob = np.full(n_steps, NOT_FOUND, dtype=np.int64)
-    crit_jsd = np.full(n_steps, NOT_FOUND, dtype=np.int64)
-    crit = np.full(n_steps, NOT_FOUND, dtype=np.int64)
-    rapid = np.full(n_steps, math.nan)
-    plateau = np.full(n_steps, math.nan)
-    mutations: list[list[Mutation]] = []
-    for t in range(n_steps):
-        crit_prob[t] = critical_layer_from_prob(probs[:, t], params)
-        crit_jsd[t] = critical_layer_from_jsd(jsd[:, t], params)
-        primary, other = (
-            (crit_jsd[t], crit_prob[t]) if params.stage_critical == "jsd" else (crit_prob[t], crit_jsd[t])
-        )
-        c = int(primary if primary != NOT_FOUND or not params.stage_fallback else other)
-        crit[t] = c
-        if c == NOT_FOUND:
-            mutations.append([])
-            continue
-        if c > first:
-            rapid[t] = float(np.median(jsd[first:c, t]))
-        if c < n_layers:
-            plateau[t] = float(np.median(jsd[c:, t]))
-        mutations.append(
-            mutation_layers(
-                jsd[:, t],
-                c,
-                params,
-                top1_ids=top1_ids[:, t],
-                top1_probs=top1_probs[:, t],
-                baseline=spike_baseline,
-            )
-        )
+    crit_prob, crit_jsd, crit, rapid, plateau, mutations = _detect_steps(
+        jsd, probs, top1_ids, top1_probs, params, spike_baseline, n_layers, n_steps
+    )
     return TraceAnalysis(
         item_id=item_id,
         n_layers=n_layers,
@@ -286,6 +245,96 @@ def analyze_metrics(
         lens_mode=metrics.lens_mode,
         model_source=model_source,
     )
+
+
+def _detect_steps(
+    jsd: np.ndarray,
+    probs: np.ndarray,
+    top1_ids: np.ndarray,
+    top1_probs: np.ndarray,
+    params: DetectorParams,
+    spike_baseline: np.ndarray | None,
+    n_layers: int,
+    n_steps: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[list[Mutation]]]:
+    """Run the detectors on each step ``t`` of the ``[L(+1), T]`` curves of :func:`_detector_curves`: its
+    probability- and JSD-based critical layers, the stage critical layer, the median JSD of its rapid-change stage
+    and of its plateau, and its mutation layers (none without a critical layer)."""
+    crit_prob = np.full(n_steps, NOT_FOUND, dtype=np.int64)
+    crit_jsd = np.full(n_steps, NOT_FOUND, dtype=np.int64)
+    crit = np.full(n_steps, NOT_FOUND, dtype=np.int64)
+    rapid = np.full(n_steps, math.nan)
+    plateau = np.full(n_steps, math.nan)
+    mutations: list[list[Mutation]] = []
+    for t in range(n_steps):
+        crit_prob[t] = critical_layer_from_prob(probs[:, t], params)
+        crit_jsd[t] = critical_layer_from_jsd(jsd[:, t], params)
+        crit[t] = c = _stage_critical(int(crit_prob[t]), int(crit_jsd[t]), params)
+        if c == NOT_FOUND:
+            mutations.append([])
+            continue
+        rapid[t], plateau[t] = _stage_medians(jsd[:, t], c, params.first_layer, n_layers)
+        mutations.append(
+            mutation_layers(
+                jsd[:, t],
+                c,
+                params,
+                top1_ids=top1_ids[:, t],
+                top1_probs=top1_probs[:, t],
+                baseline=spike_baseline,
+            )
+        )
+    return crit_prob, crit_jsd, crit, rapid, plateau, mutations
+
+
+def _detector_curves(
+    metrics: LayerMetrics, params: DetectorParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The ``[L(+1), T]`` float64/int curves the detectors read: the JSD of each transition (``jsd_reduction``),
+    the probability curve (``prob_curve``: the generated token's or the top-1's), and the top-1 ids and
+    probabilities of every state."""
+    jsd = (metrics.jsd_bits if params.jsd_reduction == "bits" else metrics.jsd_paper).double().numpy()
+    if params.prob_curve == "generated":
+        probs = metrics.target_logprobs.double().exp().numpy()
+    else:
+        probs = metrics.topk_logprobs[..., 0].double().exp().numpy()
+    top1_ids = metrics.topk_ids[..., 0].numpy()
+    top1_probs = metrics.topk_logprobs[..., 0].double().exp().numpy()
+    return jsd, probs, top1_ids, top1_probs
+
+
+def _layer_baseline(
+    jsd: np.ndarray,
+    is_eos: np.ndarray,
+    baseline_jsd: np.ndarray | Sequence[float] | None,
+    params: DetectorParams,
+    n_layers: int,
+) -> np.ndarray | None:
+    """The ``[L]`` layer baseline of the spikes: ``baseline_jsd`` checked, else the median of ``jsd`` over the
+    trace's non-EOS tokens when there are at least ``params.baseline_min_tokens``, else ``None``."""
+    if baseline_jsd is not None:
+        baseline = np.asarray(baseline_jsd, dtype=np.float64).reshape(-1)
+        if baseline.size != n_layers or not np.all(np.isfinite(baseline)):
+            raise SettingsError(f"baseline_jsd must be {n_layers} finite values, one per transition")
+        return baseline
+    if int((~is_eos).sum()) >= params.baseline_min_tokens:
+        return np.median(jsd[:, ~is_eos], axis=1)
+    return None
+
+
+def _stage_critical(crit_prob: int, crit_jsd: int, params: DetectorParams) -> int:
+    """The critical layer the stages use: the ``params.stage_critical`` one, or the other when it was not found
+    and ``params.stage_fallback`` allows it."""
+    primary, other = (crit_jsd, crit_prob) if params.stage_critical == "jsd" else (crit_prob, crit_jsd)
+    return int(primary if primary != NOT_FOUND or not params.stage_fallback else other)
+
+
+def _stage_medians(jsd: np.ndarray, critical: int, first: int, n_layers: int) -> tuple[float, float]:
+    """Median JSD of one token's rapid-change stage (transitions ``first..critical-1``) and of its plateau
+    (``critical..L-1``); NaN for a stage without a transition."""
+    rapid = float(np.median(jsd[first:critical])) if critical > first else math.nan
+    plateau = float(np.median(jsd[critical:])) if critical < n_layers else math.nan
+    return rapid, plateau
 
 
 def jsd_baseline(traces: Iterable[Trace], params: DetectorParams | None = None) -> np.ndarray:

@@ -214,8 +214,40 @@ def generate_with_capture(
             nothing is called).
         listen_every: Steps between two calls of ``listener``.
     """
-    from transformers import StoppingCriteriaList
+    batch, input_ids, attention_mask = _model_inputs(model, inputs)
+    config = generation_config(model, settings, eos=eos_ids, pad=pad_id, suppress=suppress_ids)
+    check_positive_int("listen_every", listen_every)
+    sequences, rec = _generate_recording(
+        model,
+        layers,
+        batch,
+        config,
+        settings,
+        prompt_len=input_ids.shape[1],
+        keep_prompt=keep_prompt,
+        placement=placement,
+        max_device_bytes=max_device_bytes,
+        listener=listener,
+        listen_every=listen_every,
+    )
+    return _captured_items(
+        sequences,
+        rec,
+        input_ids,
+        attention_mask,
+        eos_ids=eos_ids,
+        image_token_id=image_token_id,
+        keep_prompt=keep_prompt,
+        storage_device=storage_device,
+        storage_dtype=storage_dtype,
+    )
 
+
+def _model_inputs(
+    model: nn.Module, inputs: Mapping[str, Any]
+) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
+    """The processor's ``inputs`` on the model's device (floating tensors in its dtype), with the prompt's ids
+    and its attention mask (all ones when ``inputs`` has none) as given."""
     input_ids = inputs["input_ids"]
     attention_mask = inputs.get("attention_mask")
     if attention_mask is None:
@@ -223,8 +255,74 @@ def generate_with_capture(
     param = next(model.parameters())
     batch = _to_model(inputs, param.device, param.dtype)
     batch["attention_mask"] = attention_mask.to(param.device)
-    config = generation_config(model, settings, eos=eos_ids, pad=pad_id, suppress=suppress_ids)
-    check_positive_int("listen_every", listen_every)
+    return batch, input_ids, attention_mask
+
+
+def _captured_items(
+    sequences: torch.Tensor,
+    rec: ResidualRecording,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    *,
+    eos_ids: Sequence[int],
+    image_token_id: int | None,
+    keep_prompt: bool,
+    storage_device: str | torch.device | None,
+    storage_dtype: torch.dtype | None,
+) -> list[CapturedItem]:
+    """One :class:`CapturedItem` per row of a finished generation: ``sequences`` (prompt and new tokens, on the
+    host) matched to the recording ``rec``, which must hold one decoder call per generated token."""
+    new_tokens = sequences[:, input_ids.shape[1] :]
+    n_calls = rec.n_calls
+    if n_calls != new_tokens.shape[1]:
+        raise CaptureError(
+            f"the decoder ran {n_calls} times for {new_tokens.shape[1]} generated tokens; this model's generate() "
+            "does not make one forward pass per token, so states cannot be matched to tokens"
+        )
+    # [n_boundaries, n_calls, batch, d_model]: one copy per call to the storage device (none when it is None)
+    stacked = rec.states()
+    if storage_device is not None:
+        stacked = stacked.to(device=storage_device, dtype=storage_dtype or stacked.dtype)
+    eos_set = torch.tensor(sorted(set(eos_ids)), dtype=torch.long)
+    prompt = rec.prompt if keep_prompt else None
+    return [
+        _row_item(
+            row,
+            new_tokens[row],
+            input_ids[row].cpu(),
+            attention_mask[row].bool().cpu(),
+            stacked,
+            prompt,
+            eos_set=eos_set,
+            image_token_id=image_token_id,
+            storage_device=storage_device,
+            storage_dtype=storage_dtype,
+        )
+        for row in range(sequences.shape[0])
+    ]
+
+
+def _generate_recording(
+    model: nn.Module,
+    layers: nn.ModuleList,
+    batch: dict[str, Any],
+    config: Any,
+    settings: GenerationSettings,
+    *,
+    prompt_len: int,
+    keep_prompt: bool,
+    placement: Placement,
+    max_device_bytes: int | None,
+    listener: StepsListener | None,
+    listen_every: int,
+) -> tuple[torch.Tensor, ResidualRecording]:
+    """Run ``model.generate`` once with the residual stream recorded around ``layers`` and return the sequences
+    (prompt and new tokens, on the host) and the closed recording. Sampling draws from an RNG forked for the call
+    and seeded with ``settings.seed``, so the caller's global RNG is left as it was; the ``listener``, if any, is
+    fed by a stopping criterion during generation and once more after it with the steps left."""
+    from transformers import StoppingCriteriaList
+
+    param = next(model.parameters())
     devices = [param.device.index or 0] if param.device.type == "cuda" else []
     with (
         torch.random.fork_rng(devices=devices),
@@ -237,70 +335,68 @@ def generate_with_capture(
         ) as rec,
     ):
         torch.manual_seed(settings.seed)
-        feed = None if listener is None else _StepFeed(rec, listener, input_ids.shape[1], listen_every)
+        feed = None if listener is None else _StepFeed(rec, listener, prompt_len, listen_every)
         with torch.inference_mode():
             out = model.generate(  # type: ignore[operator]
                 **batch,
                 generation_config=config,
                 stopping_criteria=None if feed is None else StoppingCriteriaList([feed]),
             )
-            if feed is not None:  # the rest (a count that disagrees with the tokens is refused below)
-                feed.feed(out.sequences, min(rec.n_calls, out.sequences.shape[1] - input_ids.shape[1]))
-    sequences = out.sequences.cpu()
-    prompt_len = input_ids.shape[1]
-    new_tokens = sequences[:, prompt_len:]
-    n_calls = rec.n_calls
-    if n_calls != new_tokens.shape[1]:
+            if feed is not None:  # the rest (a count that disagrees with the tokens is refused by the caller)
+                feed.feed(out.sequences, min(rec.n_calls, out.sequences.shape[1] - prompt_len))
+    return out.sequences.cpu(), rec
+
+
+def _stop_step(generated: torch.Tensor, eos_set: torch.Tensor) -> tuple[int, StopReason]:
+    """How many of a row's ``generated`` tokens are its own and why it stopped: up to and including its first EOS
+    id (the rest is padding after the row finished before the batch), else all of them."""
+    is_eos = torch.isin(generated, eos_set) if len(eos_set) else torch.zeros_like(generated, dtype=torch.bool)
+    if bool(is_eos.any()):
+        return int(is_eos.nonzero()[0, 0]) + 1, "eos"
+    return generated.shape[0], "max_new_tokens"
+
+
+def _row_item(
+    row: int,
+    generated: torch.Tensor,
+    row_ids: torch.Tensor,
+    real: torch.Tensor,
+    stacked: torch.Tensor,
+    prompt: list[torch.Tensor] | None,
+    *,
+    eos_set: torch.Tensor,
+    image_token_id: int | None,
+    storage_device: str | torch.device | None,
+    storage_dtype: torch.dtype | None,
+) -> CapturedItem:
+    """The :class:`CapturedItem` of batch row ``row``: its ``generated`` tokens up to its stop, its prompt without
+    the left padding (``real`` marks the prompt's own positions in ``row_ids``), its slice of the ``stacked``
+    states ``[n_boundaries, n_calls, batch, d_model]`` and, when ``prompt`` holds the prefill's states per
+    boundary, its prompt positions' states."""
+    n_steps, stop = _stop_step(generated, eos_set)
+    prompt_ids = row_ids[real]
+    n_pad = int((~real).sum())
+    if bool(real[n_pad:].all()) is False:
         raise CaptureError(
-            f"the decoder ran {n_calls} times for {new_tokens.shape[1]} generated tokens; this model's generate() "
-            "does not make one forward pass per token, so states cannot be matched to tokens"
+            "prompts must be left-padded so the last position predicts the next token for every row"
         )
-    # [n_boundaries, n_calls, batch, d_model]: one copy per call to the storage device (none when it is None)
-    stacked = rec.states()
-    if storage_device is not None:
-        stacked = stacked.to(device=storage_device, dtype=storage_dtype or stacked.dtype)
-    items: list[CapturedItem] = []
-    eos_set = torch.tensor(sorted(set(eos_ids)), dtype=torch.long)
-    for row in range(sequences.shape[0]):
-        generated = new_tokens[row]
-        is_eos = (
-            torch.isin(generated, eos_set) if len(eos_set) else torch.zeros_like(generated, dtype=torch.bool)
-        )
-        if bool(is_eos.any()):
-            n_steps = int(is_eos.nonzero()[0, 0]) + 1
-            stop: StopReason = "eos"
-        else:
-            n_steps = generated.shape[0]
-            stop = "max_new_tokens"
-        real = attention_mask[row].bool().cpu()
-        prompt_ids = input_ids[row].cpu()[real]
-        n_pad = int((~real).sum())
-        if bool(real[n_pad:].all()) is False:
-            raise CaptureError(
-                "prompts must be left-padded so the last position predicts the next token for every row"
-            )
-        prompt_states = None
-        if keep_prompt and rec.prompt is not None:
-            prompt_states = torch.stack([p[row, n_pad:] for p in rec.prompt])
-            if storage_device is not None:
-                prompt_states = prompt_states.to(device=storage_device, dtype=storage_dtype or stacked.dtype)
-        positions = (
-            (prompt_ids == image_token_id).nonzero().flatten()
-            if image_token_id is not None
-            else torch.zeros(0, dtype=torch.long)
-        )
-        items.append(
-            CapturedItem(
-                hidden_states=(
-                    stacked[:, :n_steps, row]
-                    if storage_device is None
-                    else stacked[:, :n_steps, row].contiguous()
-                ),
-                generated_ids=generated[:n_steps].clone(),
-                prompt_ids=prompt_ids.clone(),
-                prompt_hidden_states=prompt_states,
-                image_token_positions=positions,
-                stop_reason=stop,
-            )
-        )
-    return items
+    prompt_states = None
+    if prompt is not None:
+        prompt_states = torch.stack([p[row, n_pad:] for p in prompt])
+        if storage_device is not None:
+            prompt_states = prompt_states.to(device=storage_device, dtype=storage_dtype or stacked.dtype)
+    positions = (
+        (prompt_ids == image_token_id).nonzero().flatten()
+        if image_token_id is not None
+        else torch.zeros(0, dtype=torch.long)
+    )
+    return CapturedItem(
+        hidden_states=(
+            stacked[:, :n_steps, row] if storage_device is None else stacked[:, :n_steps, row].contiguous()
+        ),
+        generated_ids=generated[:n_steps].clone(),
+        prompt_ids=prompt_ids.clone(),
+        prompt_hidden_states=prompt_states,
+        image_token_positions=positions,
+        stop_reason=stop,
+    )

@@ -127,35 +127,17 @@ def compare_tokens(
     end = mutations[0] if mutations else n_layers  # states [first, end) are "before the mutation"
     gen_probs = trace.token_probs()[:, step].double().numpy()
 
-    source: AlternativeSource
-    if alternative is not None:
-        alt_id = _ids([alternative], lvlm)[0]
-        source = "given"
-    else:
-        pool = _ids(ground_truth, lvlm) if ground_truth else []
-        pool = [i for i in dict.fromkeys(pool) if i != generated]
-        source = "ground_truth"
-        if not pool:
-            candidates = trace.metrics.candidate_ids[step].tolist()
-            pool = [int(i) for i in candidates if i >= 0 and i != generated]
-            source = "competitor"
-        if not pool:
-            raise SettingsError(
-                f"step {step}: the generated token is the top-1 token at every layer, so there is no competitor "
-                "to compare with; give alternative=... or ground_truth=[...]"
-            )
-        probs = _probs_of(trace, step, pool)  # [L + 1, n]
-        alt_id = pool[int(np.argmax(probs[first:end].max(axis=0)))]
+    alt_id, source = _choose_alternative(
+        trace, step, generated, alternative, ground_truth, lvlm, window=slice(first, end)
+    )
     if alt_id == generated:
         raise SettingsError(f"the alternative token {alt_id} is the generated token itself")
     alt_probs = _probs_of(trace, step, [alt_id])[:, 0]
 
     cross = crossings(gen_probs, alt_probs, first_layer=first)
-    ups = [layer for layer, direction in cross if direction > 0]
-    crossing_layer = ups[-1] if ups and gen_probs[-1] > alt_probs[-1] else NOT_FOUND
+    crossing_layer = _final_crossing(cross, gen_probs, alt_probs)
     lead_from = critical if critical != NOT_FOUND else first
-    window = slice(lead_from, end)
-    led = bool(((alt_probs[window] > gen_probs[window]) & (alt_probs[window] >= params.prob_min_peak)).any())
+    led = _alternative_led(gen_probs, alt_probs, slice(lead_from, end), params.prob_min_peak)
     return TokenComparison(
         item_id=trace.item_id,
         step=step,
@@ -174,6 +156,51 @@ def compare_tokens(
         alternative_led=led,
         crossing_at_mutation=crossing_layer != NOT_FOUND and crossing_layer in mutations,
     )
+
+
+def _choose_alternative(
+    trace: Trace,
+    step: int,
+    generated: int,
+    alternative: int | str | None,
+    ground_truth: Sequence[int | str] | None,
+    lvlm: LVLM | None,
+    *,
+    window: slice,
+) -> tuple[int, AlternativeSource]:
+    """The alternative token of :func:`compare_tokens` and where it came from: ``alternative`` when given; else,
+    of the ``ground_truth`` tokens (or, without any other than the generated one, the step's candidates), the
+    one most probable at some state in ``window`` (the states before the first mutation layer)."""
+    if alternative is not None:
+        return _ids([alternative], lvlm)[0], "given"
+    pool = _ids(ground_truth, lvlm) if ground_truth else []
+    pool = [i for i in dict.fromkeys(pool) if i != generated]
+    source: AlternativeSource = "ground_truth"
+    if not pool:
+        candidates = trace.metrics.candidate_ids[step].tolist()
+        pool = [int(i) for i in candidates if i >= 0 and i != generated]
+        source = "competitor"
+    if not pool:
+        raise SettingsError(
+            f"step {step}: the generated token is the top-1 token at every layer, so there is no competitor "
+            "to compare with; give alternative=... or ground_truth=[...]"
+        )
+    probs = _probs_of(trace, step, pool)  # [L + 1, n]
+    return pool[int(np.argmax(probs[window].max(axis=0)))], source
+
+
+def _final_crossing(cross: list[tuple[int, int]], gen_probs: np.ndarray, alt_probs: np.ndarray) -> int:
+    """The generated token's last upward crossing in ``cross``, when it ends above the alternative (it stays above
+    from there on), else -1."""
+    ups = [layer for layer, direction in cross if direction > 0]
+    return ups[-1] if ups and gen_probs[-1] > alt_probs[-1] else NOT_FOUND
+
+
+def _alternative_led(gen_probs: np.ndarray, alt_probs: np.ndarray, window: slice, min_peak: float) -> bool:
+    """Whether the alternative was above the generated token, and at least ``min_peak``, at some state of
+    ``window`` (the Fig. 3 pattern)."""
+    alt, gen = alt_probs[window], gen_probs[window]
+    return bool(((alt > gen) & (alt >= min_peak)).any())
 
 
 def _analysis_for(

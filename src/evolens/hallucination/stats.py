@@ -20,7 +20,6 @@ when it gives one.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from evolens.errors import SettingsError
+from evolens.hallucination.bootstrap import bootstrap_over_items, percentile_interval, weighted_auroc
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -327,36 +327,6 @@ class LayerStatistics:
         ]
 
 
-# ------------------------------------------------------------------------ numbers
-def weighted_auroc(
-    scores: np.ndarray, positive: np.ndarray, weights: np.ndarray | None = None
-) -> float | None:
-    """AUROC of ``scores`` for ``positive`` (ties count one half), with optional per-sample weights.
-
-    ``None`` when either class has no weight.
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    positive = np.asarray(positive, dtype=bool)
-    w = np.ones_like(scores) if weights is None else np.asarray(weights, dtype=np.float64)
-    w_pos, w_neg = float(w[positive].sum()), float(w[~positive].sum())
-    if w_pos <= 0 or w_neg <= 0:
-        return None
-    values, inverse = np.unique(scores, return_inverse=True)
-    pos_at = np.bincount(inverse, weights=w * positive, minlength=len(values))
-    neg_at = np.bincount(inverse, weights=w * ~positive, minlength=len(values))
-    neg_below = np.cumsum(neg_at) - neg_at
-    area = float((pos_at * (neg_below + 0.5 * neg_at)).sum())
-    return area / (w_pos * w_neg)
-
-
-def _interval(replicates: list[float]) -> tuple[float | None, float | None]:
-    finite = [r for r in replicates if r is not None and not math.isnan(r)]
-    if not finite:
-        return None, None
-    low, high = np.percentile(finite, [2.5, 97.5])
-    return float(low), float(high)
-
-
 def layer_statistics(
     tokens: pd.DataFrame,
     n_layers: int,
@@ -385,93 +355,88 @@ def layer_statistics(
     missing = {"item", "label", "first", "critical_layer", "mutation_layers"} - set(tokens.columns)
     if missing:
         raise SettingsError(f"the token table lacks column(s) {sorted(missing)}")
+    tokens, judged = _counted_tokens(tokens, unit=unit, include_eos=include_eos)
+    hallucinated = _group(judged[judged["label"] == "hallucinated"], n_layers)
+    grounded = _group(judged[judged["label"] == "grounded"], n_layers)
 
-    def critical_of(frame: pd.DataFrame) -> list[int | None]:
-        import pandas as pd
+    positive = (judged["label"] == "hallucinated").to_numpy()
+    detected = np.array([len(m) > 0 for m in _mutations_of(judged)], dtype=bool)
+    tpr = hallucinated.share_with_mutation
+    fpr = grounded.share_with_mutation
+    auroc_value = (1 + tpr - fpr) / 2 if tpr is not None and fpr is not None else None
+    diff_value = tpr - fpr if tpr is not None and fpr is not None else None
+    odds_ratio, fisher_p = _fisher(hallucinated, grounded)
 
-        return [None if pd.isna(v) else int(v) for v in frame["critical_layer"]]
+    has_scores = "mutation_score" in judged.columns and judged["mutation_score"].notna().any()
+    scores = judged["mutation_score"].astype(float).fillna(-np.inf).to_numpy() if has_scores else None
+    score_value = weighted_auroc(scores, positive) if scores is not None else None
+    items = judged["item"].astype(str).to_numpy()
+    diff_reps, auroc_reps, score_reps = (
+        bootstrap_over_items(items, positive, detected, scores, n_bootstrap=n_bootstrap, seed=seed)
+        if auroc_value is not None
+        else ([], [], [])
+    )
+    return LayerStatistics(
+        n_items=int(tokens["item"].nunique()),
+        n_layers=n_layers,
+        unit=unit,
+        all_tokens=_group(tokens, n_layers),
+        hallucinated=hallucinated,
+        grounded=grounded,
+        share_difference=Estimate(diff_value, *percentile_interval(diff_reps)),
+        odds_ratio=odds_ratio,
+        fisher_p=fisher_p,
+        tpr=tpr,
+        fpr=fpr,
+        auroc=Estimate(auroc_value, *percentile_interval(auroc_reps)),
+        score_auroc=Estimate(score_value, *percentile_interval(score_reps)) if scores is not None else None,
+        n_bootstrap=n_bootstrap,
+    )
 
-    def mutations_of(frame: pd.DataFrame) -> list[list[int]]:
-        return [
-            [int(x) for x in m] if m is not None and not isinstance(m, float) else []
-            for m in frame["mutation_layers"]
-        ]
 
-    def group(frame: pd.DataFrame) -> GroupStats:
-        return GroupStats.of(critical_of(frame), mutations_of(frame), n_layers)
+def _critical_of(frame: pd.DataFrame) -> list[int | None]:
+    """The ``critical_layer`` column of a token table as ints (``None``: no critical layer)."""
+    import pandas as pd
 
+    return [None if pd.isna(v) else int(v) for v in frame["critical_layer"]]
+
+
+def _mutations_of(frame: pd.DataFrame) -> list[list[int]]:
+    """The ``mutation_layers`` column of a token table as lists of ints (a missing list reads as empty)."""
+    return [
+        [int(x) for x in m] if m is not None and not isinstance(m, float) else []
+        for m in frame["mutation_layers"]
+    ]
+
+
+def _group(frame: pd.DataFrame, n_layers: int) -> GroupStats:
+    """The critical and mutation layers of a group of tokens (rows of a token table)."""
+    return GroupStats.of(_critical_of(frame), _mutations_of(frame), n_layers)
+
+
+def _counted_tokens(
+    tokens: pd.DataFrame, *, unit: Unit, include_eos: bool
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The tokens counted among "all tokens" (a final EOS only with ``include_eos``) and, of them, the judged ones
+    of the ``unit``: hallucinated or grounded, and with ``"first_token"`` only each word's first token."""
     if not include_eos and "is_eos" in tokens.columns:
         tokens = tokens[~tokens["is_eos"].fillna(False).astype(bool)]
     judged = tokens[tokens["label"].isin(["hallucinated", "grounded"])]
     if unit == "first_token":
         judged = judged[judged["first"].astype(bool)]
-    hal_frame = judged[judged["label"] == "hallucinated"]
-    gro_frame = judged[judged["label"] == "grounded"]
-    hallucinated, grounded = group(hal_frame), group(gro_frame)
+    return tokens, judged
 
-    positive = (judged["label"] == "hallucinated").to_numpy()
-    detected = np.array([len(m) > 0 for m in mutations_of(judged)], dtype=bool)
-    items = judged["item"].astype(str).to_numpy()
-    tpr = hallucinated.share_with_mutation
-    fpr = grounded.share_with_mutation
-    auroc_value = (1 + tpr - fpr) / 2 if tpr is not None and fpr is not None else None
-    diff_value = tpr - fpr if tpr is not None and fpr is not None else None
 
-    odds_ratio = fisher_p = None
-    if hallucinated.n_tokens and grounded.n_tokens:
-        from scipy.stats import fisher_exact
+def _fisher(hallucinated: GroupStats, grounded: GroupStats) -> tuple[float | None, float | None]:
+    """Odds ratio (``None`` when infinite) and p-value of Fisher's exact test on the 2×2 table hallucinated /
+    grounded × mutation yes / no; both ``None`` when a group has no token."""
+    if not (hallucinated.n_tokens and grounded.n_tokens):
+        return None, None
+    from scipy.stats import fisher_exact
 
-        table = [
-            [hallucinated.n_with_mutation, hallucinated.n_tokens - hallucinated.n_with_mutation],
-            [grounded.n_with_mutation, grounded.n_tokens - grounded.n_with_mutation],
-        ]
-        result = fisher_exact(table)
-        odds_ratio = float(result[0]) if np.isfinite(result[0]) else None
-        fisher_p = float(result[1])
-
-    has_scores = "mutation_score" in judged.columns and judged["mutation_score"].notna().any()
-    scores = judged["mutation_score"].astype(float).fillna(-np.inf).to_numpy() if has_scores else None
-    score_value = weighted_auroc(scores, positive) if scores is not None else None
-
-    # Bootstrap over items: each replicate re-weights every item by how often it is drawn.
-    diff_reps: list[float] = []
-    auroc_reps: list[float] = []
-    score_reps: list[float] = []
-    unique_items, item_index = np.unique(items, return_inverse=True)
-    if n_bootstrap > 0 and len(unique_items) > 0 and auroc_value is not None:
-        rng = np.random.default_rng(seed)
-        n_items = len(unique_items)
-        draws = rng.multinomial(n_items, np.full(n_items, 1.0 / n_items), size=n_bootstrap)
-        pos_n = np.bincount(item_index, weights=positive, minlength=n_items)
-        pos_m = np.bincount(item_index, weights=positive & detected, minlength=n_items)
-        neg_n = np.bincount(item_index, weights=~positive, minlength=n_items)
-        neg_m = np.bincount(item_index, weights=~positive & detected, minlength=n_items)
-        for weights in draws:
-            p, n = float(weights @ pos_n), float(weights @ neg_n)
-            if p == 0 or n == 0:
-                continue
-            t, f = float(weights @ pos_m) / p, float(weights @ neg_m) / n
-            diff_reps.append(t - f)
-            auroc_reps.append((1 + t - f) / 2)
-            if scores is not None:
-                value = weighted_auroc(scores, positive, weights[item_index])
-                if value is not None:
-                    score_reps.append(value)
-
-    all_frame = tokens
-    return LayerStatistics(
-        n_items=int(tokens["item"].nunique()),
-        n_layers=n_layers,
-        unit=unit,
-        all_tokens=group(all_frame),
-        hallucinated=hallucinated,
-        grounded=grounded,
-        share_difference=Estimate(diff_value, *_interval(diff_reps)),
-        odds_ratio=odds_ratio,
-        fisher_p=fisher_p,
-        tpr=tpr,
-        fpr=fpr,
-        auroc=Estimate(auroc_value, *_interval(auroc_reps)),
-        score_auroc=Estimate(score_value, *_interval(score_reps)) if scores is not None else None,
-        n_bootstrap=n_bootstrap,
-    )
+    table = [
+        [hallucinated.n_with_mutation, hallucinated.n_tokens - hallucinated.n_with_mutation],
+        [grounded.n_with_mutation, grounded.n_tokens - grounded.n_with_mutation],
+    ]
+    result = fisher_exact(table)
+    return (float(result[0]) if np.isfinite(result[0]) else None), float(result[1])

@@ -267,6 +267,48 @@ def remote_code_error(err: Exception, local_dir: Path, trust_remote_code: bool) 
     )
 
 
+def _choose_family(name: str | None, config: Any) -> Family:
+    """The registered family ``name``, or without one the family of ``config.model_type``."""
+    return get_family(name) if name else family_for_model_type(config.model_type)
+
+
+def _load_weights(local_dir: Path, fam: Family, kwargs: dict[str, Any], trust_remote_code: bool) -> Any:
+    """The family's model class (image-text-to-text for a VLM, else causal LM) ``from_pretrained`` with
+    ``kwargs``; a load failure becomes one :class:`ModelLoadError` line."""
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    auto_model = AutoModelForImageTextToText if fam.kind == "vlm" else AutoModelForCausalLM
+    try:
+        return auto_model.from_pretrained(local_dir, **kwargs)
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise ModelLoadError(f"cannot load the {fam.name} model in {local_dir}: {err}") from None
+    except Exception as err:
+        raise remote_code_error(err, local_dir, trust_remote_code) from None
+
+
+def _load_processor(local_dir: Path, config: Any, fam: Family, trust_remote_code: bool) -> Any:
+    """The processor (VLM) or tokenizer (text-only) in ``local_dir``, its tokenizer set to pad on the left (so the
+    last position predicts for every item) with a pad token (EOS when it has none)."""
+    from transformers import AutoTokenizer
+
+    try:
+        if fam.kind == "vlm":
+            processor = load_processor(local_dir, config, trust_remote_code=trust_remote_code)
+        else:
+            processor = AutoTokenizer.from_pretrained(local_dir, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ModelLoadError(f"cannot load the processor/tokenizer in {local_dir}: {err}") from None
+    except Exception as err:
+        raise remote_code_error(err, local_dir, trust_remote_code) from None
+    tokenizer = getattr(processor, "tokenizer", processor)
+    tokenizer.padding_side = (
+        "left"  # generation pads on the left so the last position predicts for every item
+    )
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return processor
+
+
 def load_model(
     source: str | Path,
     *,
@@ -298,13 +340,7 @@ def load_model(
         source, revision=revision, allow_pickle=allow_pickle, local_files_only=local_files_only
     )
     config = _load_config(local_dir, trust_remote_code)
-    fam = (
-        family
-        if isinstance(family, Family)
-        else get_family(family)
-        if family
-        else family_for_model_type(config.model_type)
-    )
+    fam = family if isinstance(family, Family) else _choose_family(family, config)
     files, is_safetensors = weight_files(local_dir, allow_pickle=allow_pickle)
     if is_safetensors:
         for path in files:
@@ -313,10 +349,6 @@ def load_model(
     torch_dtype = parse_dtype(
         dtype, torch_device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     )
-
-    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
-
-    auto_model = AutoModelForImageTextToText if fam.kind == "vlm" else AutoModelForCausalLM
     kwargs: dict[str, Any] = {
         "dtype": torch_dtype,
         "use_safetensors": is_safetensors,
@@ -326,31 +358,12 @@ def load_model(
         kwargs["device_map"] = device_map
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
-    try:
-        model: Any = auto_model.from_pretrained(local_dir, **kwargs)
-    except (OSError, ValueError, KeyError, RuntimeError) as err:
-        raise ModelLoadError(f"cannot load the {fam.name} model in {local_dir}: {err}") from None
-    except Exception as err:
-        raise remote_code_error(err, local_dir, trust_remote_code) from None
+    model = _load_weights(local_dir, fam, kwargs, trust_remote_code)
     if torch_device is not None:
         model.to(torch_device)
     model.eval()
     model.requires_grad_(False)
-    try:
-        if fam.kind == "vlm":
-            processor = load_processor(local_dir, config, trust_remote_code=trust_remote_code)
-        else:
-            processor = AutoTokenizer.from_pretrained(local_dir, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ModelLoadError(f"cannot load the processor/tokenizer in {local_dir}: {err}") from None
-    except Exception as err:
-        raise remote_code_error(err, local_dir, trust_remote_code) from None
-    tokenizer = getattr(processor, "tokenizer", processor)
-    tokenizer.padding_side = (
-        "left"  # generation pads on the left so the last position predicts for every item
-    )
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    processor = _load_processor(local_dir, config, fam, trust_remote_code)
     roles = resolve_roles(model, fam)
     return LoadedModel(
         model=model,
