@@ -59,6 +59,7 @@ class OptionSpec:
     default: Any
     help: str
     min: int | None = None
+    negatable: bool = False  # a switch with a --no- form (for one on by default)
 
 
 def dataclass_specs(cls: type, helps: Mapping[str, str] | None = None) -> list[OptionSpec]:
@@ -68,6 +69,12 @@ def dataclass_specs(cls: type, helps: Mapping[str, str] | None = None) -> list[O
         OptionSpec(f.name, hints[f.name], f.default, (helps or {}).get(f.name) or f.metadata.get("help", ""))
         for f in fields(cls)
     ]
+
+
+def _flag(spec: OptionSpec) -> str:
+    """``--name``, or ``--name/--no-name`` for a negatable switch."""
+    name = spec.name.replace("_", "-")
+    return f"--{name}/--no-{name}" if spec.negatable else f"--{name}"
 
 
 def option_group(
@@ -101,7 +108,7 @@ def option_group(
                 annotation=Annotated[
                     spec.annotation,
                     typer.Option(
-                        f"--{spec.name.replace('_', '-')}",
+                        _flag(spec),
                         help=spec.help,
                         rich_help_panel=panel,
                         min=spec.min,

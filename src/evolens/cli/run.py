@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,40 +14,88 @@ from evolens.analysis.params import DetectorParams
 from evolens.api import LoadOptions, TraceOptions
 from evolens.cli.common import ConfigOption, app, out, quiet_transformers
 from evolens.cli.dataset import dataset_options
-from evolens.cli.options import RichProgress, load_options, trace_options
+from evolens.cli.options import OptionSpec, RichProgress, load_options, option_group, trace_options
 from evolens.data import DatasetOptions
 from evolens.data.protocols import DEFAULT_PROTOCOL, check_protocol
 from evolens.errors import DatasetError, SettingsError
-from evolens.runs.options import detector_from_spec
-
-MethodOpt = Annotated[str, typer.Option(help="Text tools for evaluation: auto, exact or fallback")]
-DropUnfinishedOpt = Annotated[
-    bool, typer.Option(help="CHAIR: drop a caption's unfinished last sentence first (OPERA's practice)")
-]
-ProtocolOpt = Annotated[
-    str,
-    typer.Option(
-        help="Scoring: official (the benchmarks' own scripts, exactly) or evolens (README: Benchmark protocols)"
-    ),
-]
-DetectorOpt = Annotated[
-    str,
-    typer.Option(
-        help="Per-token layer detector: auto (evolens.analysis, writes items/<id>/analysis.json), none, or "
-        "'module:function' (Trace -> TokenLayers)"
-    ),
-]
-DetectorParamOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--detector-param",
-        help="A detector parameter of the auto detector, KEY=VALUE (repeat; e.g. first_layer=2, mutation_rule=jsd)",
-    ),
-]
-FiguresOpt = Annotated[bool, typer.Option(help="Draw the dataset figures into results/figures (PNG, SVG)")]
+from evolens.runs.options import FinalizeOptions, detector_from_spec
 
 
-def _detector_params(entries: list[str] | None, base: DetectorParams | None = None) -> DetectorParams | None:
+@dataclass(frozen=True)
+class MergeChoices:
+    """How to merge a run, as the command line gives it (``run`` and ``eval`` share the group); :meth:`options`
+    makes the library's :class:`~evolens.runs.options.FinalizeOptions` of it."""
+
+    method: str = "auto"
+    protocol: str = DEFAULT_PROTOCOL
+    drop_unfinished: bool = False
+    detector: str = "auto"
+    detector_param: tuple[str, ...] = ()
+    unit: str = "first_token"
+    merge_metrics: bool = True
+    figures: bool = True
+
+    def options(self, base: DetectorParams | None = None) -> FinalizeOptions:
+        """The finalize options; ``--detector-param`` entries apply over ``base`` (default: the defaults)."""
+        return FinalizeOptions(
+            method=self.method,  # type: ignore[arg-type]
+            protocol=check_protocol(self.protocol),
+            drop_unfinished=self.drop_unfinished,
+            layer_detector=detector_from_spec(self.detector),
+            detector_params=_detector_params(self.detector_param, base),
+            unit=self.unit,  # type: ignore[arg-type]
+            merge_metrics=self.merge_metrics,
+            figures=self.figures,
+        )
+
+
+def _merge_choices(**values: Any) -> MergeChoices:
+    values["detector_param"] = tuple(values.get("detector_param") or ())
+    return MergeChoices(**values)
+
+
+merge_options = option_group(
+    [
+        OptionSpec("method", str, "auto", "Text tools for evaluation: auto, exact or fallback"),
+        OptionSpec(
+            "protocol",
+            str,
+            DEFAULT_PROTOCOL,
+            "Scoring: official (the benchmarks' own scripts, exactly) or evolens (README: Benchmark protocols)",
+        ),
+        OptionSpec(
+            "drop_unfinished",
+            bool,
+            False,
+            "CHAIR: drop a caption's unfinished last sentence first (OPERA's practice)",
+        ),
+        OptionSpec(
+            "detector",
+            str,
+            "auto",
+            "Per-token layer detector: auto (evolens.analysis, writes items/<id>/analysis.json), none, or "
+            "'module:function' (Trace -> TokenLayers)",
+        ),
+        OptionSpec(
+            "detector_param",
+            list[str] | None,
+            None,
+            "A parameter of the auto detector, KEY=VALUE (repeat; e.g. first_layer=2, mutation_rule=jsd); eval: over "
+            "the run's",
+        ),
+        OptionSpec("unit", str, "first_token", "Statistics unit: first_token or all_tokens"),
+        OptionSpec("merge_metrics", bool, True, "Write the merged long table", negatable=True),
+        OptionSpec(
+            "figures", bool, True, "Draw the dataset figures into results/figures (PNG, SVG)", negatable=True
+        ),
+    ],
+    "merge",
+    "Evaluation and analysis",
+    _merge_choices,
+)
+
+
+def _detector_params(entries: Sequence[str], base: DetectorParams | None = None) -> DetectorParams | None:
     """``KEY=VALUE`` pairs over ``base``; values are read as JSON (numbers, true/false) or else kept as text."""
     if not entries:
         return None
@@ -62,11 +112,9 @@ def _detector_params(entries: list[str] | None, base: DetectorParams | None = No
     return DetectorParams.from_dict(params)  # refuses unknown keys and bad values now
 
 
-UnitOpt = Annotated[str, typer.Option(help="Statistics unit: first_token or all_tokens")]
-
-
 @app.command("run")
 @dataset_options(required=True, limit=True)
+@merge_options
 @trace_options("max_new_tokens", "lens", "lens_dtype", "topk", "seed", "batch_size")
 @load_options
 def run_command(
@@ -74,16 +122,9 @@ def run_command(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory (resumed if it exists)")],
     hidden_states: Annotated[bool, typer.Option(help="Store hidden states (large)")] = False,
     retry_failed: Annotated[bool, typer.Option(help="Trace items recorded as failed again")] = False,
-    method: MethodOpt = "auto",
-    protocol: ProtocolOpt = DEFAULT_PROTOCOL,
-    drop_unfinished: DropUnfinishedOpt = False,
-    detector: DetectorOpt = "auto",
-    detector_param: DetectorParamOpt = None,
-    unit: UnitOpt = "first_token",
-    merge_metrics: Annotated[bool, typer.Option(help="Write the merged long table")] = True,
-    figures: FiguresOpt = True,
     config: ConfigOption = None,
     *,
+    merge: MergeChoices,
     trace: TraceOptions,
     load: LoadOptions,
     data: DatasetOptions,
@@ -103,16 +144,7 @@ def run_command(
 
     check_writable(out_dir, directory=True)
     dataset = data.open()
-    finalize = evolens.FinalizeOptions(
-        method=method,  # type: ignore[arg-type]
-        protocol=protocol,  # type: ignore[arg-type]
-        drop_unfinished=drop_unfinished,
-        layer_detector=detector_from_spec(detector),
-        detector_params=_detector_params(detector_param),
-        unit=unit,  # type: ignore[arg-type]
-        merge_metrics=merge_metrics,
-        figures=figures,
-    )
+    finalize = merge.options()
     quiet_transformers()
     summary = evolens.run(
         model,
@@ -193,22 +225,9 @@ def _read_responses(path: Path) -> dict[str, str]:
 
 @app.command("eval")
 @dataset_options(required=False)
+@merge_options
 def eval_command(
     target: Annotated[Path | None, typer.Argument(help="A run directory (omit with --responses)")] = None,
-    method: MethodOpt = "auto",
-    protocol: ProtocolOpt = DEFAULT_PROTOCOL,
-    drop_unfinished: DropUnfinishedOpt = False,
-    detector: DetectorOpt = "auto",
-    detector_param: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--detector-param",
-            help="Change a parameter of the auto detector, KEY=VALUE (repeat); the others stay the run's",
-        ),
-    ] = None,
-    unit: UnitOpt = "first_token",
-    merge_metrics: Annotated[bool, typer.Option(help="Rewrite the merged long table too")] = True,
-    figures: FiguresOpt = True,
     responses: Annotated[
         Path | None, typer.Option(help="Evaluate a responses file instead ({id, response} list or JSONL)")
     ] = None,
@@ -217,6 +236,7 @@ def eval_command(
     ] = None,
     config: ConfigOption = None,
     *,
+    merge: MergeChoices,
     data: DatasetOptions | None,
 ) -> None:
     """Evaluate a run directory again (new text method, detector or detector parameters), or a file of responses.
@@ -235,12 +255,13 @@ def eval_command(
             raise SettingsError("--responses needs --dataset and --root to read the annotations")
         from evolens.data import evaluate_dataset
 
+        options = merge.options()
         evaluation = evaluate_dataset(
             data.open(),
             _read_responses(responses),
-            method=method,  # type: ignore[arg-type]
-            protocol=check_protocol(protocol),
-            drop_unfinished=drop_unfinished,
+            method=options.method,
+            protocol=options.protocol,
+            drop_unfinished=options.drop_unfinished,
         )
         for line in evaluation.summary_lines():
             out.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -249,21 +270,11 @@ def eval_command(
         return
     if target is None:
         raise SettingsError("give a run directory, or --responses FILE with --dataset and --root")
-    from evolens.runs import FinalizeOptions, finalize_run
+    from evolens.runs import finalize_run
     from evolens.store.results import detector_params_of
 
-    base = detector_params_of(target) if detector_param else None
-    options = FinalizeOptions(
-        method=method,  # type: ignore[arg-type]
-        protocol=protocol,  # type: ignore[arg-type]
-        drop_unfinished=drop_unfinished,
-        layer_detector=detector_from_spec(detector),
-        detector_params=_detector_params(detector_param, base),
-        unit=unit,  # type: ignore[arg-type]
-        merge_metrics=merge_metrics,
-        figures=figures,
-    )
-    results = finalize_run(target, options)
+    base = detector_params_of(target) if merge.detector_param else None  # the others stay the run's
+    results = finalize_run(target, merge.options(base))
     _print_results(results, target)
     if json_out is not None:
         atomic_write_text(json_out, (target / "results" / "evaluation.json").read_text(encoding="utf-8"))
