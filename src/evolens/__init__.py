@@ -90,7 +90,7 @@ from evolens.geometry import (
     single_image_map,
 )
 from evolens.hallucination import LayerStatistics, TokenLabels, TokenLayers, label_tokens, layer_statistics
-from evolens.lens.logit_lens import LogitLens
+from evolens.lens import Lens, LogitLens
 from evolens.metrics.compute import LayerMetrics
 from evolens.models.registry import Family, register_family, supported_families
 from evolens.runs import FinalizeOptions, RunSummary, finalize_run, run
@@ -121,6 +121,7 @@ __all__ = [
     "JumpSettings",
     "LayerMetrics",
     "LayerStatistics",
+    "Lens",
     "LoadOptions",
     "LogitLens",
     "ModelInfo",

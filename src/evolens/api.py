@@ -16,6 +16,7 @@ import torch
 from evolens.capture.generate import GenerationSettings, eos_token_ids, generate_with_capture
 from evolens.capture.hooks import record_residual_stream
 from evolens.errors import AdapterError, PromptError, SettingsError, check_positive_int
+from evolens.lens.base import Lens
 from evolens.lens.logit_lens import LogitLens, check_lens_mode, lens_dtype_of
 from evolens.metrics.batch import STREAM_ROWS, MetricsStream, compute_batch_metrics
 from evolens.metrics.compute import dtype_name
@@ -429,7 +430,7 @@ class LVLM:
         item_ids: list[str],
         *,
         options: TraceOptions,
-        lens: LogitLens,
+        lens: Lens,
         tracked: list[int],
         info: ModelInfo,
     ) -> list[Trace]:
@@ -547,7 +548,7 @@ def _warn_unknown_words(tokenizer: Any, prompts: Sequence[str]) -> None:
         )
 
 
-def analyse_during_generation(model: Any, lens: LogitLens) -> bool:
+def analyse_during_generation(model: Any, lens: Lens) -> bool:
     """Whether a trace's analysis follows its generation (a model wholly on one CUDA device: a side stream fills
     the time the GPU waits for the eager decoding loop) or comes after it (a CPU, whose cores generation already
     uses; a model spread over devices)."""

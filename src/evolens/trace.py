@@ -11,7 +11,8 @@ import torch
 
 from evolens.capture.generate import GenerationSettings
 from evolens.errors import LensUnavailableError, SettingsError
-from evolens.lens.logit_lens import LogitLens, lens_dtype_of
+from evolens.lens.base import Lens
+from evolens.lens.logit_lens import lens_dtype_of
 from evolens.metrics.compute import LayerMetrics, compute_layer_metrics, track_tokens
 from evolens.models.inputs import ImageInfo
 
@@ -136,7 +137,7 @@ class Trace:
     model: ModelInfo
     vocab: dict[int, str]
     item_id: str = "0"
-    _lens: LogitLens | None = field(default=None, repr=False, compare=False)
+    _lens: Lens | None = field(default=None, repr=False, compare=False)
     _tokenizer: Any = field(default=None, repr=False, compare=False)
 
     # ----------------------------------------------------------------- shape
@@ -242,7 +243,7 @@ class Trace:
         return lens.logits(states[:, steps or slice(None)]).cpu()
 
     # ---------------------------------------------------------------- lens
-    def attach(self, lens: LogitLens, tokenizer: Any = None) -> Trace:
+    def attach(self, lens: Lens, tokenizer: Any = None) -> Trace:
         """Attach a model's lens (and tokenizer) to a loaded trace, so token ids and logits can be recomputed."""
         if lens.n_layers != self.n_layers:
             raise SettingsError(f"lens has {lens.n_layers} layers but the trace has {self.n_layers}")
@@ -270,7 +271,7 @@ class Trace:
 
         return replace(self, metrics=metrics, vocab=vocab, _lens=lens)
 
-    def _need_lens(self, what: str) -> tuple[LogitLens, torch.Tensor]:
+    def _need_lens(self, what: str) -> tuple[Lens, torch.Tensor]:
         if self._lens is None:
             raise LensUnavailableError(
                 f"{what} needs the model's norm and head; this trace has none attached. Use "
