@@ -1,9 +1,12 @@
-"""The :class:`Trace`: one generation followed through every decoder layer, with its lens metrics."""
+"""The :class:`Trace`: one generation followed through every decoder layer, with its lens metrics.
+
+Its directory format is :mod:`evolens.trace.fileformat`, which does not import this module.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -15,43 +18,14 @@ from evolens.lens.base import Lens
 from evolens.lens.logit_lens import lens_dtype_of
 from evolens.metrics.compute import LayerMetrics, compute_layer_metrics, track_tokens
 from evolens.models.inputs import ImageInfo
+from evolens.trace.fileformat import metrics_table, read_trace_fields, save_trace
+from evolens.trace.info import ModelInfo
+from evolens.trace.vocab import metrics_token_ids, vocab_strings
 
 if TYPE_CHECKING:
     import pandas as pd
 
 JsdReduction = Literal["bits", "paper"]
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """Which model produced a trace.
-
-    Attributes:
-        source: Path or hub id as given to :func:`evolens.load`.
-        family: Registered family name.
-        model_type: ``config.model_type``.
-        n_layers: Decoder layers L.
-        d_model: Residual stream width.
-        vocab_size: Language head outputs.
-        dtype: The model's dtype when traced (``"float32"``...).
-        weights_hash: SHA-256 over the weight files (see ``evolens.models.loading.hash_weight_files``).
-    """
-
-    source: str
-    family: str
-    model_type: str
-    n_layers: int
-    d_model: int
-    vocab_size: int
-    dtype: str
-    weights_hash: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelInfo:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True)
@@ -292,46 +266,19 @@ class Trace:
 
     # -------------------------------------------------------------- export
     def to_frame(self) -> pd.DataFrame:
-        """The long table: one row per (step, layer); see :func:`evolens.store.trace_io.metrics_table`."""
-        from evolens.store.trace_io import metrics_table
-
+        """The long table: one row per (step, layer); see :func:`evolens.trace.fileformat.metrics_table`."""
         return metrics_table(self).to_pandas()
 
     def save(self, directory: str | Path, *, hidden_states: bool = True, overwrite: bool = False) -> Path:
         """Write the trace to ``directory`` atomically (manifest, Parquet long table, safetensors)."""
-        from evolens.store.trace_io import save_trace
-
         return save_trace(self, directory, hidden_states=hidden_states, overwrite=overwrite)
 
     @classmethod
     def load(cls, directory: str | Path) -> Trace:
         """Read a trace written by :meth:`save` (without a lens: see :meth:`attach`)."""
-        from evolens.store.trace_io import load_trace
-
-        return load_trace(directory)
+        return cls(**read_trace_fields(directory))
 
 
-def metrics_token_ids(metrics: LayerMetrics) -> set[int]:
-    """Every token id a :class:`LayerMetrics` mentions (generated, top-k, tracked, candidates)."""
-    ids: set[int] = set(metrics.target_ids.tolist())
-    ids.update(metrics.topk_ids.unique().tolist())
-    ids.update(metrics.tracked_ids.tolist())
-    ids.update(i for i in metrics.candidate_ids.unique().tolist() if i >= 0)
-    return ids
-
-
-def vocab_strings(
-    tokenizer: Any, ids: set[int] | Sequence[int], cache: dict[int, str] | None = None
-) -> dict[int, str]:
-    """Id -> display string (the token decoded alone, special tokens kept).
-
-    ``cache``: strings of this tokenizer decoded before (read, and updated with the new ones): a trace of a random
-    or uncertain model mentions thousands of ids, and a dataset's traces mostly the same ones.
-    """
-    wanted = sorted({int(i) for i in ids})
-    known = cache if cache is not None else {}
-    missing = [i for i in wanted if i not in known]
-    if missing:
-        decoded = tokenizer.batch_decode([[i] for i in missing], skip_special_tokens=False)
-        known.update(zip(missing, decoded, strict=True))
-    return {i: known[i] for i in wanted}
+def load_trace(directory: str | Path) -> Trace:
+    """Read a trace written by :func:`~evolens.trace.fileformat.save_trace` (same as :meth:`Trace.load`)."""
+    return Trace.load(directory)

@@ -1,0 +1,22 @@
+"""Trace: one generation followed through every layer (:class:`Trace`) and its directory format
+(:mod:`evolens.trace.fileformat`)."""
+
+from evolens.trace.core import Candidates, JsdReduction, TopK, Trace, load_trace
+from evolens.trace.fileformat import SCHEMA_VERSION, metrics_table, read_manifest, save_trace
+from evolens.trace.info import ModelInfo
+from evolens.trace.vocab import metrics_token_ids, vocab_strings
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Candidates",
+    "JsdReduction",
+    "ModelInfo",
+    "TopK",
+    "Trace",
+    "load_trace",
+    "metrics_table",
+    "metrics_token_ids",
+    "read_manifest",
+    "save_trace",
+    "vocab_strings",
+]
