@@ -95,7 +95,7 @@ from evolens.metrics.compute import LayerMetrics
 from evolens.models.registry import Family, register_family, supported_families
 from evolens.runs import FinalizeOptions, RunSummary, finalize_run, run
 from evolens.store.results import RunResults
-from evolens.trace import Candidates, ModelInfo, TopK, Trace
+from evolens.trace import Candidates, LensedTrace, ModelInfo, TopK, Trace
 
 __all__ = [
     "LVLM",
@@ -122,6 +122,7 @@ __all__ = [
     "LayerMetrics",
     "LayerStatistics",
     "Lens",
+    "LensedTrace",
     "LoadOptions",
     "LogitLens",
     "ModelInfo",

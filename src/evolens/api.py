@@ -30,7 +30,7 @@ from evolens.models.inputs import (
     unknown_words,
 )
 from evolens.models.loading import LoadedModel, load_model
-from evolens.trace import ModelInfo, Trace, metrics_token_ids, vocab_strings
+from evolens.trace import LensedTrace, ModelInfo, Trace, metrics_token_ids, vocab_strings
 
 logger = logging.getLogger(__name__)
 
@@ -222,6 +222,15 @@ class LVLM:
     def lens(self, mode: str = "logit") -> LogitLens:
         """The model's logit lens (``"logit"``: norm then head; ``"paper"``: the paper code's placement)."""
         return LogitLens.from_roles(self.loaded.roles, mode)
+
+    def attach(self, trace: Trace) -> LensedTrace:
+        """``trace`` with this model's lens and tokenizer attached: full logits, any token id's probability, other
+        lens modes (see :class:`~evolens.trace.lensed.LensedTrace`). The trace must come from this model.
+
+        Raises:
+            SettingsError: The trace has another number of layers.
+        """
+        return LensedTrace(trace, self.lens(), self.tokenizer)
 
     def model_info(self) -> ModelInfo:
         r = self.loaded.roles
@@ -505,8 +514,6 @@ class LVLM:
                     model=info,
                     vocab=vocab_strings(self.tokenizer, metrics_token_ids(metrics), self._vocab),
                     item_id=item_id,
-                    _lens=lens,
-                    _tokenizer=self.tokenizer,
                 )
             )
         return traces

@@ -1,5 +1,5 @@
 """The :class:`~evolens.lens.Lens` interface: a lens that is not a :class:`LogitLens` goes through the metrics,
-and the batch metrics unchanged.
+the batch metrics and :class:`~evolens.LensedTrace` unchanged.
 
 The custom lens is a per-layer affine "tuned" lens (cf. tuned-lens): ``h -> h + A_l h + b_l`` before the model's
 own final norm and head. With ``A = 0, b = 0`` it is the logit lens.
@@ -7,12 +7,14 @@ own final norm and head. With ``A = 0, b = 0`` it is the logit lens.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import pytest
 import torch
 from torch import nn
 
+from evolens import LensedTrace
 from evolens.errors import SettingsError
 from evolens.lens import Lens, LogitLens
 from evolens.metrics import MetricsStream, compute_batch_metrics, compute_layer_metrics, track_tokens
@@ -148,3 +150,19 @@ def test_a_custom_lens_in_the_batch_metrics_and_the_stream(tiny_llava, trace) ->
         assert other.lens_mode == "tuned"
         for name, value in alone.tensors().items():
             torch.testing.assert_close(getattr(other, name), value, atol=1e-5, rtol=1e-5, msg=name)
+
+
+def test_a_lensed_trace_with_a_custom_lens(tiny_llava, trace) -> None:
+    lens = affine_lens(tiny_llava, 0.5)
+    tuned_trace = dataclasses.replace(trace, metrics=_metrics(trace.hidden_states, lens, trace.generated_ids))
+    lensed = LensedTrace(tuned_trace, lens, tiny_llava.tokenizer)
+    assert lensed.lens is lens and tuned_trace.lens_mode == "tuned"
+    logits = lensed.logits()
+    assert logits.shape == (tiny_llava.n_layers + 1, trace.n_steps, tiny_llava.loaded.roles.vocab_size)
+    torch.testing.assert_close(logits, lens.logits(trace.hidden_states))
+    untracked = lensed.token_logprobs([11])[..., 0]
+    torch.testing.assert_close(untracked, torch.log_softmax(logits, -1)[..., 11], atol=1e-5, rtol=1e-5)
+    with pytest.raises(SettingsError, match="one mode"):
+        lensed.with_lens("paper")
+    with pytest.raises(SettingsError, match="one mode"):
+        LensedTrace(trace, lens)  # a logit-lens trace: the affine lens cannot recompute it

@@ -1,15 +1,17 @@
-"""Trace: one generation followed through every layer (:class:`Trace`) and its directory format
-(:mod:`evolens.trace.fileformat`)."""
+"""Trace: one generation followed through every layer — plain data (:class:`Trace`), its directory format
+(:mod:`evolens.trace.fileformat`), and the lens attached from outside (:class:`LensedTrace`)."""
 
 from evolens.trace.core import Candidates, JsdReduction, TopK, Trace, load_trace
 from evolens.trace.fileformat import SCHEMA_VERSION, metrics_table, read_manifest, save_trace
 from evolens.trace.info import ModelInfo
+from evolens.trace.lensed import LensedTrace
 from evolens.trace.vocab import metrics_token_ids, vocab_strings
 
 __all__ = [
     "SCHEMA_VERSION",
     "Candidates",
     "JsdReduction",
+    "LensedTrace",
     "ModelInfo",
     "TopK",
     "Trace",

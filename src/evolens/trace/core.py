@@ -1,26 +1,24 @@
-"""The :class:`Trace`: one generation followed through every decoder layer, with its lens metrics.
+"""The :class:`Trace`: one generation followed through every decoder layer, with its lens metrics — plain data.
 
-Its directory format is :mod:`evolens.trace.fileformat`, which does not import this module.
+A trace holds tensors and strings only; what needs the model's norm and head (full logits, untracked token ids,
+another lens mode) lives in :class:`~evolens.trace.lensed.LensedTrace`, attached from outside.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
 from evolens.capture.generate import GenerationSettings
 from evolens.errors import LensUnavailableError, SettingsError
-from evolens.lens.base import Lens
-from evolens.lens.logit_lens import lens_dtype_of
-from evolens.metrics.compute import LayerMetrics, compute_layer_metrics, track_tokens
+from evolens.metrics.compute import LayerMetrics
 from evolens.models.inputs import ImageInfo
 from evolens.trace.fileformat import metrics_table, read_trace_fields, save_trace
 from evolens.trace.info import ModelInfo
-from evolens.trace.vocab import metrics_token_ids, vocab_strings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,7 +66,7 @@ class Candidates:
 
 @dataclass
 class Trace:
-    """One generation followed through every decoder layer.
+    """One generation followed through every decoder layer: tensors and strings, no model modules.
 
     Layer axis: index 0 is the embedding state (the input of decoder layer 0), index ``l`` the output of decoder
     layer ``l``; all states are taken *before* the final norm. Step axis: one entry per generated token, the state
@@ -111,8 +109,6 @@ class Trace:
     model: ModelInfo
     vocab: dict[int, str]
     item_id: str = "0"
-    _lens: Lens | None = field(default=None, repr=False, compare=False)
-    _tokenizer: Any = field(default=None, repr=False, compare=False)
 
     # ----------------------------------------------------------------- shape
     @property
@@ -129,15 +125,15 @@ class Trace:
     def lens_mode(self) -> str:
         return self.metrics.lens_mode
 
-    @property
-    def has_lens(self) -> bool:
-        """Whether the model's norm and head are attached (traces fresh from a model; not loaded ones)."""
-        return self._lens is not None
-
     # --------------------------------------------------------------- metrics
     def token_logprobs(self, ids: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
         """Natural log-probabilities: of the generated tokens ``[n_layers + 1, n_steps]``, or of ``ids``
-        ``[n_layers + 1, n_steps, len(ids)]``."""
+        ``[n_layers + 1, n_steps, len(ids)]``.
+
+        Raises:
+            LensUnavailableError: ``ids`` the trace did not track (``track=``); :class:`~evolens.LensedTrace`
+                computes any ids through the lens.
+        """
         if ids is None:
             return self.metrics.target_logprobs
         return self._tracked(ids)[0]
@@ -208,61 +204,26 @@ class Trace:
             step, from_layer, torch.tensor(ordered), probs, [self.vocab.get(t, f"<{t}>") for t in ordered]
         )
 
-    def logits(self, steps: slice | None = None) -> torch.Tensor:
-        """The full ``[n_layers + 1, n_steps, vocab]`` float32 logits — materialised only because you ask.
-
-        Needs the lens (a trace fresh from :meth:`evolens.LVLM.trace`, or one given :meth:`attach`).
-        """
-        lens, states = self._need_lens("logits()")
-        return lens.logits(states[:, steps or slice(None)]).cpu()
-
-    # ---------------------------------------------------------------- lens
-    def attach(self, lens: Lens, tokenizer: Any = None) -> Trace:
-        """Attach a model's lens (and tokenizer) to a loaded trace, so token ids and logits can be recomputed."""
-        if lens.n_layers != self.n_layers:
-            raise SettingsError(f"lens has {lens.n_layers} layers but the trace has {self.n_layers}")
-        self._lens = lens.with_mode(self.lens_mode).with_matmul_dtype(lens_dtype_of(self.metrics.lens_dtype))
-        if tokenizer is not None:
-            self._tokenizer = tokenizer
-        return self
-
-    def with_lens(self, mode: str, *, chunk_steps: int | None = None) -> Trace:
-        """The same trace with every metric recomputed under another lens mode (``"logit"`` or ``"paper"``)."""
-        lens, states = self._need_lens("with_lens()")
-        lens = lens.with_mode(mode)
-        metrics = compute_layer_metrics(
-            states,
-            lens,
-            self.generated_ids,
-            k=int(self.metrics.topk_ids.shape[-1]),
-            tracked_ids=self.metrics.tracked_ids,
-            chunk_steps=chunk_steps,
-        )
-        vocab = dict(self.vocab)
-        if self._tokenizer is not None:
-            vocab.update(vocab_strings(self._tokenizer, metrics_token_ids(metrics)))
-        from dataclasses import replace
-
-        return replace(self, metrics=metrics, vocab=vocab, _lens=lens)
-
-    def _need_lens(self, what: str) -> tuple[Lens, torch.Tensor]:
-        if self._lens is None:
-            raise LensUnavailableError(
-                f"{what} needs the model's norm and head; this trace has none attached. Use "
-                "trace.attach(lvlm.lens()) with the model that produced it."
-            )
-        if self.hidden_states is None:
-            raise LensUnavailableError(f"{what} needs the hidden states, which this trace did not keep")
-        return self._lens, self.hidden_states
+    def stored_token_metrics(
+        self, ids: Sequence[int] | torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Log-probabilities and ranks of ``ids`` (``[n_layers + 1, n_steps, len(ids)]`` each) when the trace
+        tracked every one of them, else ``None``."""
+        wanted = torch.as_tensor(ids, dtype=torch.long).flatten().tolist()
+        known = self.metrics.tracked_ids.tolist()
+        if not all(int(i) in known for i in wanted):
+            return None
+        cols = [known.index(int(i)) for i in wanted]
+        return self.metrics.tracked_logprobs[..., cols], self.metrics.tracked_ranks[..., cols]
 
     def _tracked(self, ids: Sequence[int] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        wanted = torch.as_tensor(ids, dtype=torch.long).flatten()
-        known = self.metrics.tracked_ids.tolist()
-        if all(int(i) in known for i in wanted.tolist()):
-            cols = [known.index(int(i)) for i in wanted.tolist()]
-            return self.metrics.tracked_logprobs[..., cols], self.metrics.tracked_ranks[..., cols]
-        lens, states = self._need_lens("probabilities of token ids that were not tracked")
-        return track_tokens(states, lens, wanted)
+        stored = self.stored_token_metrics(ids)
+        if stored is None:
+            raise LensUnavailableError(
+                "probabilities of token ids the trace did not track need the model's norm and head: use "
+                "lvlm.attach(trace).token_probs(ids) (or evolens.LensedTrace(trace, lens, tokenizer))"
+            )
+        return stored
 
     # -------------------------------------------------------------- export
     def to_frame(self) -> pd.DataFrame:
@@ -275,7 +236,7 @@ class Trace:
 
     @classmethod
     def load(cls, directory: str | Path) -> Trace:
-        """Read a trace written by :meth:`save` (without a lens: see :meth:`attach`)."""
+        """Read a trace written by :meth:`save` (data only: attach a lens with :meth:`evolens.LVLM.attach`)."""
         return cls(**read_trace_fields(directory))
 
 
