@@ -3,8 +3,8 @@
 
 from evolens.trace.core import Candidates, JsdReduction, TopK, Trace, load_trace
 from evolens.trace.fileformat import SCHEMA_VERSION, metrics_table, read_manifest, save_trace
-from evolens.trace.info import ModelInfo
 from evolens.trace.lensed import LensedTrace
+from evolens.trace.record import ModelInfo, TraceRecord
 from evolens.trace.vocab import metrics_token_ids, vocab_strings
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "ModelInfo",
     "TopK",
     "Trace",
+    "TraceRecord",
     "load_trace",
     "metrics_table",
     "metrics_token_ids",

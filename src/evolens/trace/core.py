@@ -13,12 +13,9 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 
-from evolens.capture.generate import GenerationSettings
 from evolens.errors import LensUnavailableError, SettingsError
-from evolens.metrics.compute import LayerMetrics
-from evolens.models.inputs import ImageInfo
 from evolens.trace.fileformat import metrics_table, read_trace_fields, save_trace
-from evolens.trace.info import ModelInfo
+from evolens.trace.record import TraceRecord
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,50 +62,14 @@ class Candidates:
 
 
 @dataclass
-class Trace:
-    """One generation followed through every decoder layer: tensors and strings, no model modules.
+class Trace(TraceRecord):
+    """One generation followed through every decoder layer: the fields of :class:`TraceRecord` (plain data, no
+    model modules) with their accessors, and its directory format (:meth:`save`, :meth:`load`).
 
-    Layer axis: index 0 is the embedding state (the input of decoder layer 0), index ``l`` the output of decoder
-    layer ``l``; all states are taken *before* the final norm. Step axis: one entry per generated token, the state
-    at the position that predicts it.
-
-    Attributes:
-        text: The generated text (special tokens removed).
-        tokens: ``n_steps`` display strings, one per generated token; they concatenate to the text.
-        generated_ids: ``[n_steps]`` generated token ids.
-        metrics: Every per-(layer, step) metric (see :class:`~evolens.metrics.compute.LayerMetrics`).
-        hidden_states: ``[n_layers + 1, n_steps, d_model]`` pre-norm residual states, or ``None`` when not kept.
-        prompt: The user's prompt.
-        rendered_prompt: The prompt string given to the processor (chat template applied).
-        prompt_ids: ``[n_prompt]`` the prompt's token ids as the model saw them (image placeholders expanded).
-        prompt_tokens: ``n_prompt`` display strings of ``prompt_ids``.
-        image_token_positions: ``[n_image_tokens]`` indices into ``prompt_ids`` of the image placeholders.
-        prompt_hidden_states: ``[n_layers + 1, n_prompt, d_model]`` when asked for (``prompt_positions=True``).
-        image: Where the image came from, or ``None`` for text-only input.
-        stop_reason: ``"eos"`` or ``"max_new_tokens"``.
-        generation: The decoding settings.
-        model: Which model produced the trace.
-        vocab: Id -> display string for every token id the metrics mention (so figures need no tokenizer).
-        item_id: Name of the item within a run.
+    Layer axis: index 0 is the embedding state, index ``l`` the output of decoder layer ``l``, all before the
+    final norm; step axis: one entry per generated token. Full logits and untracked token ids need the lens again:
+    :class:`~evolens.trace.lensed.LensedTrace`.
     """
-
-    text: str
-    tokens: list[str]
-    generated_ids: torch.Tensor
-    metrics: LayerMetrics
-    hidden_states: torch.Tensor | None
-    prompt: str
-    rendered_prompt: str
-    prompt_ids: torch.Tensor
-    prompt_tokens: list[str]
-    image_token_positions: torch.Tensor
-    prompt_hidden_states: torch.Tensor | None
-    image: ImageInfo | None
-    stop_reason: str
-    generation: GenerationSettings
-    model: ModelInfo
-    vocab: dict[int, str]
-    item_id: str = "0"
 
     # ----------------------------------------------------------------- shape
     @property

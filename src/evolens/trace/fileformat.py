@@ -1,8 +1,8 @@
 """The trace directory format: write a trace's fields, read them back.
 
-This module does not know the :class:`~evolens.trace.Trace` class: it writes any object with a trace's fields
-(:class:`TraceRecord`) and returns the fields it reads (:func:`read_trace_fields`); ``Trace.load`` builds the
-object from them.
+This module does not know the :class:`~evolens.trace.Trace` class: it writes a trace's fields
+(:class:`~evolens.trace.record.TraceRecord`) and returns the fields it reads (:func:`read_trace_fields`);
+``Trace.load`` builds the object from them.
 
 Layout (schema 1)::
 
@@ -20,7 +20,7 @@ import json
 import math
 import platform
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -34,7 +34,7 @@ from evolens.errors import StoreError
 from evolens.files import atomic_directory
 from evolens.metrics.compute import LayerMetrics
 from evolens.models.inputs import ImageInfo
-from evolens.trace.info import ModelInfo
+from evolens.trace.record import ModelInfo, TraceRecord
 
 SCHEMA_VERSION = 1
 KIND = "evolens.trace"
@@ -43,28 +43,6 @@ METRICS = "metrics.parquet"
 TENSORS = "tensors.safetensors"
 
 _TENSOR_FIELDS = ("tracked_ids", "tracked_logprobs", "tracked_ranks", "candidate_ids", "candidate_logprobs")
-
-
-class TraceRecord(Protocol):
-    """The fields of a trace this format writes (see :class:`~evolens.trace.Trace` for their meaning)."""
-
-    text: str
-    tokens: list[str]
-    generated_ids: torch.Tensor
-    metrics: LayerMetrics
-    hidden_states: torch.Tensor | None
-    prompt: str
-    rendered_prompt: str
-    prompt_ids: torch.Tensor
-    prompt_tokens: list[str]
-    image_token_positions: torch.Tensor
-    prompt_hidden_states: torch.Tensor | None
-    image: ImageInfo | None
-    stop_reason: str
-    generation: GenerationSettings
-    model: ModelInfo
-    vocab: dict[int, str]
-    item_id: str
 
 
 def software_versions() -> dict[str, str]:
