@@ -90,12 +90,12 @@ from evolens.geometry import (
     single_image_map,
 )
 from evolens.hallucination import LayerStatistics, TokenLabels, TokenLayers, label_tokens, layer_statistics
-from evolens.lens.logit_lens import LogitLens
+from evolens.lens import Lens, LogitLens
 from evolens.metrics.compute import LayerMetrics
 from evolens.models.registry import Family, register_family, supported_families
 from evolens.runs import FinalizeOptions, RunSummary, finalize_run, run
 from evolens.store.results import RunResults
-from evolens.trace import Candidates, ModelInfo, TopK, Trace
+from evolens.trace import Candidates, LensedTrace, ModelInfo, TopK, Trace
 
 __all__ = [
     "LVLM",
@@ -121,6 +121,8 @@ __all__ = [
     "JumpSettings",
     "LayerMetrics",
     "LayerStatistics",
+    "Lens",
+    "LensedTrace",
     "LoadOptions",
     "LogitLens",
     "ModelInfo",

@@ -16,6 +16,7 @@ import torch
 from evolens.capture.generate import GenerationSettings, eos_token_ids, generate_with_capture
 from evolens.capture.hooks import record_residual_stream
 from evolens.errors import AdapterError, PromptError, SettingsError, check_positive_int
+from evolens.lens.base import Lens
 from evolens.lens.logit_lens import LogitLens, check_lens_mode, lens_dtype_of
 from evolens.metrics.batch import STREAM_ROWS, MetricsStream, compute_batch_metrics
 from evolens.metrics.compute import dtype_name
@@ -29,7 +30,7 @@ from evolens.models.inputs import (
     unknown_words,
 )
 from evolens.models.loading import LoadedModel, load_model
-from evolens.trace import ModelInfo, Trace, metrics_token_ids, vocab_strings
+from evolens.trace import LensedTrace, ModelInfo, Trace, metrics_token_ids, vocab_strings
 
 logger = logging.getLogger(__name__)
 
@@ -221,6 +222,15 @@ class LVLM:
     def lens(self, mode: str = "logit") -> LogitLens:
         """The model's logit lens (``"logit"``: norm then head; ``"paper"``: the paper code's placement)."""
         return LogitLens.from_roles(self.loaded.roles, mode)
+
+    def attach(self, trace: Trace) -> LensedTrace:
+        """``trace`` with this model's lens and tokenizer attached: full logits, any token id's probability, other
+        lens modes (see :class:`~evolens.trace.lensed.LensedTrace`). The trace must come from this model.
+
+        Raises:
+            SettingsError: The trace has another number of layers.
+        """
+        return LensedTrace(trace, self.lens(), self.tokenizer)
 
     def model_info(self) -> ModelInfo:
         r = self.loaded.roles
@@ -429,7 +439,7 @@ class LVLM:
         item_ids: list[str],
         *,
         options: TraceOptions,
-        lens: LogitLens,
+        lens: Lens,
         tracked: list[int],
         info: ModelInfo,
     ) -> list[Trace]:
@@ -504,8 +514,6 @@ class LVLM:
                     model=info,
                     vocab=vocab_strings(self.tokenizer, metrics_token_ids(metrics), self._vocab),
                     item_id=item_id,
-                    _lens=lens,
-                    _tokenizer=self.tokenizer,
                 )
             )
         return traces
@@ -547,7 +555,7 @@ def _warn_unknown_words(tokenizer: Any, prompts: Sequence[str]) -> None:
         )
 
 
-def analyse_during_generation(model: Any, lens: LogitLens) -> bool:
+def analyse_during_generation(model: Any, lens: Lens) -> bool:
     """Whether a trace's analysis follows its generation (a model wholly on one CUDA device: a side stream fills
     the time the GPU waits for the eager decoding loop) or comes after it (a CPU, whose cores generation already
     uses; a model spread over devices)."""

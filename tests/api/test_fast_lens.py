@@ -29,8 +29,7 @@ def test_fast_lens_is_close_to_exact_and_recorded(tiny_llava, image, tmp_path: P
     assert json.loads((tmp_path / "fast" / "manifest.json").read_text())["lens_dtype"] == "bfloat16"
     loaded = evolens.Trace.load(tmp_path / "fast")
     assert loaded.metrics.lens_dtype == "bfloat16"
-    loaded.attach(tiny_llava.lens())
-    assert loaded._lens is not None and loaded._lens.matmul_dtype == torch.bfloat16
+    assert tiny_llava.attach(loaded).lens.matmul_dtype == torch.bfloat16
 
 
 @pytest.mark.parametrize("bad", ["int8", "float64", 3, torch.int32])

@@ -54,10 +54,12 @@ def test_tracked_tokens_and_recomputation_agree(tiny_llava, trace) -> None:
     ids = tiny_llava.token_ids(["red", "blue"])
     assert tracked.metrics.tracked_ids.tolist() == ids
     from_store = tracked.token_probs(ids)
-    recomputed = trace.token_probs(ids)  # not tracked there: computed again through the lens
+    lensed = tiny_llava.attach(trace)
+    recomputed = lensed.token_probs(ids)  # not tracked there: computed again through the lens
     assert from_store.shape == (tiny_llava.n_layers + 1, tracked.n_steps, 2)
     assert torch.allclose(from_store, recomputed, atol=1e-6)
-    assert torch.equal(tracked.token_ranks(ids), trace.token_ranks(ids))
+    assert torch.equal(tracked.token_ranks(ids), lensed.token_ranks(ids))
+    assert torch.equal(tiny_llava.attach(tracked).token_probs(ids), from_store)  # tracked ids: as stored
 
 
 def test_paper_lens_two_ways(tiny_llava, trace) -> None:
@@ -66,7 +68,7 @@ def test_paper_lens_two_ways(tiny_llava, trace) -> None:
     direct = tiny_llava.trace(
         make_image(0), "Please describe this image in detail.", max_new_tokens=8, lens="paper"
     )
-    switched = trace.with_lens("paper")
+    switched = tiny_llava.attach(trace).with_lens("paper").trace
     assert direct.lens_mode == switched.lens_mode == "paper"
     assert torch.allclose(direct.jsd(), switched.jsd(), atol=1e-6)
     assert torch.allclose(direct.token_probs(), switched.token_probs(), atol=1e-6)
@@ -87,8 +89,8 @@ def test_candidates(trace) -> None:
         trace.candidates(trace.n_steps)
 
 
-def test_full_logits_only_on_request(trace) -> None:
-    logits = trace.logits()
+def test_full_logits_only_on_request(trace, tiny_llava) -> None:
+    logits = tiny_llava.attach(trace).logits()
     assert logits.shape == (trace.n_layers + 1, trace.n_steps, trace.metrics.vocab_size)
     probs = torch.softmax(logits, -1).gather(
         -1, trace.generated_ids.view(1, -1, 1).expand(logits.shape[0], -1, 1)
@@ -100,17 +102,20 @@ def test_loaded_trace_needs_the_lens_for_new_token_ids(trace, tiny_llava, tmp_pa
     loaded = evolens.Trace.load(trace.save(tmp_path / "t"))
     with pytest.raises(LensUnavailableError, match="attach"):
         loaded.token_probs([5])
-    with pytest.raises(LensUnavailableError):
-        loaded.logits()
-    loaded.attach(tiny_llava.lens(), tiny_llava.tokenizer)
-    assert torch.allclose(loaded.token_probs([5]), trace.token_probs([5]))
+    with pytest.raises(LensUnavailableError, match="attach"):
+        trace.token_probs([5])  # a fresh trace is plain data too
+    lensed = tiny_llava.attach(loaded)
+    assert lensed.trace is loaded and torch.allclose(
+        lensed.token_probs([5]), tiny_llava.attach(trace).token_probs([5])
+    )
+    assert torch.equal(lensed.logits(slice(1, 3)), tiny_llava.attach(trace).logits()[:, 1:3])
 
 
 def test_hidden_states_can_be_dropped(tiny_llava, image) -> None:
     light = tiny_llava.trace(image, "describe this image", max_new_tokens=3, keep_hidden_states=False)
     assert light.hidden_states is None
     with pytest.raises(LensUnavailableError, match="hidden states"):
-        light.logits()
+        tiny_llava.attach(light).logits()
 
 
 def test_topk_bounds(trace) -> None:

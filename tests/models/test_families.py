@@ -107,7 +107,7 @@ def test_paper_lens_equals_head_on_hugging_face_hidden_states(
     roles = lvlm.loaded.roles
     with torch.inference_mode():
         expected = roles.logit_transform.apply(roles.lm_head(hf_states).float())
-    torch.testing.assert_close(paper.logits(), expected, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(lvlm.attach(paper).logits(), expected, atol=1e-4, rtol=1e-4)
     # Hugging Face's raw entries are the states evolens captures; its last entry is already normed.
     assert paper.hidden_states is not None
     torch.testing.assert_close(paper.hidden_states[:-1], hf_states[:-1], atol=1e-5, rtol=1e-5)

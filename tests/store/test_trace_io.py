@@ -11,7 +11,8 @@ import torch
 import evolens
 from evolens.errors import StoreError
 from evolens.models.loading import hash_weight_files
-from evolens.store import read_manifest, trace_io
+from evolens.store import SCHEMA_VERSION, read_manifest
+from evolens.trace import fileformat
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def test_round_trip_is_exact(trace, tmp_path) -> None:
         assert getattr(loaded, field) == getattr(trace, field), field
     for field in ("generated_ids", "prompt_ids", "image_token_positions"):
         assert torch.equal(getattr(loaded, field), getattr(trace, field)), field
-    assert not loaded.has_lens
+    assert not any(isinstance(value, torch.nn.Module) for value in vars(loaded).values())  # plain data
 
 
 def test_hidden_states_can_be_left_out(trace, tmp_path) -> None:
@@ -88,7 +89,7 @@ def test_long_table_is_readable_by_pandas(trace, tmp_path) -> None:
 
 def test_manifest_records_provenance(trace, tmp_path, tiny_llava) -> None:
     manifest = read_manifest(trace.save(tmp_path / "t"))
-    assert manifest["schema_version"] == trace_io.SCHEMA_VERSION
+    assert manifest["schema_version"] == SCHEMA_VERSION
     assert set(manifest["software"]) >= {"evolens", "transformers", "torch"}
     assert manifest["model"]["weights_hash"] == hash_weight_files(tiny_llava.loaded.weight_files)
     assert len(manifest["model"]["weights_hash"]) == 64
@@ -110,13 +111,13 @@ def test_failed_write_leaves_nothing_behind(trace, tmp_path, monkeypatch) -> Non
     def fail(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(trace_io, "save_file", fail)
+    monkeypatch.setattr(fileformat, "save_file", fail)
     with pytest.raises(OSError, match="disk full"):
         trace.save(tmp_path / "t")
     assert list(tmp_path.iterdir()) == []
     monkeypatch.undo()
     first = trace.save(tmp_path / "t")
-    monkeypatch.setattr(trace_io, "save_file", fail)
+    monkeypatch.setattr(fileformat, "save_file", fail)
     with pytest.raises(OSError):
         trace.save(first, overwrite=True)
     assert evolens.Trace.load(first).text == trace.text  # the old trace is intact

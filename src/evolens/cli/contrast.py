@@ -187,7 +187,6 @@ def contrast(
             raise SettingsError(
                 f"--model {model} has other weights than the model that made the trace ({trace.model.source})"
             )
-        trace.attach(lvlm.lens(trace.lens_mode), lvlm.tokenizer)
     truth_ids = resolve_tokens(trace, truth_words, lvlm, what="--truth word") if truth_words else None
     analysis = analyze_trace(trace, params)
     comparisons: list[TokenComparison]

@@ -2,7 +2,7 @@
 the generated token's step has a mutation layer.
 
 Works on traces (fresh or loaded); an alternative token that the trace did not keep (not tracked, not a
-candidate) needs the lens, i.e. a fresh trace or ``trace.attach(lvlm.lens())``.
+candidate) needs the lens: pass ``lvlm=`` (its lens is attached with :meth:`~evolens.LVLM.attach`).
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def compare_tokens(
     )
     if alt_id == generated:
         raise SettingsError(f"the alternative token {alt_id} is the generated token itself")
-    alt_probs = _probs_of(trace, step, [alt_id])[:, 0]
+    alt_probs = _probs_of(trace, step, [alt_id], lvlm)[:, 0]
 
     cross = crossings(gen_probs, alt_probs, first_layer=first)
     crossing_layer = _final_crossing(cross, gen_probs, alt_probs)
@@ -185,7 +185,7 @@ def _choose_alternative(
             f"step {step}: the generated token is the top-1 token at every layer, so there is no competitor "
             "to compare with; give alternative=... or ground_truth=[...]"
         )
-    probs = _probs_of(trace, step, pool)  # [L + 1, n]
+    probs = _probs_of(trace, step, pool, lvlm)  # [L + 1, n]
     return pool[int(np.argmax(probs[window].max(axis=0)))], source
 
 
@@ -231,7 +231,7 @@ def _ids(tokens: Sequence[int | str], lvlm: LVLM | None) -> list[int]:
     return out
 
 
-def _probs_of(trace: Trace, step: int, ids: Sequence[int]) -> np.ndarray:
+def _probs_of(trace: Trace, step: int, ids: Sequence[int], lvlm: LVLM | None) -> np.ndarray:
     """``[L + 1, len(ids)]`` probabilities of ``ids`` at ``step``, from what the trace kept or from the lens."""
     m = trace.metrics
     if any(not 0 <= i < m.vocab_size for i in ids):
@@ -251,8 +251,9 @@ def _probs_of(trace: Trace, step: int, ids: Sequence[int]) -> np.ndarray:
             columns.append(None)
             missing.append(token)
     if missing:
-        # needs the lens (fresh trace, or trace.attach(lvlm.lens())); raises LensUnavailableError otherwise
-        extra = trace.token_probs(missing)[:, step].double().numpy()
+        # needs the lens (lvlm given); the trace alone raises LensUnavailableError
+        source = trace if lvlm is None else lvlm.attach(trace)
+        extra = source.token_probs(missing)[:, step].double().numpy()
         for j, token in enumerate(missing):
             columns[list(ids).index(token)] = extra[:, j]
     return np.stack([c for c in columns if c is not None], axis=1)
@@ -261,9 +262,8 @@ def _probs_of(trace: Trace, step: int, ids: Sequence[int]) -> np.ndarray:
 def _display(trace: Trace, token: int, lvlm: LVLM | None) -> str:
     if token in trace.vocab:
         return trace.vocab[token]
-    tokenizer = lvlm.tokenizer if lvlm is not None else getattr(trace, "_tokenizer", None)
-    if tokenizer is not None:
-        return str(tokenizer.decode([token], skip_special_tokens=False))
+    if lvlm is not None:
+        return str(lvlm.tokenizer.decode([token], skip_special_tokens=False))
     return f"<{token}>"
 
 

@@ -3,8 +3,8 @@
 The authors' (unreleased) skip experiment fixed the critical layer at 18 of LLaVA-1.5-7B's 32 and chose, per
 generated token, the mutation layer in 19-31 with the largest JS divergence from the critical layer
 (``shared/notes/paper-code-facts.md``). :func:`paper_mutation_layers` computes that choice on a trace, scaled to
-any depth. It needs full distributions, so the trace must have its hidden states and lens (a fresh trace, or one
-loaded and given :meth:`~evolens.Trace.attach`).
+any depth. It needs full distributions, so it takes a trace with its hidden states and lens attached
+(:meth:`evolens.LVLM.attach`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from evolens.errors import SettingsError, check_positive_int
 from evolens.metrics.divergence import jsd_bits, jsd_paper
 
 if TYPE_CHECKING:
-    from evolens.trace import Trace
+    from evolens.trace import LensedTrace
 
 PAPER_DEPTH, PAPER_CRITICAL = 32, 18
 
@@ -54,7 +54,7 @@ class PaperMutations:
 
 
 def paper_mutation_layers(
-    trace: Trace,
+    lensed: LensedTrace,
     *,
     critical: int | None = None,
     window: tuple[int, int] | None = None,
@@ -64,13 +64,13 @@ def paper_mutation_layers(
     """The paper code's mutation layer of every token: ``argmax_{l in window} JSD(p_critical, p_l)``.
 
     Args:
-        trace: A trace with hidden states and its lens.
+        lensed: A trace with hidden states, and its lens (``lvlm.attach(trace)``).
         critical: Fixed critical state (default ``round(18 / 32 * L)``).
         window: Inclusive states ``(first, last)`` searched (default ``(critical + 1, L - 1)``).
         reduction: ``"bits"`` or ``"paper"`` divergence.
         chunk_steps: Steps whose full distributions are held at once.
     """
-    n_layers = trace.n_layers
+    n_layers, n_steps = lensed.trace.n_layers, lensed.trace.n_steps
     critical = round(PAPER_CRITICAL / PAPER_DEPTH * n_layers) if critical is None else critical
     first, last = window if window is not None else (critical + 1, n_layers - 1)
     if not 0 <= critical < first <= last <= n_layers:
@@ -82,8 +82,8 @@ def paper_mutation_layers(
     check_positive_int("chunk_steps", chunk_steps)
     divergence = jsd_bits if reduction == "bits" else jsd_paper
     parts = []
-    for start in range(0, trace.n_steps, chunk_steps):
-        logp = torch.log_softmax(trace.logits(slice(start, start + chunk_steps)).double(), dim=-1)
+    for start in range(0, n_steps, chunk_steps):
+        logp = torch.log_softmax(lensed.logits(slice(start, start + chunk_steps)).double(), dim=-1)
         parts.append(divergence(logp[critical : critical + 1], logp[first : last + 1]))  # [window, steps]
     values = torch.cat(parts, dim=1).numpy()
     chosen = first + np.argmax(values, axis=0)

@@ -1,5 +1,6 @@
-"""Lens: hidden state -> vocabulary distribution (the logit lens; room for a tuned lens)."""
+"""Lens: hidden state -> vocabulary distribution (the :class:`Lens` interface and the logit lens)."""
 
-from evolens.lens.logit_lens import LENS_MODES, LensMode, LogitLens, check_lens_mode
+from evolens.lens.base import Lens
+from evolens.lens.logit_lens import LENS_MODES, LensMode, LogitLens, check_lens_mode, lens_dtype_of
 
-__all__ = ["LENS_MODES", "LensMode", "LogitLens", "check_lens_mode"]
+__all__ = ["LENS_MODES", "Lens", "LensMode", "LogitLens", "check_lens_mode", "lens_dtype_of"]

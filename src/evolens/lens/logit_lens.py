@@ -56,7 +56,7 @@ def lens_dtype_of(value: str | torch.dtype | None) -> torch.dtype | None:
 
 @dataclass(frozen=True)
 class LogitLens:
-    """Final norm + language head, applied to residual states.
+    """Final norm + language head, applied to residual states (a :class:`~evolens.lens.base.Lens`).
 
     Attributes:
         final_norm: The model's own final norm module (so Gemma's ``1 + w`` and friends are exact).

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 
 from evolens.errors import SettingsError
-from evolens.lens.logit_lens import LogitLens
+from evolens.lens.base import Lens
 from evolens.metrics.compute import (
     LayerMetrics,
     MetricsStrategy,
@@ -43,7 +43,7 @@ def _item_slice(joined: dict[str, torch.Tensor], steps: slice) -> dict[str, torc
 
 def compute_batch_metrics(
     states: Sequence[torch.Tensor],
-    lens: LogitLens,
+    lens: Lens,
     target_ids: Sequence[torch.Tensor],
     *,
     k: int = 10,
@@ -126,7 +126,7 @@ class MetricsStream:
 
     def __init__(
         self,
-        lens: LogitLens,
+        lens: Lens,
         *,
         k: int = 10,
         tracked_ids: torch.Tensor | list[int] | None = None,

@@ -33,7 +33,7 @@ import torch
 
 from evolens.capture.hooks import free_device_bytes
 from evolens.errors import SettingsError, check_positive_int
-from evolens.lens.logit_lens import LogitLens
+from evolens.lens.base import Lens
 from evolens.metrics.divergence import entropy_bits, jsd_both, kl_bits
 from evolens.metrics.tokens import gather_logprobs, ranks, topk, union_top1
 
@@ -161,7 +161,7 @@ def auto_chunk_steps(
 
 
 def iter_logprob_chunks(
-    states: torch.Tensor, lens: LogitLens, chunk_steps: int
+    states: torch.Tensor, lens: Lens, chunk_steps: int
 ) -> Iterator[tuple[slice, torch.Tensor]]:
     """Yield ``(steps, logp)`` with ``logp [n_layers + 1, len(steps), vocab]`` float32 log-probabilities."""
     n_steps = states.shape[1]
@@ -267,7 +267,7 @@ def _pad_cat(parts: list[torch.Tensor], dim_steps: int, fill: float | int) -> to
 
 def metric_tensors(
     states: torch.Tensor,
-    lens: LogitLens,
+    lens: Lens,
     targets: torch.Tensor,
     tracked: torch.Tensor,
     k: int,
@@ -288,7 +288,7 @@ def metric_tensors(
     return {name: value.cpu() for name, value in join_metrics(parts).items()}
 
 
-def checked_request(lens: LogitLens, k: int, tracked_ids: torch.Tensor | list[int] | None) -> torch.Tensor:
+def checked_request(lens: Lens, k: int, tracked_ids: torch.Tensor | list[int] | None) -> torch.Tensor:
     """Check ``k`` and the tracked ids; the tracked ids as a 1-D long tensor."""
     check_positive_int("k (top-k)", k)
     tracked = torch.as_tensor(tracked_ids if tracked_ids is not None else [], dtype=torch.long).flatten()
@@ -298,7 +298,7 @@ def checked_request(lens: LogitLens, k: int, tracked_ids: torch.Tensor | list[in
 
 
 def chunk_steps_for(
-    lens: LogitLens, n_boundaries: int, strategy: str, chunk_steps: int | None, max_chunk_bytes: int | None
+    lens: Lens, n_boundaries: int, strategy: str, chunk_steps: int | None, max_chunk_bytes: int | None
 ) -> int:
     """``chunk_steps``, or the steps that fit the budget (``max_chunk_bytes`` or the strategy's default)."""
     if chunk_steps is None:
@@ -313,7 +313,7 @@ def chunk_steps_for(
 
 
 def layer_metrics_of(
-    lens: LogitLens, targets: torch.Tensor, tracked: torch.Tensor, item: dict[str, torch.Tensor]
+    lens: Lens, targets: torch.Tensor, tracked: torch.Tensor, item: dict[str, torch.Tensor]
 ) -> LayerMetrics:
     return LayerMetrics(
         target_ids=targets,
@@ -344,7 +344,7 @@ def join_metrics(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor
 
 def compute_layer_metrics(
     states: torch.Tensor,
-    lens: LogitLens,
+    lens: Lens,
     target_ids: torch.Tensor,
     *,
     k: int = 10,
@@ -390,7 +390,7 @@ def dtype_name(dtype: torch.dtype | None) -> str | None:
 
 def track_tokens(
     states: torch.Tensor,
-    lens: LogitLens,
+    lens: Lens,
     ids: torch.Tensor,
     *,
     chunk_steps: int | None = None,

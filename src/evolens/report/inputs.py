@@ -22,7 +22,7 @@ def is_trace_dir(path: Path) -> bool:
         StoreError: ``path`` holds a ``manifest.json`` that cannot be read as JSON (named, rather than passed over
             as if there were no trace).
     """
-    from evolens.store.trace_io import KIND, MANIFEST
+    from evolens.trace.fileformat import KIND, MANIFEST
 
     manifest = path / MANIFEST
     if not manifest.is_file():

@@ -45,7 +45,8 @@ from evolens.store.results import (
     token_columns,
 )
 from evolens.store.run import RunDirectory
-from evolens.store.trace_io import load_trace, read_manifest
+from evolens.trace.core import load_trace
+from evolens.trace.fileformat import read_manifest
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,8 @@
-"""Store: trace and run directories — manifest, Parquet tables, safetensors tensors; atomic writes."""
+"""Store: trace and run directories — manifest, Parquet tables, safetensors tensors; atomic writes.
+
+The trace directory format itself lives with the trace (:mod:`evolens.trace.fileformat`); its functions are
+re-exported here.
+"""
 
 from evolens.files import (
     atomic_directory,
@@ -8,7 +12,7 @@ from evolens.files import (
     check_writable,
     make_directory,
 )
-from evolens.store.trace_io import SCHEMA_VERSION, load_trace, metrics_table, read_manifest, save_trace
+from evolens.trace import SCHEMA_VERSION, load_trace, metrics_table, read_manifest, save_trace
 
 __all__ = [
     "SCHEMA_VERSION",

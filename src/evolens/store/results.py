@@ -29,7 +29,8 @@ from evolens.files import atomic_directory
 from evolens.hallucination.stats import LayerStatistics, TokenLayers
 from evolens.hallucination.token_labels import TokenLabels
 from evolens.store.run import RunDirectory, dumps
-from evolens.store.trace_io import METRICS, TENSORS, load_trace
+from evolens.trace.core import load_trace
+from evolens.trace.fileformat import METRICS, TENSORS
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -43,8 +43,8 @@ from urllib.parse import quote
 from evolens.data.items import DataItem, json_lines
 from evolens.errors import EvolensError, StoreError
 from evolens.files import atomic_directory, atomic_write_text
-from evolens.store.trace_io import MANIFEST as TRACE_MANIFEST
-from evolens.store.trace_io import save_trace, software_versions
+from evolens.trace.fileformat import MANIFEST as TRACE_MANIFEST
+from evolens.trace.fileformat import save_trace, software_versions
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,8 @@
-"""Save and load a :class:`~evolens.trace.Trace` as a directory.
+"""The trace directory format: write a trace's fields, read them back.
+
+This module does not know the :class:`~evolens.trace.Trace` class: it writes a trace's fields
+(:class:`~evolens.trace.record.TraceRecord`) and returns the fields it reads (:func:`read_trace_fields`);
+``Trace.load`` builds the object from them.
 
 Layout (schema 1)::
 
@@ -30,7 +34,7 @@ from evolens.errors import StoreError
 from evolens.files import atomic_directory
 from evolens.metrics.compute import LayerMetrics
 from evolens.models.inputs import ImageInfo
-from evolens.trace import ModelInfo, Trace
+from evolens.trace.record import ModelInfo, TraceRecord
 
 SCHEMA_VERSION = 1
 KIND = "evolens.trace"
@@ -55,7 +59,7 @@ def software_versions() -> dict[str, str]:
     }
 
 
-def metrics_table(trace: Trace) -> pa.Table:
+def metrics_table(trace: TraceRecord) -> pa.Table:
     """The long table of a trace: one row per (step, layer), rows ordered by step then layer.
 
     Columns: ``item``, ``step``, ``layer`` (0 = embeddings), ``token_id`` and ``token`` (the token generated at
@@ -110,7 +114,7 @@ def metrics_table(trace: Trace) -> pa.Table:
     )
 
 
-def _manifest(trace: Trace, *, hidden_states: bool) -> dict[str, Any]:
+def _manifest(trace: TraceRecord, *, hidden_states: bool) -> dict[str, Any]:
     m = trace.metrics
     return {
         "schema_version": SCHEMA_VERSION,
@@ -139,7 +143,7 @@ def _manifest(trace: Trace, *, hidden_states: bool) -> dict[str, Any]:
 
 
 def save_trace(
-    trace: Trace, directory: str | Path, *, hidden_states: bool = True, overwrite: bool = False
+    trace: TraceRecord, directory: str | Path, *, hidden_states: bool = True, overwrite: bool = False
 ) -> Path:
     """Write ``trace`` to ``directory`` (see the module docstring); returns the directory."""
     target = Path(directory)
@@ -189,8 +193,12 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def load_trace(directory: str | Path) -> Trace:
-    """Read a trace written by :func:`save_trace`. The lens is not attached (see ``Trace.attach``)."""
+def read_trace_fields(directory: str | Path) -> dict[str, Any]:
+    """The fields of a trace written by :func:`save_trace`, by name (``Trace(**fields)`` builds the trace).
+
+    Raises:
+        StoreError: Not a trace directory, another schema version, or a missing, corrupt or truncated file.
+    """
     root = Path(directory)
     manifest = read_manifest(root)
     try:
@@ -229,7 +237,7 @@ def load_trace(directory: str | Path) -> Trace:
         vocab_size=manifest["metrics"]["vocab_size"],
         lens_dtype=manifest.get("lens_dtype"),  # absent from traces saved before the fast mode existed
     )
-    return Trace(
+    return dict(
         text=manifest["text"],
         tokens=list(manifest["tokens"]),
         generated_ids=tensors["generated_ids"].long(),
