@@ -52,7 +52,9 @@ def test_toy_trial_curves() -> None:
     n_spikes=st.integers(0, 3),
     seed=st.integers(0, 2**31 - 1),
 )
-@example(n_layers=9, frac=0.25, n_spikes=2, seed=0)  # was ambiguous before spikes were bounded by the rapid stage
+@example(
+    n_layers=9, frac=0.25, n_spikes=2, seed=0
+)  # was ambiguous before spikes were bounded by the rapid stage
 def test_jsd_step_curve_known_answer(n_layers: int, frac: float, n_spikes: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     n_persist = P.n_persist(n_layers)

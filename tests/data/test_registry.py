@@ -146,7 +146,13 @@ def test_dataset_options_are_frozen_and_round_trip(tmp_path: Path) -> None:
     with pytest.raises(TypeError):
         options.options["tasks"] = ("amber",)  # type: ignore[index]
     data = json.loads(json.dumps(options.to_dict()))
-    assert data == {"kind": "toy", "root": str(tmp_path), "options": {"tasks": ["vqa"]}, "limit": 5}
+    assert data == {
+        "kind": "toy",
+        "root": str(tmp_path),
+        "options": {"tasks": ["vqa"]},
+        "limit": 5,
+        "ids": None,
+    }
     assert DatasetOptions.from_dict(data) == options
 
 
