@@ -18,7 +18,7 @@ from evolens.experiments.skip.generate import (
     trace_generation,
 )
 from evolens.experiments.skip.methods import SkipMethod
-from evolens.experiments.skip.plans import plan_skips
+from evolens.experiments.skip.plans import SkipPlanner, plan_skips
 from evolens.experiments.skip.results import (
     SkipReport,
     SkipResult,
@@ -103,21 +103,13 @@ def run_skip(
         keep_last=keep_last,
         mutation_min_fraction=mutation_min_fraction,
     )
-    unknown = set(trace_options) - set(TRACE_OPTIONS)
-    if unknown:
-        raise SettingsError(f"unknown option(s) {sorted(unknown)} for run_skip")
-    image_list, prompt_list = pair_items(images, prompts)
-    ids = _item_ids(item_ids, len(prompt_list))
-    ann_list = _per_item(annotations, len(prompt_list))
-
+    image_list, prompt_list, ids, ann_list = _paired(images, prompts, item_ids, annotations, trace_options)
     options = {"keep_hidden_states": False, **trace_options}
     baselines = lvlm.trace(images=image_list, prompts=prompt_list, item_ids=ids, **options)
     found = [planner.item_layers(trace) for trace in baselines]
     plans = [planner.plan(il) for il in found]
-    gen_options = {k: v for k, v in trace_options.items() if k in GENERATION_OPTIONS or k in PROMPT_OPTIONS}
-    outputs = generate_variants(
-        lvlm, image_list, prompt_list, plans, method, progress=progress, **gen_options
-    )
+    decoding = {k: v for k, v in trace_options.items() if k in GENERATION_OPTIONS or k in PROMPT_OPTIONS}
+    outputs = generate_variants(lvlm, image_list, prompt_list, plans, method, progress=progress, **decoding)
     results = [
         SkipResult(
             item_id=ids[i],
@@ -131,15 +123,7 @@ def run_skip(
         )
         for i, trace in enumerate(baselines)
     ]
-    settings = {
-        "model": lvlm.loaded.source,
-        "method": method,
-        **planner.settings(),
-        "generation": baselines[0].generation.to_dict(),
-        "lens": baselines[0].lens_mode,
-        "params": planner.params.to_dict(),
-    }
-    return SkipReport(results, summarize_variants(results), settings)
+    return SkipReport(results, summarize_variants(results), _settings(lvlm, method, planner, baselines[0]))
 
 
 def run_skip_chunked(
@@ -181,22 +165,40 @@ def run_skip_chunked(
     return merge_reports(reports, extra_settings)
 
 
-def _item_ids(item_ids: Sequence[str] | None, n_items: int) -> list[str]:
+def _paired(
+    images: Any,
+    prompts: str | Sequence[str],
+    item_ids: Sequence[str] | None,
+    annotations: Annotations | Sequence[Annotations | None] | None,
+    trace_options: Mapping[str, Any],
+) -> tuple[list[Any], list[str], list[str], list[Annotations | None]]:
+    """The items paired up (images, prompts, ids, annotations: one each per item), and the options checked."""
+    unknown = set(trace_options) - set(TRACE_OPTIONS)
+    if unknown:
+        raise SettingsError(f"unknown option(s) {sorted(unknown)} for run_skip")
+    image_list, prompt_list = pair_items(images, prompts)
+    n_items = len(prompt_list)
     ids = [str(i) for i in (item_ids if item_ids is not None else range(n_items))]
     if len(ids) != n_items or len(set(ids)) != n_items:
         raise PromptError("item_ids must be unique and one per item")
-    return ids
-
-
-def _per_item(
-    annotations: Annotations | Sequence[Annotations | None] | None, n_items: int
-) -> list[Annotations | None]:
     if annotations is None or isinstance(annotations, Annotations):
-        return [annotations] * n_items
+        return image_list, prompt_list, ids, [annotations] * n_items
     per_item = list(annotations)
     if len(per_item) != n_items:
         raise SettingsError(f"got {len(per_item)} annotations for {n_items} items")
-    return per_item
+    return image_list, prompt_list, ids, per_item
+
+
+def _settings(lvlm: LVLM, method: str, planner: SkipPlanner, baseline: Trace) -> dict[str, Any]:
+    """How the experiment ran, for the report (the decoding settings and lens as the original was traced)."""
+    return {
+        "model": lvlm.loaded.source,
+        "method": method,
+        **planner.settings(),
+        "generation": baseline.generation.to_dict(),
+        "lens": baseline.lens_mode,
+        "params": planner.params.to_dict(),
+    }
 
 
 def _image_source(trace: Trace, image: Any) -> str | None:
