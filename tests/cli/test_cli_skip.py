@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from evolens.analysis import Annotations
-from evolens.cli.skip import item_annotations, parse_presets, parse_skip_sets
-from evolens.data import DataItem
+from evolens.cli.skip import parse_presets, parse_skip_sets
 from evolens.errors import SettingsError
 from evolens.experiments import SkipReport
 from tests.cli.helpers import assert_user_error, run
@@ -70,21 +69,6 @@ def test_skip_on_a_dataset_uses_its_annotations(tiny_run, tmp_path: Path, capsys
     assert report.results[0].image is not None and report.results[0].image.endswith("AMBER_1.jpg")
     assert report.settings["items"] == 2 and report.settings["dataset"]["name"] == "amber"
     assert [s.n_items for s in report.summary] == [2, 2]  # merged over the two one-item batches
-
-
-def test_item_annotations_per_dataset() -> None:
-    amber = DataItem("1", None, "p", {"task": "amber-generative", "truth": ["dog"], "hallu": ["cat", "Dog"]})
-    assert item_annotations(amber, {}) == Annotations.of(
-        ["dog"], ["cat"]
-    )  # a word in both stays ground truth
-    coco = DataItem("9", None, "p", {"task": "chair", "instance_objects": ["dog", "car"]})
-    assert item_annotations(coco, {"categories": ["car", "cat", "dog", "kite"]}) == Annotations.of(
-        ["dog", "car"], ["cat", "kite"]
-    )
-    folder = DataItem("a.jpg", None, "p", {"ground_truth": ["tree"], "hallucination": ["boat"]})
-    assert item_annotations(folder, {}) == Annotations.of(["tree"], ["boat"])
-    pope = DataItem("3", None, "p", {"task": "pope", "label": "yes"})
-    assert item_annotations(pope, {}) is None
 
 
 def test_parsers() -> None:

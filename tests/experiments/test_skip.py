@@ -10,14 +10,13 @@ from torch import nn
 from evolens.analysis import Annotations, count_hallucinations
 from evolens.capture.generate import eos_token_ids
 from evolens.errors import PromptError, SettingsError
-from evolens.experiments.rebuild import REBUILD_BLOCKERS, rebuild_refusal
+from evolens.experiments.rebuild import REBUILD_BLOCKERS, rebuild_refusal, rebuilt_stack
 from evolens.experiments.skip import (
     SkipReport,
     check_skip_layers,
     generate_skipped,
     identity_hooks,
     rebuild_unsupported,
-    rebuilt_stack,
     run_skip,
     skip_layers,
 )
@@ -418,7 +417,7 @@ def test_run_skip_presets_from_detection(tiny_models, monkeypatch) -> None:
     """Without critical/mutation, each item's presets come from its own detected layers: item_layers() of the
     analysis of its original trace, then skip_presets(). Checked on what the tiny model's flat profile gives
     (usually nothing to skip: the original is reused), and with a detection that finds layers."""
-    import evolens.experiments.skip as skip_module
+    import evolens.experiments.skip.plans as plans_module
     from evolens.analysis import analyze_trace, item_layers, skip_presets
     from evolens.analysis.layers import ItemLayers
 
@@ -437,7 +436,7 @@ def test_run_skip_presets_from_detection(tiny_models, monkeypatch) -> None:
 
     # A detection with layers (critical 1, mutation 3 of 4) gives the paper's three skip sets, each generated.
     found = ItemLayers(n, 1, (3,))
-    monkeypatch.setattr(skip_module, "item_layers", lambda analysis, min_fraction: found)
+    monkeypatch.setattr(plans_module, "item_layers", lambda analysis, min_fraction: found)
     result = run_skip(lvlm, None, "describe the image", max_new_tokens=N_NEW).results[0]
     assert result.layers == found
     assert {v.name: v.skipped for v in result.variants[1:]} == {"skip1": (2,), "skip2": (3,), "skip3": (2, 3)}

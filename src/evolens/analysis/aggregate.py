@@ -10,12 +10,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from evolens.analysis.io import clean_json, read_result, write_result
+from evolens.analysis.io import JsonResult, clean_json
 from evolens.analysis.params import NOT_FOUND, DetectorParams
 from evolens.analysis.trace_analysis import TraceAnalysis
 from evolens.errors import SettingsError
@@ -151,7 +150,7 @@ class ItemSummary:
 
 
 @dataclass(frozen=True)
-class AnalysisSummary:
+class AnalysisSummary(JsonResult):
     """A dataset of analysed traces: pooled distributions with item-bootstrap intervals, plus every item.
 
     Attributes:
@@ -169,6 +168,9 @@ class AnalysisSummary:
         level: Confidence level.
         seed: Seed of the bootstrap RNG.
     """
+
+    result_kind: ClassVar[str] = KIND
+    default_name: ClassVar[str] = DEFAULT_NAME
 
     n_layers: int
     n_items: int
@@ -224,14 +226,6 @@ class AnalysisSummary:
             level=float(data["level"]),
             seed=int(data["seed"]),
         )
-
-    def save(self, path: str | Path) -> Path:
-        """Write atomically (a ``.json`` file, or a directory that receives ``summary.json``)."""
-        return write_result(path, KIND, self.to_dict(), DEFAULT_NAME)
-
-    @classmethod
-    def load(cls, path: str | Path) -> AnalysisSummary:
-        return cls.from_dict(read_result(path, KIND, DEFAULT_NAME))
 
 
 # ---------------------------------------------------------------------------- statistics

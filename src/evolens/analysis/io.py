@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from evolens.envelope import Envelope
 
@@ -50,3 +50,36 @@ def read_result(path: str | Path, kind: str, default_name: str) -> dict[str, Any
         StoreError: No such file, not JSON, or another kind or schema.
     """
     return _envelope(kind).read(resolve_path(path, default_name))
+
+
+R = TypeVar("R", bound="JsonResult")
+
+
+class JsonResult:
+    """``save``/``load`` for a result dataclass that has ``to_dict``/``from_dict``: one JSON file of the class's
+    ``result_kind``, written with :func:`write_result` and read back (kind and schema checked) with
+    :func:`read_result`.
+
+    A subclass sets ``result_kind`` (e.g. ``"evolens.skip_report"``) and ``default_name`` (the file a directory
+    receives, e.g. ``"skip.json"``) as class variables.
+    """
+
+    result_kind: ClassVar[str]
+    default_name: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls: type[R], data: dict[str, Any]) -> R:
+        raise NotImplementedError
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically to ``path`` (a ``.json`` file, or a directory that receives ``default_name``); returns
+        the file written."""
+        return write_result(path, self.result_kind, self.to_dict(), self.default_name)
+
+    @classmethod
+    def load(cls: type[R], path: str | Path) -> R:
+        """Read what :meth:`save` wrote (a ``.json`` file, or a directory holding ``default_name``)."""
+        return cls.from_dict(read_result(path, cls.result_kind, cls.default_name))

@@ -8,13 +8,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from evolens.analysis.detectors import HierarchyScore, hierarchy_score
-from evolens.analysis.io import clean_json, read_result, write_result
+from evolens.analysis.io import JsonResult, clean_json
 from evolens.analysis.params import NOT_FOUND, DetectorParams
 from evolens.analysis.stages import MUTATION, RAPID, STABLE, UNKNOWN
 from evolens.analysis.trace_analysis import TraceAnalysis, analyze_trace
@@ -97,13 +96,16 @@ class ProfileSummary:
 
 
 @dataclass(frozen=True)
-class ProfileComparison:
+class ProfileComparison(JsonResult):
     """Several conditions' profiles side by side (paper §6).
 
     Attributes:
         profiles: One :class:`ProfileSummary` per condition, in the order given.
         params: The detector parameters.
     """
+
+    result_kind: ClassVar[str] = KIND
+    default_name: ClassVar[str] = DEFAULT_NAME
 
     profiles: list[ProfileSummary]
     params: DetectorParams
@@ -126,14 +128,6 @@ class ProfileComparison:
         return cls(
             [ProfileSummary.from_dict(p) for p in data["profiles"]], DetectorParams.from_dict(data["params"])
         )
-
-    def save(self, path: str | Path) -> Path:
-        """Write atomically (a ``.json`` file, or a directory that receives ``profiles.json``)."""
-        return write_result(path, KIND, self.to_dict(), DEFAULT_NAME)
-
-    @classmethod
-    def load(cls, path: str | Path) -> ProfileComparison:
-        return cls.from_dict(read_result(path, KIND, DEFAULT_NAME))
 
 
 def profile_summary(

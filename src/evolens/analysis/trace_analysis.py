@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -17,7 +16,7 @@ from evolens.analysis.detectors import (
     mutation_layers,
     stage_of_layers,
 )
-from evolens.analysis.io import read_result, write_result
+from evolens.analysis.io import JsonResult
 from evolens.analysis.params import NOT_FOUND, DetectorParams
 from evolens.errors import SettingsError
 
@@ -30,7 +29,7 @@ DEFAULT_NAME = "analysis.json"
 
 
 @dataclass(frozen=True, eq=False)
-class TraceAnalysis:
+class TraceAnalysis(JsonResult):
     """Critical layers, mutation layers and stages of every generated token of one trace.
 
     Layer numbers are state indices (0 = embeddings, ``l`` = output of decoder layer ``l``, 1-based); ``-1``
@@ -56,6 +55,9 @@ class TraceAnalysis:
         lens_mode: The lens of the metrics analysed.
         model_source: Which model produced the trace ("" if unknown).
     """
+
+    result_kind: ClassVar[str] = KIND
+    default_name: ClassVar[str] = DEFAULT_NAME
 
     item_id: str
     n_layers: int
@@ -176,16 +178,6 @@ class TraceAnalysis:
             lens_mode=str(data.get("lens_mode", "logit")),
             model_source=str(data.get("model_source", "")),
         )
-
-    def save(self, path: str | Path) -> Path:
-        """Write atomically to ``path`` (a ``.json`` file, or a directory — e.g. the trace's — that receives
-        ``analysis.json``); returns the file."""
-        return write_result(path, KIND, self.to_dict(), DEFAULT_NAME)
-
-    @classmethod
-    def load(cls, path: str | Path) -> TraceAnalysis:
-        """Read what :meth:`save` wrote."""
-        return cls.from_dict(read_result(path, KIND, DEFAULT_NAME))
 
 
 def analyze_metrics(

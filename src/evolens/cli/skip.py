@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -40,11 +40,53 @@ from evolens.errors import EvolensError, SettingsError
 from evolens.files import check_writable, make_directory
 
 if TYPE_CHECKING:
-    from evolens.analysis.compare import Annotations
-    from evolens.data.items import DataItem
+    from evolens.data import AnnotatedItems, Dataset
     from evolens.experiments.skip import SkipReport, SkipResult
 
 ALL_PRESETS = ("skip1", "skip2", "skip3")
+
+ImageOpt = Annotated[
+    list[Path] | None, typer.Option("--image", "-i", help="Image file (repeat for several; omit: text only)")
+]
+PromptsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--prompt", "-p", help="Prompt: one for every image, or one per image (repeat)"),
+]
+PresetOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Paper presets, comma-separated: skip1 (critical->mutation), skip2 (mutation layers), skip3 "
+        "(critical->last few); 'none' for none [default: all three, none with --layers]"
+    ),
+]
+SkipSetsOpt = Annotated[
+    list[str] | None,
+    typer.Option(help="An explicit skip set of 1-based decoder layers, e.g. 18-31 or mid=10-12,14 (repeat)"),
+]
+CriticalOpt = Annotated[
+    int | None, typer.Option(help="Critical layer (state index) for the presets instead of detecting it")
+]
+MutationOpt = Annotated[
+    str | None, typer.Option(help="Mutation layers for the presets instead of detecting them, e.g. 27,28")
+]
+KeepLastOpt = Annotated[
+    int | None, typer.Option(help="Layers skip3 keeps at the end [default: round(5/32 * L)]", min=1)
+]
+SkipMethodOpt = Annotated[
+    Literal["hook", "rebuild"],
+    typer.Option(help="hook (identity hooks, every family) or rebuild (a shorter stack, faster; checked)"),
+]
+TruthOpt = Annotated[
+    list[str] | None, typer.Option(help="Words of objects in the image (comma-separated; repeat)")
+]
+HalluOpt = Annotated[
+    list[str] | None, typer.Option(help="Words that would be hallucinations (comma-separated; repeat)")
+]
+ShowOpt = Annotated[int, typer.Option(help="Items printed and drawn in the figure (0: all)", min=0)]
+MaxCharsOpt = Annotated[int, typer.Option(help="Characters of each printed text (0: all)", min=0)]
+MaxTokensOpt = Annotated[int, typer.Option(help="Tokens of each text in the figure (0: all)", min=0)]
+MarkChangesOpt = Annotated[bool, typer.Option(help="Mark in blue where a variant departs from the original")]
+FigureImagesOpt = Annotated[bool, typer.Option(help="Show the images in the figure")]
 
 
 def parse_presets(spec: str | None, *, have_layers: bool) -> tuple[str, ...]:
@@ -75,47 +117,92 @@ def parse_skip_sets(specs: Sequence[str] | None) -> dict[str, tuple[int, ...]]:
     return sets
 
 
-def item_annotations(item: DataItem, resources: Mapping[str, Any]) -> Annotations | None:
-    """What a dataset item says is in the image and what would be a hallucination, when it says so.
+def skip_plan(
+    preset: str | None, layers: Sequence[str] | None, critical: int | None, mutation: str | None
+) -> dict[str, Any]:
+    """``--preset``, ``--layers``, ``--critical`` and ``--mutation`` as :func:`~evolens.run_skip` arguments."""
+    presets = parse_presets(preset, have_layers=bool(layers))
+    skip_sets = parse_skip_sets(layers)
+    if not presets and not skip_sets:
+        raise SettingsError("nothing to run: give --preset and/or --layers")
+    mutation_layers = list(parse_layers(mutation, "--mutation")) if mutation else None
+    if mutation_layers is not None and critical is None:
+        raise SettingsError("--mutation needs --critical too")
+    if critical is not None and not presets:
+        raise SettingsError("--critical/--mutation set the presets' layers; give --preset too")
+    return {
+        "presets": presets,
+        "layers": skip_sets or None,
+        "critical": critical,
+        "mutation": mutation_layers,
+    }
 
-    AMBER generative items: its ``truth`` and ``hallu`` objects. COCO (CHAIR) items: the image's instance
-    categories, and every other category of the dataset as hallucinations. Image-folder JSON Lines: ``truth`` /
-    ``hallu`` (or ``ground_truth`` / ``hallucination``) lists. Others (yes/no questions): none.
-    """
+
+def image_items(
+    image: Sequence[Path] | None,
+    prompt: Sequence[str] | None,
+    truth: Sequence[str] | None,
+    hallu: Sequence[str] | None,
+) -> AnnotatedItems:
+    """``--image``/``--prompt`` items (one prompt for every image, or one per image), annotated with ``--truth``
+    and ``--hallu``; the prompts and images are checked before the model loads."""
     from evolens.analysis import Annotations
+    from evolens.data import AnnotatedItems
+    from evolens.models.inputs import check_prompt, load_image
 
-    ann = item.annotations
-    truth: list[str] | None = None
-    hallu: list[str] = []
-    if item.task == "amber-generative":
-        truth, hallu = list(ann.get("truth", [])), list(ann.get("hallu", []))
-    elif item.task == "chair":
-        truth = list(ann.get("instance_objects", []))
-        hallu = [c for c in resources.get("categories") or [] if c not in truth]
-    else:
-        for t_key, h_key in (("truth", "hallu"), ("ground_truth", "hallucination")):
-            if isinstance(ann.get(t_key), list) or isinstance(ann.get(h_key), list):
-                truth, hallu = list(ann.get(t_key) or []), list(ann.get(h_key) or [])
-                break
-    if truth is None:
-        return None
-    words = {w.lower() for w in truth}
-    return Annotations.of(truth, [w for w in hallu if w.lower() not in words])
+    if not prompt:
+        raise SettingsError("give --prompt (and --image), or --dataset")
+    for p in prompt:
+        check_prompt(p)
+    for path in image or ():
+        load_image(path)
+    images: list[Path | None] = list(image) if image else [None] * len(prompt)
+    if len(prompt) not in (1, len(images)):
+        raise SettingsError(f"give one --prompt, or one per --image: got {len(prompt)} for {len(images)}")
+    prompts = list(prompt) * (len(images) if len(prompt) == 1 else 1)
+    truth_words, hallu_words = parse_words(truth), parse_words(hallu)
+    given = Annotations.of(truth_words, hallu_words) if truth_words or hallu_words else None
+    return AnnotatedItems(images, prompts, [str(i) for i in range(len(prompts))], [given] * len(prompts))
 
 
-def merge_reports(reports: Sequence[SkipReport], extra_settings: Mapping[str, Any]) -> SkipReport:
-    """One report from the reports of consecutive chunks of items (summaries recomputed over all items)."""
-    from evolens.experiments.skip import SkipReport, summarize_variants
+def dataset_root(
+    image: Sequence[Path] | None,
+    prompt: Sequence[str] | None,
+    truth: Sequence[str] | None,
+    hallu: Sequence[str] | None,
+    root: Path | None,
+) -> Path:
+    """``--root``, after refusing the options that do not go with ``--dataset``."""
+    if image or (prompt and len(prompt) > 1):
+        raise SettingsError(
+            "--dataset brings its own images; leave out --image (one --prompt may replace theirs)"
+        )
+    if parse_words(truth) or parse_words(hallu):
+        raise SettingsError("--truth/--hallu are for --image items; a dataset brings its own annotations")
+    if root is None:
+        raise SettingsError("--dataset needs --root")
+    return root
 
-    results = [r for report in reports for r in report.results]
-    settings = {**reports[0].settings, **extra_settings}
-    return SkipReport(results, summarize_variants(results), settings)
+
+def dataset_items(data: Dataset, root: Path, limit: int | None) -> tuple[AnnotatedItems, dict[str, Any]]:
+    """The first ``limit`` items of ``data`` with a readable image (the others named on stderr), annotated, and
+    the dataset's description for the report's settings."""
+    from evolens.data import annotated_items
+
+    def unreadable(item: Any, err: EvolensError) -> None:
+        err_console.print(f"skipped item {item.item_id}: {err}", markup=False, highlight=False)
+
+    items = list(itertools.islice(data, limit))
+    if not items:
+        raise SettingsError(f"the dataset under {root} has no items")
+    inputs = annotated_items(items, data.resources(), on_unreadable=unreadable)
+    return inputs, {"dataset": data.describe(), "items": len(inputs.prompts)}
 
 
 def _fmt_layers(layers: Sequence[int]) -> str:
-    from evolens.viz.results import _layer_ranges
+    from evolens.viz.results import layer_ranges
 
-    return _layer_ranges(layers) if layers else "–"
+    return layer_ranges(layers) if layers else "–"
 
 
 def print_result(result: SkipResult, max_chars: int) -> None:
@@ -193,6 +280,43 @@ def print_summary(report: SkipReport) -> None:
     )
 
 
+def run_items(lvlm: Any, inputs: AnnotatedItems, dataset_info: dict[str, Any], **options: Any) -> SkipReport:
+    """:func:`~evolens.experiments.run_skip_chunked` over ``inputs`` in chunks of ``options["batch_size"]`` items
+    (:func:`~evolens.run_skip`'s options), with a progress bar (a spinner for a single item); ``dataset_info``
+    joins the report's settings."""
+    from evolens.experiments import run_skip_chunked
+
+    n_items = len(inputs.prompts)
+    with (
+        progress_bar("skip experiment (items)", n_items) as advance,
+        spinner("skip experiment") if n_items < 2 else nullcontext(),
+    ):
+        return run_skip_chunked(
+            lvlm,
+            inputs.images,
+            inputs.prompts,
+            annotations=inputs.annotations,
+            item_ids=inputs.item_ids,
+            chunk_size=options["batch_size"],
+            extra_settings=dataset_info,
+            on_chunk=advance,
+            **options,
+        )
+
+
+def print_report(report: SkipReport, saved: Path, show: int, max_chars: int) -> list[SkipResult]:
+    """Print the first ``show`` items (0: all) and, over several items, the summary; returns the items shown."""
+    shown = report.results if show == 0 else report.results[:show]
+    for result in shown:
+        print_result(result, max_chars)
+    if len(shown) < len(report.results):
+        say(f"… {len(report.results) - len(shown)} more items in {saved} (--show 0 prints all)")
+    if len(report.results) > 1:
+        print_summary(report)
+    say(f"wrote {saved}")
+    return shown
+
+
 @app.command(
     "skip",
     epilog=examples(
@@ -207,48 +331,16 @@ def print_summary(report: SkipReport) -> None:
 def skip(
     model: Annotated[str, typer.Argument(help="Local model directory or hub id")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory (skip.json and the figure)")],
-    image: Annotated[
-        list[Path] | None,
-        typer.Option("--image", "-i", help="Image file (repeat for several; omit: text only)"),
-    ] = None,
-    prompt: Annotated[
-        list[str] | None,
-        typer.Option("--prompt", "-p", help="Prompt: one for every image, or one per image (repeat)"),
-    ] = None,
-    preset: Annotated[
-        str | None,
-        typer.Option(
-            help="Paper presets, comma-separated: skip1 (critical->mutation), skip2 (mutation layers), skip3 "
-            "(critical->last few); 'none' for none [default: all three, none with --layers]"
-        ),
-    ] = None,
-    layers: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="An explicit skip set of 1-based decoder layers, e.g. 18-31 or mid=10-12,14 (repeat)"
-        ),
-    ] = None,
-    critical: Annotated[
-        int | None, typer.Option(help="Critical layer (state index) for the presets instead of detecting it")
-    ] = None,
-    mutation: Annotated[
-        str | None, typer.Option(help="Mutation layers for the presets instead of detecting them, e.g. 27,28")
-    ] = None,
-    keep_last: Annotated[
-        int | None, typer.Option(help="Layers skip3 keeps at the end [default: round(5/32 * L)]", min=1)
-    ] = None,
-    method: Annotated[
-        Literal["hook", "rebuild"],
-        typer.Option(
-            help="hook (identity hooks, every family) or rebuild (a shorter stack, faster; checked)"
-        ),
-    ] = "hook",
-    truth: Annotated[
-        list[str] | None, typer.Option(help="Words of objects in the image (comma-separated; repeat)")
-    ] = None,
-    hallu: Annotated[
-        list[str] | None, typer.Option(help="Words that would be hallucinations (comma-separated; repeat)")
-    ] = None,
+    image: ImageOpt = None,
+    prompt: PromptsOpt = None,
+    preset: PresetOpt = None,
+    layers: SkipSetsOpt = None,
+    critical: CriticalOpt = None,
+    mutation: MutationOpt = None,
+    keep_last: KeepLastOpt = None,
+    method: SkipMethodOpt = "hook",
+    truth: TruthOpt = None,
+    hallu: HalluOpt = None,
     dataset: Annotated[
         str | None,
         typer.Option(
@@ -273,13 +365,11 @@ def skip(
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16")] = "auto",
     allow_pickle: Annotated[bool, typer.Option(help="Accept pickle-only checkpoints (unsafe)")] = False,
     trust_remote_code: Annotated[bool, typer.Option(help="Run code shipped with the checkpoint")] = False,
-    show: Annotated[int, typer.Option(help="Items printed and drawn in the figure (0: all)", min=0)] = 4,
-    max_chars: Annotated[int, typer.Option(help="Characters of each printed text (0: all)", min=0)] = 160,
-    max_tokens: Annotated[int, typer.Option(help="Tokens of each text in the figure (0: all)", min=0)] = 0,
-    mark_changes: Annotated[
-        bool, typer.Option(help="Mark in blue where a variant departs from the original")
-    ] = False,
-    figure_images: Annotated[bool, typer.Option(help="Show the images in the figure")] = True,
+    show: ShowOpt = 4,
+    max_chars: MaxCharsOpt = 160,
+    max_tokens: MaxTokensOpt = 0,
+    mark_changes: MarkChangesOpt = False,
+    figure_images: FigureImagesOpt = True,
     formats: FigureFormats = None,
     dpi: Dpi = 150,
     config: ConfigOption = None,
@@ -293,32 +383,14 @@ def skip(
     annotations: AMBER truth/hallu, COCO instance categories, JSON Lines truth/hallu fields) come from a dataset.
     """
     import evolens
-    from evolens.analysis import Annotations
-    from evolens.models.inputs import check_prompt, load_image
     from evolens.viz import skip_report_figure
 
     check_writable(out_dir, directory=True)  # before the model loads and the variants run
-    presets = parse_presets(preset, have_layers=bool(layers))
-    skip_sets = parse_skip_sets(layers)
-    if not presets and not skip_sets:
-        raise SettingsError("nothing to run: give --preset and/or --layers")
-    mutation_layers = list(parse_layers(mutation, "--mutation")) if mutation else None
-    if mutation_layers is not None and critical is None:
-        raise SettingsError("--mutation needs --critical too")
-    if critical is not None and not presets:
-        raise SettingsError("--critical/--mutation set the presets' layers; give --preset too")
-    truth_words, hallu_words = parse_words(truth), parse_words(hallu)
-
-    dataset_info: dict[str, Any] = {}
-    if dataset is not None:
-        if image or (prompt and len(prompt) > 1):
-            raise SettingsError(
-                "--dataset brings its own images; leave out --image (one --prompt may replace theirs)"
-            )
-        if truth_words or hallu_words:
-            raise SettingsError("--truth/--hallu are for --image items; a dataset brings its own annotations")
-        if root is None:
-            raise SettingsError("--dataset needs --root")
+    plan = skip_plan(preset, layers, critical, mutation)
+    if dataset is None:
+        inputs, dataset_info = image_items(image, prompt, truth, hallu), dict[str, Any]()
+    else:
+        root = dataset_root(image, prompt, truth, hallu, root)
         data = parse_dataset_options(
             dataset,
             root,
@@ -332,91 +404,18 @@ def skip(
             instances=instances,
             synonyms=synonyms,
         ).open()
-        items = list(itertools.islice(data, limit))
-        if not items:
-            raise SettingsError(f"the dataset under {root} has no items")
-        resources = data.resources()
-        readable = []
-        for item in items:
-            try:
-                if item.image is not None:
-                    load_image(item.image)
-            except EvolensError as err:
-                err_console.print(f"skipped item {item.item_id}: {err}", markup=False, highlight=False)
-                continue
-            readable.append(item)
-        if not readable:
-            raise SettingsError("no item of the dataset has a readable image")
-        item_images: list[Any] = [i.image for i in readable]
-        prompts = [i.prompt for i in readable]
-        ids: list[str] | None = [i.item_id for i in readable]
-        annotations: list[Annotations | None] = [item_annotations(i, resources) for i in readable]
-        dataset_info = {"dataset": data.describe(), "items": len(readable)}
-    else:
-        if not prompt:
-            raise SettingsError("give --prompt (and --image), or --dataset")
-        for p in prompt:
-            check_prompt(p)
-        for path in image or ():
-            load_image(path)
-        item_images = list(image) if image else [None] * len(prompt)
-        if len(prompt) not in (1, len(item_images)):
-            raise SettingsError(
-                f"give one --prompt, or one per --image: got {len(prompt)} for {len(item_images)}"
-            )
-        prompts = list(prompt) * (len(item_images) if len(prompt) == 1 else 1)
-        ids = None
-        given = Annotations.of(truth_words, hallu_words) if truth_words or hallu_words else None
-        annotations = [given] * len(prompts)
-
+        inputs, dataset_info = dataset_items(data, root, limit)
     quiet_transformers()
     lvlm = evolens.load(
         model, device=device, dtype=dtype, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code
     )
-    options: dict[str, Any] = {
-        "presets": presets,
-        "layers": skip_sets or None,
-        "critical": critical,
-        "mutation": mutation_layers,
-        "params": params,
-        "method": method,
-        "keep_last": keep_last,
-        "max_new_tokens": max_new_tokens,
-        "lens": lens,
-        "seed": seed,
-        "batch_size": batch_size,
-    }
-    n_items = len(prompts)
-    names = ids if ids is not None else [str(i) for i in range(n_items)]
-    reports = []
-    with (
-        progress_bar("skip experiment (items)", n_items) as advance,
-        spinner("skip experiment") if n_items < 2 else nullcontext(),
-    ):
-        for start in range(0, n_items, batch_size):
-            chunk = slice(start, start + batch_size)
-            reports.append(
-                evolens.run_skip(
-                    lvlm,
-                    item_images[chunk],
-                    prompts[chunk],
-                    annotations=annotations[chunk],
-                    item_ids=names[chunk],
-                    **options,
-                )
-            )
-            advance(len(prompts[chunk]))
-    report = merge_reports(reports, dataset_info)
+    decoding = {"max_new_tokens": max_new_tokens, "lens": lens, "seed": seed, "batch_size": batch_size}
+    report = run_items(
+        lvlm, inputs, dataset_info, params=params, method=method, keep_last=keep_last, **plan, **decoding
+    )
     make_directory(out_dir)
     saved = report.save(out_dir / "skip.json")
-    shown = report.results if show == 0 else report.results[:show]
-    for result in shown:
-        print_result(result, max_chars)
-    if len(shown) < len(report.results):
-        say(f"… {len(report.results) - len(shown)} more items in {saved} (--show 0 prints all)")
-    if len(report.results) > 1:
-        print_summary(report)
-    say(f"wrote {saved}")
+    shown = print_report(report, saved, show, max_chars)
     fig = skip_report_figure(
         report,
         items=[r.item_id for r in shown],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from evolens.data.amber import Amber
 from evolens.data.amber_eval import AmberDiscriminativeScores, AmberGenerativeScores
+from evolens.data.annotations import AnnotatedItems, annotated_items, item_annotations
 from evolens.data.chair import ChairScores
 from evolens.data.coco import Coco
 from evolens.data.evaluation import Evaluation, Response, evaluate, evaluate_dataset
@@ -40,6 +41,7 @@ __all__ = [
     "Amber",
     "AmberDiscriminativeScores",
     "AmberGenerativeScores",
+    "AnnotatedItems",
     "BinaryScores",
     "ChairScores",
     "Coco",
@@ -57,8 +59,10 @@ __all__ = [
     "TextMethod",
     "TextTools",
     "ToyTestSet",
+    "annotated_items",
     "evaluate",
     "evaluate_dataset",
+    "item_annotations",
     "open_dataset",
     "reader_named",
     "register_reader",

@@ -16,8 +16,10 @@ from evolens.experiments.skip import (
     VariantSummary,
     check_skip_layers,
     generate_skipped,
+    merge_reports,
     rebuild_unsupported,
     run_skip,
+    run_skip_chunked,
     skip_layers,
 )
 from evolens.experiments.text_only import compare_text_only
@@ -36,9 +38,11 @@ __all__ = [
     "compare_tokens",
     "generate_skipped",
     "load_comparisons",
+    "merge_reports",
     "paper_mutation_layers",
     "rebuild_unsupported",
     "run_skip",
+    "run_skip_chunked",
     "save_comparisons",
     "skip_layers",
 ]

@@ -70,7 +70,7 @@ class SkipTable:
     item_ids: list[str]
 
 
-def _layer_ranges(layers: Sequence[int]) -> str:
+def layer_ranges(layers: Sequence[int]) -> str:
     """``[18, 19, 20, 27]`` -> ``"18–20, 27"``."""
     parts: list[str] = []
     values = sorted(layers)
@@ -183,7 +183,7 @@ def skip_table(
     for name in names:
         skipped = {r.variant(name).skipped for r in results if name in {v.name for v in r.variants}}
         ran = [s for s in skipped if s]
-        ranges = _layer_ranges(ran[0]) if len(skipped) == 1 and ran else ""
+        ranges = layer_ranges(ran[0]) if len(skipped) == 1 and ran else ""
         columns.append(f"{name} ({ranges})" if ranges and ranges not in name.replace("-", "–") else name)
     rows: list[list[list[str]]] = []
     flags: list[list[list[str | None]]] = []

@@ -1,0 +1,208 @@
+"""The layer-skip experiment of the paper (§4.2, Fig. 5) on one or more items: the original generation traced,
+each item's skip sets planned from its critical and mutation layers, every variant generated and compared with the
+original."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from evolens.analysis.compare import Annotations
+from evolens.analysis.params import DetectorParams
+from evolens.errors import PromptError, SettingsError
+from evolens.experiments.items import pair_items
+from evolens.experiments.skip.generate import (
+    GENERATION_OPTIONS,
+    PROMPT_OPTIONS,
+    generate_variants,
+    trace_generation,
+)
+from evolens.experiments.skip.methods import SkipMethod
+from evolens.experiments.skip.plans import SkipPlanner, plan_skips
+from evolens.experiments.skip.results import (
+    SkipReport,
+    SkipResult,
+    compare_variants,
+    merge_reports,
+    summarize_variants,
+)
+
+if TYPE_CHECKING:
+    from evolens.api import LVLM
+    from evolens.trace import Trace
+
+# the options of LVLM.trace run_skip passes on (the decoding and prompt options also go to the variants)
+TRACE_OPTIONS = (
+    *GENERATION_OPTIONS,
+    *PROMPT_OPTIONS,
+    "lens",
+    "topk",
+    "track",
+    "storage_dtype",
+    "storage_device",
+    "chunk_steps",
+    "max_chunk_bytes",
+    "prompt_positions",
+    "keep_hidden_states",
+)
+
+
+def run_skip(
+    lvlm: LVLM,
+    images: Any,
+    prompts: str | Sequence[str],
+    *,
+    presets: Sequence[str] = ("skip1", "skip2", "skip3"),
+    layers: Mapping[str, Sequence[int]] | None = None,
+    critical: int | None = None,
+    mutation: Sequence[int] | None = None,
+    annotations: Annotations | Sequence[Annotations | None] | None = None,
+    params: DetectorParams | None = None,
+    method: SkipMethod = "hook",
+    keep_last: int | None = None,
+    mutation_min_fraction: float = 0.1,
+    item_ids: Sequence[str] | None = None,
+    progress: bool = False,
+    **trace_options: Any,
+) -> SkipReport:
+    """The layer-skip experiment of the paper (Fig. 5) on one or more items.
+
+    For each item: the original generation (traced, so its critical and mutation layers can be detected), then
+    one generation per variant with the same decoding settings.
+
+    Args:
+        lvlm: The model.
+        images: One image (path, PIL image or ``None``) or a sequence, one per prompt.
+        prompts: One prompt, or one per image.
+        presets: Paper presets to run (``skip1`` critical->mutation, ``skip2`` mutation layers only, ``skip3``
+            critical->last ``keep_last``), derived per item from its detected layers
+            (:func:`~evolens.analysis.layers.item_layers`) unless ``critical``/``mutation`` are given.
+        layers: Extra named skip sets (1-based layers), the same for every item, e.g. ``{"mid": [10, 11]}``.
+        critical: Use this critical layer (state index) for every item instead of detecting it.
+        mutation: Use these mutation layers for every item instead of detecting them.
+        annotations: Ground-truth/hallucination words, one for all items or one (or ``None``) per item.
+        params: Detector parameters for the detected layers.
+        method: ``"hook"`` or ``"rebuild"`` (module docstring).
+        keep_last: Layers ``skip3`` keeps at the end (default ``max(1, round(5 / 32 * L))``).
+        mutation_min_fraction: See :func:`~evolens.analysis.layers.item_layers`.
+        item_ids: Names of the items.
+        progress: Show a progress bar.
+        **trace_options: Decoding and prompt options of :meth:`evolens.LVLM.trace` (``max_new_tokens``...).
+
+    Raises:
+        SettingsError: layers out of range, a skip set with every layer, ``critical`` not before ``mutation``, an
+            unknown preset or variant names that collide.
+    """
+    planner = plan_skips(
+        lvlm.n_layers,
+        presets,
+        layers,
+        critical=critical,
+        mutation=mutation,
+        params=params,
+        keep_last=keep_last,
+        mutation_min_fraction=mutation_min_fraction,
+    )
+    image_list, prompt_list, ids, ann_list = _paired(images, prompts, item_ids, annotations, trace_options)
+    options = {"keep_hidden_states": False, **trace_options}
+    baselines = lvlm.trace(images=image_list, prompts=prompt_list, item_ids=ids, **options)
+    found = [planner.item_layers(trace) for trace in baselines]
+    plans = [planner.plan(il) for il in found]
+    decoding = {k: v for k, v in trace_options.items() if k in GENERATION_OPTIONS or k in PROMPT_OPTIONS}
+    outputs = generate_variants(lvlm, image_list, prompt_list, plans, method, progress=progress, **decoding)
+    results = [
+        SkipResult(
+            item_id=ids[i],
+            prompt=prompt_list[i],
+            image=_image_source(trace, image_list[i]),
+            n_layers=planner.n_layers,
+            method=method,
+            layers=found[i],
+            variants=compare_variants(trace_generation(trace), plans[i], outputs[i], ann_list[i]),
+            annotations=ann_list[i],
+        )
+        for i, trace in enumerate(baselines)
+    ]
+    return SkipReport(results, summarize_variants(results), _settings(lvlm, method, planner, baselines[0]))
+
+
+def run_skip_chunked(
+    lvlm: LVLM,
+    images: Sequence[Any],
+    prompts: Sequence[str],
+    *,
+    chunk_size: int,
+    annotations: Sequence[Annotations | None] | None = None,
+    item_ids: Sequence[str] | None = None,
+    extra_settings: Mapping[str, Any] | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+    **options: Any,
+) -> SkipReport:
+    """:func:`run_skip` over consecutive chunks of ``chunk_size`` items (one image and prompt each), merged into
+    one report (:func:`~evolens.experiments.skip.merge_reports`, its settings updated with ``extra_settings``).
+
+    Each chunk is traced and its variants generated on their own, so memory stays bounded; ``on_chunk(n)`` is
+    called after each chunk of ``n`` items (a progress bar). ``options`` are those of :func:`run_skip`.
+    """
+    n_items = len(prompts)
+    names = list(item_ids) if item_ids is not None else [str(i) for i in range(n_items)]
+    per_item = list(annotations) if annotations is not None else [None] * n_items
+    reports = []
+    for start in range(0, n_items, chunk_size):
+        chunk = slice(start, start + chunk_size)
+        reports.append(
+            run_skip(
+                lvlm,
+                images[chunk],
+                prompts[chunk],
+                annotations=per_item[chunk],
+                item_ids=names[chunk],
+                **options,
+            )
+        )
+        if on_chunk is not None:
+            on_chunk(len(prompts[chunk]))
+    return merge_reports(reports, extra_settings)
+
+
+def _paired(
+    images: Any,
+    prompts: str | Sequence[str],
+    item_ids: Sequence[str] | None,
+    annotations: Annotations | Sequence[Annotations | None] | None,
+    trace_options: Mapping[str, Any],
+) -> tuple[list[Any], list[str], list[str], list[Annotations | None]]:
+    """The items paired up (images, prompts, ids, annotations: one each per item), and the options checked."""
+    unknown = set(trace_options) - set(TRACE_OPTIONS)
+    if unknown:
+        raise SettingsError(f"unknown option(s) {sorted(unknown)} for run_skip")
+    image_list, prompt_list = pair_items(images, prompts)
+    n_items = len(prompt_list)
+    ids = [str(i) for i in (item_ids if item_ids is not None else range(n_items))]
+    if len(ids) != n_items or len(set(ids)) != n_items:
+        raise PromptError("item_ids must be unique and one per item")
+    if annotations is None or isinstance(annotations, Annotations):
+        return image_list, prompt_list, ids, [annotations] * n_items
+    per_item = list(annotations)
+    if len(per_item) != n_items:
+        raise SettingsError(f"got {len(per_item)} annotations for {n_items} items")
+    return image_list, prompt_list, ids, per_item
+
+
+def _settings(lvlm: LVLM, method: str, planner: SkipPlanner, baseline: Trace) -> dict[str, Any]:
+    """How the experiment ran, for the report (the decoding settings and lens as the original was traced)."""
+    return {
+        "model": lvlm.loaded.source,
+        "method": method,
+        **planner.settings(),
+        "generation": baseline.generation.to_dict(),
+        "lens": baseline.lens_mode,
+        "params": planner.params.to_dict(),
+    }
+
+
+def _image_source(trace: Trace, image: Any) -> str | None:
+    """Where the item's image came from: as its trace records it, else the input given (``None``: text only)."""
+    if trace.image is not None:
+        return trace.image.source
+    return None if image is None else str(image)
