@@ -19,6 +19,8 @@ from typing import Literal
 
 import torch
 
+from evolens.api import TraceOptions
+
 
 def random_llama(directory: Path, n_layers: int, hidden: int) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -104,7 +106,12 @@ def main() -> None:
                 sync()
                 t0 = time.perf_counter()
                 out = generate_skipped(
-                    lvlm, images, prompts, layers, method=method, max_new_tokens=args.new_tokens
+                    lvlm,
+                    images,
+                    prompts,
+                    layers,
+                    method=method,
+                    options=TraceOptions.from_flat(max_new_tokens=args.new_tokens),
                 )
                 sync()
                 if i:  # the first run warms up (and verifies the rebuilt stack)

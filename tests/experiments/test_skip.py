@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from evolens.analysis import Annotations, count_hallucinations
+from evolens.api import TraceOptions
 from evolens.capture.generate import eos_token_ids
 from evolens.errors import PromptError, SettingsError
 from evolens.experiments.rebuild import REBUILD_BLOCKERS, rebuild_refusal, rebuilt_stack
@@ -99,15 +100,22 @@ def _rebuildable(lvlm, candidates) -> tuple[int, ...] | None:
 def test_skipping_nothing_reproduces_the_trace(family: str, tiny_models) -> None:
     lvlm = _load(family, tiny_models)
     images, prompts = _items(lvlm, 2)
-    traces = lvlm.trace(images=images, prompts=prompts, max_new_tokens=N_NEW, keep_hidden_states=False)
+    traces = lvlm.trace(
+        images=images,
+        prompts=prompts,
+        options=TraceOptions.from_flat(max_new_tokens=N_NEW),
+        keep_hidden_states=False,
+    )
     for method in ("hook", "rebuild"):
-        gens = generate_skipped(lvlm, images, prompts, (), method=method, max_new_tokens=N_NEW)
+        gens = generate_skipped(
+            lvlm, images, prompts, (), method=method, options=TraceOptions.from_flat(max_new_tokens=N_NEW)
+        )
         for trace, gen in zip(traces, gens, strict=True):
             assert gen.token_ids == _without_eos(trace.generated_ids.tolist(), lvlm)
             assert gen.text == trace.text and gen.stop_reason == trace.stop_reason
     with skip_layers(lvlm, []) as skip:
         assert skip == ()
-        again = lvlm.trace(images[0], prompts[0], max_new_tokens=N_NEW)
+        again = lvlm.trace(images[0], prompts[0], options=TraceOptions.from_flat(max_new_tokens=N_NEW))
     assert torch.equal(again.generated_ids, traces[0].generated_ids)
 
 
@@ -149,14 +157,30 @@ def test_cached_generation_matches_no_cache_reference(family: str, tiny_models) 
             _without_eos(_greedy_no_cache(lvlm, image, prompt, skip, N_NEW), lvlm)
             for image, prompt in zip(images, prompts, strict=True)
         ]
-        hooked = generate_skipped(lvlm, images, prompts, skip, method="hook", max_new_tokens=N_NEW)
+        hooked = generate_skipped(
+            lvlm, images, prompts, skip, method="hook", options=TraceOptions.from_flat(max_new_tokens=N_NEW)
+        )
         assert [g.token_ids for g in hooked] == references, (family, "hook", skip)
         reason = rebuild_unsupported(lvlm, skip)
         if reason is not None:
             with pytest.raises(SettingsError, match=re.escape(reason)):
-                generate_skipped(lvlm, images, prompts, skip, method="rebuild", max_new_tokens=N_NEW)
+                generate_skipped(
+                    lvlm,
+                    images,
+                    prompts,
+                    skip,
+                    method="rebuild",
+                    options=TraceOptions.from_flat(max_new_tokens=N_NEW),
+                )
             continue
-        gens = generate_skipped(lvlm, images, prompts, skip, method="rebuild", max_new_tokens=N_NEW)
+        gens = generate_skipped(
+            lvlm,
+            images,
+            prompts,
+            skip,
+            method="rebuild",
+            options=TraceOptions.from_flat(max_new_tokens=N_NEW),
+        )
         assert [g.token_ids for g in gens] == references, (family, "rebuild", skip)
         rebuilt += 1
     # the rebuild runs somewhere on every family but Gemma 4 (per-layer embeddings in every layer)
@@ -172,11 +196,22 @@ def test_padded_batches_equal_single_items(family: str, method: str, tiny_models
     skip = (2,) if method == "hook" else _rebuildable(lvlm, [(2,), (n - 1,), (n,)])
     if skip is None:
         with pytest.raises(SettingsError, match="cannot skip"):
-            generate_skipped(lvlm, images, prompts, (2,), method=method, max_new_tokens=N_NEW)
+            generate_skipped(
+                lvlm,
+                images,
+                prompts,
+                (2,),
+                method=method,
+                options=TraceOptions.from_flat(max_new_tokens=N_NEW),
+            )
         return
-    batch = generate_skipped(lvlm, images, prompts, skip, method=method, max_new_tokens=N_NEW)
+    batch = generate_skipped(
+        lvlm, images, prompts, skip, method=method, options=TraceOptions.from_flat(max_new_tokens=N_NEW)
+    )
     singles = [
-        generate_skipped(lvlm, [i], [p], skip, method=method, max_new_tokens=N_NEW)[0]
+        generate_skipped(
+            lvlm, [i], [p], skip, method=method, options=TraceOptions.from_flat(max_new_tokens=N_NEW)
+        )[0]
         for i, p in zip(images, prompts, strict=True)
     ]
     assert batch == singles
@@ -327,7 +362,14 @@ def test_rebuild_renumbers_cross_attention_layers(tiny_models) -> None:
     with rebuilt_stack(lvlm.model, lvlm.loaded.roles.decoder_layers, skip):
         assert decoder.cross_attention_layers == [1, 2] == decoder.config.cross_attention_layers
     assert decoder.cross_attention_layers == [1, 3] == decoder.config.cross_attention_layers
-    gens = generate_skipped(lvlm, [None, None], list(PROMPTS), skip, method="rebuild", max_new_tokens=N_NEW)
+    gens = generate_skipped(
+        lvlm,
+        [None, None],
+        list(PROMPTS),
+        skip,
+        method="rebuild",
+        options=TraceOptions.from_flat(max_new_tokens=N_NEW),
+    )
     for prompt, gen in zip(PROMPTS, gens, strict=True):
         assert gen.token_ids == _without_eos(_greedy_no_cache(lvlm, None, prompt, skip, N_NEW), lvlm)
 
@@ -358,17 +400,38 @@ def test_bad_skip_settings(tiny_models) -> None:
     with pytest.raises(SettingsError, match="unknown skip method"), skip_layers(lvlm, [1], method="fast"):  # type: ignore[arg-type]
         pass
     with pytest.raises(SettingsError, match="not before mutation"):
-        run_skip(lvlm, None, "describe the image", critical=3, mutation=[2], max_new_tokens=2)
+        run_skip(
+            lvlm,
+            None,
+            "describe the image",
+            critical=3,
+            mutation=[2],
+            options=TraceOptions.from_flat(max_new_tokens=2),
+        )
     with pytest.raises(SettingsError, match="critical layer must be"):
-        run_skip(lvlm, None, "describe the image", critical=n, max_new_tokens=2)
+        run_skip(
+            lvlm, None, "describe the image", critical=n, options=TraceOptions.from_flat(max_new_tokens=2)
+        )
     with pytest.raises(SettingsError, match="unknown skip preset"):
-        run_skip(lvlm, None, "describe the image", presets=["skip9"], max_new_tokens=2)
+        run_skip(
+            lvlm,
+            None,
+            "describe the image",
+            presets=["skip9"],
+            options=TraceOptions.from_flat(max_new_tokens=2),
+        )
     with pytest.raises(SettingsError, match="unique"):
-        run_skip(lvlm, None, "describe the image", layers={"skip1": [1]}, max_new_tokens=2)
+        run_skip(
+            lvlm,
+            None,
+            "describe the image",
+            layers={"skip1": [1]},
+            options=TraceOptions.from_flat(max_new_tokens=2),
+        )
     with pytest.raises(SettingsError, match="every one"):
         run_skip(lvlm, None, "describe the image", presets=(), layers={"all": list(range(1, n + 1))})
-    with pytest.raises(SettingsError, match="unknown option"):
-        run_skip(lvlm, None, "describe the image", max_new_token=2)
+    with pytest.raises(SettingsError, match="unknown trace option"):
+        run_skip(lvlm, None, "describe the image", options=TraceOptions.from_flat(max_new_token=2))
     with pytest.raises(PromptError):
         run_skip(lvlm, [None, None], ["a", "b", "c"])
 
@@ -385,7 +448,7 @@ def test_run_skip_report(tiny_models, tmp_path) -> None:
         mutation=[3],
         layers={"mid": [2]},
         annotations=ann,
-        max_new_tokens=N_NEW,
+        options=TraceOptions.from_flat(max_new_tokens=N_NEW),
         item_ids=["a", "b"],
     )
     assert [r.item_id for r in report.results] == ["a", "b"]
@@ -397,7 +460,9 @@ def test_run_skip_report(tiny_models, tmp_path) -> None:
     # every variant is what generate_skipped gives for its skip set, compared with the original
     original = first.variant("original")
     for v in first.variants[1:]:
-        gen = generate_skipped(lvlm, images[0], prompts[0], v.skipped, max_new_tokens=N_NEW)[0]
+        gen = generate_skipped(
+            lvlm, images[0], prompts[0], v.skipped, options=TraceOptions.from_flat(max_new_tokens=N_NEW)
+        )[0]
         assert v.token_ids == gen.token_ids and v.ran
         assert v.hallucination == count_hallucinations(v.text, ann, original=original.text)
         equal = sum(op.a_end - op.a_start for op in v.diff if op.tag == "equal")
@@ -423,9 +488,14 @@ def test_run_skip_presets_from_detection(tiny_models, monkeypatch) -> None:
 
     lvlm = tiny_models("llama")
     n = lvlm.n_layers
-    report = run_skip(lvlm, None, "describe the image", max_new_tokens=N_NEW)
+    report = run_skip(lvlm, None, "describe the image", options=TraceOptions.from_flat(max_new_tokens=N_NEW))
     result = report.results[0]
-    trace = lvlm.trace(None, "describe the image", max_new_tokens=N_NEW, keep_hidden_states=False)
+    trace = lvlm.trace(
+        None,
+        "describe the image",
+        options=TraceOptions.from_flat(max_new_tokens=N_NEW),
+        keep_hidden_states=False,
+    )
     assert result.layers == item_layers(analyze_trace(trace))
     assert result.layers is not None and result.layers.source == "detected"
     plan = skip_presets(result.layers)
@@ -437,14 +507,20 @@ def test_run_skip_presets_from_detection(tiny_models, monkeypatch) -> None:
     # A detection with layers (critical 1, mutation 3 of 4) gives the paper's three skip sets, each generated.
     found = ItemLayers(n, 1, (3,))
     monkeypatch.setattr(plans_module, "item_layers", lambda analysis, min_fraction: found)
-    result = run_skip(lvlm, None, "describe the image", max_new_tokens=N_NEW).results[0]
+    result = run_skip(
+        lvlm, None, "describe the image", options=TraceOptions.from_flat(max_new_tokens=N_NEW)
+    ).results[0]
     assert result.layers == found
     assert {v.name: v.skipped for v in result.variants[1:]} == {"skip1": (2,), "skip2": (3,), "skip3": (2, 3)}
     for v in result.variants[1:]:
         assert v.ran
         assert (
             v.token_ids
-            == generate_skipped(lvlm, None, "describe the image", v.skipped, max_new_tokens=N_NEW)[
-                0
-            ].token_ids
+            == generate_skipped(
+                lvlm,
+                None,
+                "describe the image",
+                v.skipped,
+                options=TraceOptions.from_flat(max_new_tokens=N_NEW),
+            )[0].token_ids
         )

@@ -7,6 +7,7 @@ import pytest
 
 from evolens.analysis import Annotations, DetectorParams
 from evolens.analysis.layers import ItemLayers
+from evolens.api import TraceOptions
 from evolens.errors import SettingsError
 from evolens.experiments import SkipReport, merge_reports, run_skip, run_skip_chunked
 from evolens.experiments.skip import Generation, compare_variants, plan_skips, summarize_variants
@@ -97,7 +98,7 @@ def test_run_skip_chunked_equals_run_skip_per_chunk(tiny_models) -> None:
     lvlm = tiny_models("llama")
     prompts = ["describe the image", "what color is the sky ?", "a"]
     ann = [Annotations.of(["sky"], ["sea"]), None, None]
-    options = {"presets": (), "layers": {"mid": [2]}, "max_new_tokens": 3}
+    options = {"presets": (), "layers": {"mid": [2]}, "options": TraceOptions.from_flat(max_new_tokens=3)}
     done: list[int] = []
     report = run_skip_chunked(
         lvlm,

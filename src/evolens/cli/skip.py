@@ -5,12 +5,14 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
 from evolens.analysis.params import DetectorParams
+from evolens.api import LoadOptions, TraceOptions
 from evolens.cli.common import ConfigOption, app, err_console, examples, out, quiet_transformers
 from evolens.cli.dataset import (
     CaptionsOpt,
@@ -28,12 +30,14 @@ from evolens.cli.options import (
     FigureFormats,
     cells,
     detector_options,
+    load_options,
     new_table,
     parse_layers,
     parse_words,
     progress_bar,
     say,
     spinner,
+    trace_options,
     write_figure,
 )
 from evolens.errors import EvolensError, SettingsError
@@ -281,7 +285,7 @@ def print_summary(report: SkipReport) -> None:
 
 
 def run_items(lvlm: Any, inputs: AnnotatedItems, dataset_info: dict[str, Any], **options: Any) -> SkipReport:
-    """:func:`~evolens.experiments.run_skip_chunked` over ``inputs`` in chunks of ``options["batch_size"]`` items
+    """:func:`~evolens.experiments.run_skip_chunked` over ``inputs`` in chunks of ``options["options"].batch_size`` items
     (:func:`~evolens.run_skip`'s options), with a progress bar (a spinner for a single item); ``dataset_info``
     joins the report's settings."""
     from evolens.experiments import run_skip_chunked
@@ -297,7 +301,7 @@ def run_items(lvlm: Any, inputs: AnnotatedItems, dataset_info: dict[str, Any], *
             inputs.prompts,
             annotations=inputs.annotations,
             item_ids=inputs.item_ids,
-            chunk_size=options["batch_size"],
+            chunk_size=options["options"].batch_size,
             extra_settings=dataset_info,
             on_chunk=advance,
             **options,
@@ -328,6 +332,8 @@ def print_report(report: SkipReport, saved: Path, show: int, max_chars: int) -> 
     ),
 )
 @detector_options
+@trace_options("max_new_tokens", "lens", "seed", "batch_size")
+@load_options
 def skip(
     model: Annotated[str, typer.Argument(help="Local model directory or hub id")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory (skip.json and the figure)")],
@@ -357,14 +363,6 @@ def skip(
     instances: InstancesOpt = None,
     synonyms: SynonymsOpt = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N dataset items", min=1)] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Most tokens to generate", min=1)] = 128,
-    lens: Annotated[Literal["logit", "paper"], typer.Option(help="Lens of the traced original")] = "logit",
-    seed: Annotated[int, typer.Option(help="Sampling seed")] = 0,
-    batch_size: Annotated[int, typer.Option(help="Items per generate call", min=1)] = 8,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
-    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16")] = "auto",
-    allow_pickle: Annotated[bool, typer.Option(help="Accept pickle-only checkpoints (unsafe)")] = False,
-    trust_remote_code: Annotated[bool, typer.Option(help="Run code shipped with the checkpoint")] = False,
     show: ShowOpt = 4,
     max_chars: MaxCharsOpt = 160,
     max_tokens: MaxTokensOpt = 0,
@@ -375,6 +373,8 @@ def skip(
     config: ConfigOption = None,
     *,
     params: DetectorParams,
+    trace: TraceOptions,
+    load: LoadOptions,
 ) -> None:
     """Generate with decoder layers replaced by the identity (paper §4.2, Fig. 5): the original output next to each variant, a token-level diff, a similarity score and, with annotations, the hallucinations corrected.
 
@@ -382,7 +382,6 @@ def skip(
     OUT/skip.json (SkipReport) and the Fig. 5 table as OUT/skip.png and .svg. With --dataset the items (and their
     annotations: AMBER truth/hallu, COCO instance categories, JSON Lines truth/hallu fields) come from a dataset.
     """
-    import evolens
     from evolens.viz import skip_report_figure
 
     check_writable(out_dir, directory=True)  # before the model loads and the variants run
@@ -406,12 +405,10 @@ def skip(
         ).open()
         inputs, dataset_info = dataset_items(data, root, limit)
     quiet_transformers()
-    lvlm = evolens.load(
-        model, device=device, dtype=dtype, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code
-    )
-    decoding = {"max_new_tokens": max_new_tokens, "lens": lens, "seed": seed, "batch_size": batch_size}
+    lvlm = load.open(model)
+    options = replace(trace, keep_hidden_states=False)
     report = run_items(
-        lvlm, inputs, dataset_info, params=params, method=method, keep_last=keep_last, **plan, **decoding
+        lvlm, inputs, dataset_info, params=params, method=method, keep_last=keep_last, options=options, **plan
     )
     make_directory(out_dir)
     saved = report.save(out_dir / "skip.json")

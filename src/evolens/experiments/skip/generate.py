@@ -6,26 +6,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from evolens.api import token_pieces
-from evolens.capture.generate import GenerationSettings, eos_token_ids
-from evolens.errors import PromptError, SettingsError, check_positive_int
+from evolens.api import TraceOptions, token_pieces
+from evolens.capture.generate import eos_token_ids
+from evolens.errors import PromptError
 from evolens.experiments.items import pair_items
 from evolens.experiments.skip.methods import SkipMethod, check_skip_layers, generate_on, skip_context
 from evolens.models.inputs import load_image
 
 if TYPE_CHECKING:
     from evolens.api import LVLM
-
-GENERATION_OPTIONS = (
-    "max_new_tokens",
-    "do_sample",
-    "temperature",
-    "top_p",
-    "top_k",
-    "repetition_penalty",
-    "seed",
-)
-PROMPT_OPTIONS = ("raw_prompt", "system_prompt", "batch_size")
 
 
 @dataclass(frozen=True)
@@ -52,10 +41,7 @@ def generate_skipped(
     layers: Iterable[int] = (),
     *,
     method: SkipMethod = "hook",
-    batch_size: int = 8,
-    raw_prompt: bool = False,
-    system_prompt: str | None = None,
-    **generation: Any,
+    options: TraceOptions | None = None,
 ) -> list[Generation]:
     """Generate with decoder ``layers`` (1-based) replaced by the identity; no states are kept.
 
@@ -68,25 +54,19 @@ def generate_skipped(
         prompts: One prompt or one per image.
         layers: Decoder layers to skip, 1-based.
         method: ``"hook"`` or ``"rebuild"`` (module docstring).
-        batch_size: Items per generate call.
-        raw_prompt: Send prompts without the chat template.
-        system_prompt: A system turn for chat templates that accept one.
-        **generation: ``max_new_tokens``, ``do_sample``, ``temperature``, ``top_p``, ``top_k``,
-            ``repetition_penalty``, ``seed``.
+        options: What of :class:`~evolens.api.TraceOptions` a generation without states uses: the decoding
+            settings, ``batch_size``, ``raw_prompt`` and ``system_prompt`` (default: the defaults).
     """
-    unknown = set(generation) - set(GENERATION_OPTIONS)
-    if unknown:
-        raise SettingsError(
-            f"unknown generation option(s) {sorted(unknown)}; known: {list(GENERATION_OPTIONS)}"
-        )
-    check_positive_int("batch_size", batch_size)
-    settings = GenerationSettings(**generation)
+    options = options or TraceOptions()
+    settings, batch_size = options.generation, options.batch_size
     image_list, prompt_list = pair_items(images, prompts)
     if not lvlm.is_vlm and any(i is not None for i in image_list):
         raise PromptError(f"{lvlm.loaded.source} is a text-only model; it takes no image (image=None)")
     loaded = [load_image(i)[0] if i is not None else None for i in image_list]
     rendered = [
-        p if raw_prompt else lvlm.render_prompt(p, image=img is not None, system=system_prompt)
+        p
+        if options.raw_prompt
+        else lvlm.render_prompt(p, image=img is not None, system=options.system_prompt)
         for p, img in zip(prompt_list, loaded, strict=True)
     ]
     skip = check_skip_layers(layers, lvlm.n_layers)
@@ -122,12 +102,12 @@ def generate_variants(
     method: SkipMethod = "hook",
     *,
     progress: bool = False,
-    **options: Any,
+    options: TraceOptions | None = None,
 ) -> list[dict[tuple[int, ...], Generation]]:
     """Generate each item's variants: per item (``images[i]``, ``prompts[i]``), skip set -> its generation.
 
     The items sharing a skip set are generated together (one :func:`generate_skipped` call per distinct set, in
-    ``batch_size`` batches); empty skip sets are not generated. ``options`` are those of :func:`generate_skipped`.
+    ``batch_size`` batches); empty skip sets are not generated. ``options`` as for :func:`generate_skipped`.
     """
     groups: dict[tuple[int, ...], list[int]] = {}
     for index, plan in enumerate(plans):
@@ -142,7 +122,12 @@ def generate_variants(
         iterator = tqdm(list(groups.items()), desc="skip variants", unit="set")
     for skip, members in iterator:
         generated = generate_skipped(
-            lvlm, [images[i] for i in members], [prompts[i] for i in members], skip, method=method, **options
+            lvlm,
+            [images[i] for i in members],
+            [prompts[i] for i in members],
+            skip,
+            method=method,
+            options=options,
         )
         for index, gen in zip(members, generated, strict=True):
             outputs[index][skip] = gen

@@ -9,14 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from evolens.analysis.compare import Annotations
 from evolens.analysis.params import DetectorParams
+from evolens.api import LVLM, TraceOptions
 from evolens.errors import PromptError, SettingsError
 from evolens.experiments.items import pair_items
-from evolens.experiments.skip.generate import (
-    GENERATION_OPTIONS,
-    PROMPT_OPTIONS,
-    generate_variants,
-    trace_generation,
-)
+from evolens.experiments.skip.generate import generate_variants, trace_generation
 from evolens.experiments.skip.methods import SkipMethod
 from evolens.experiments.skip.plans import SkipPlanner, plan_skips
 from evolens.experiments.skip.results import (
@@ -28,23 +24,7 @@ from evolens.experiments.skip.results import (
 )
 
 if TYPE_CHECKING:
-    from evolens.api import LVLM
     from evolens.trace import Trace
-
-# the options of LVLM.trace run_skip passes on (the decoding and prompt options also go to the variants)
-TRACE_OPTIONS = (
-    *GENERATION_OPTIONS,
-    *PROMPT_OPTIONS,
-    "lens",
-    "topk",
-    "track",
-    "storage_dtype",
-    "storage_device",
-    "chunk_steps",
-    "max_chunk_bytes",
-    "prompt_positions",
-    "keep_hidden_states",
-)
 
 
 def run_skip(
@@ -63,7 +43,7 @@ def run_skip(
     mutation_min_fraction: float = 0.1,
     item_ids: Sequence[str] | None = None,
     progress: bool = False,
-    **trace_options: Any,
+    options: TraceOptions | None = None,
 ) -> SkipReport:
     """The layer-skip experiment of the paper (Fig. 5) on one or more items.
 
@@ -87,7 +67,8 @@ def run_skip(
         mutation_min_fraction: See :func:`~evolens.analysis.layers.item_layers`.
         item_ids: Names of the items.
         progress: Show a progress bar.
-        **trace_options: Decoding and prompt options of :meth:`evolens.LVLM.trace` (``max_new_tokens``...).
+        options: How the originals are traced (:class:`~evolens.api.TraceOptions`; default: the defaults without
+            keeping hidden states); the variants are generated with its decoding and prompt options.
 
     Raises:
         SettingsError: layers out of range, a skip set with every layer, ``critical`` not before ``mutation``, an
@@ -103,13 +84,14 @@ def run_skip(
         keep_last=keep_last,
         mutation_min_fraction=mutation_min_fraction,
     )
-    image_list, prompt_list, ids, ann_list = _paired(images, prompts, item_ids, annotations, trace_options)
-    options = {"keep_hidden_states": False, **trace_options}
-    baselines = lvlm.trace(images=image_list, prompts=prompt_list, item_ids=ids, **options)
+    image_list, prompt_list, ids, ann_list = _paired(images, prompts, item_ids, annotations)
+    options = options or TraceOptions(keep_hidden_states=False)
+    baselines = lvlm.trace(images=image_list, prompts=prompt_list, item_ids=ids, options=options)
     found = [planner.item_layers(trace) for trace in baselines]
     plans = [planner.plan(il) for il in found]
-    decoding = {k: v for k, v in trace_options.items() if k in GENERATION_OPTIONS or k in PROMPT_OPTIONS}
-    outputs = generate_variants(lvlm, image_list, prompt_list, plans, method, progress=progress, **decoding)
+    outputs = generate_variants(
+        lvlm, image_list, prompt_list, plans, method, progress=progress, options=options
+    )
     results = [
         SkipResult(
             item_id=ids[i],
@@ -170,12 +152,8 @@ def _paired(
     prompts: str | Sequence[str],
     item_ids: Sequence[str] | None,
     annotations: Annotations | Sequence[Annotations | None] | None,
-    trace_options: Mapping[str, Any],
 ) -> tuple[list[Any], list[str], list[str], list[Annotations | None]]:
-    """The items paired up (images, prompts, ids, annotations: one each per item), and the options checked."""
-    unknown = set(trace_options) - set(TRACE_OPTIONS)
-    if unknown:
-        raise SettingsError(f"unknown option(s) {sorted(unknown)} for run_skip")
+    """The items paired up (images, prompts, ids, annotations: one each per item)."""
     image_list, prompt_list = pair_items(images, prompts)
     n_items = len(prompt_list)
     ids = [str(i) for i in (item_ids if item_ids is not None else range(n_items))]
