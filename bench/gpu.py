@@ -226,12 +226,12 @@ def bench_config(
 
     def trace_after() -> int:
         """``trace`` with the analysis after the generation instead of during it (no side stream)."""
-        during = evolens.api.analyse_during_generation
-        evolens.api.analyse_during_generation = lambda model, lens: False  # type: ignore[assignment]
+        during = evolens.api.batch.analyse_during_generation
+        evolens.api.batch.analyse_during_generation = lambda model, lens: False  # type: ignore[assignment]
         try:
             traces = lvlm.trace(images=images, prompts=prompts, max_new_tokens=n_tokens, batch_size=batch)
         finally:
-            evolens.api.analyse_during_generation = during  # type: ignore[assignment]
+            evolens.api.batch.analyse_during_generation = during  # type: ignore[assignment]
         return sum(t.n_steps for t in traces)
 
     def hf_peer() -> int:

@@ -180,8 +180,8 @@ def test_analysis_during_generation_gives_the_same_traces(tiny_llava, monkeypatc
     prompts = ["describe this image", "what color is the circle ?", "what is a cat ?"]
     args = {"max_new_tokens": 7, "track": [3], "batch_size": 2, "topk": 4}
     after = tiny_llava.trace(images=images, prompts=prompts, **args)
-    monkeypatch.setattr("evolens.api.analyse_during_generation", lambda model, lens: True)
-    monkeypatch.setattr("evolens.api.STREAM_ROWS", 6)  # several additions per batch
+    monkeypatch.setattr("evolens.api.batch.analyse_during_generation", lambda model, lens: True)
+    monkeypatch.setattr("evolens.api.batch.STREAM_ROWS", 6)  # several additions per batch
     during = tiny_llava.trace(images=images, prompts=prompts, **args)
     for a, b in zip(after, during, strict=True):
         assert torch.equal(a.generated_ids, b.generated_ids) and a.tokens == b.tokens

@@ -74,7 +74,7 @@ def test_internal_errors_exit_1(monkeypatch, tiny_llava_dir, tmp_path) -> None:
     def bug(*args, **kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(evolens.api, "load_model", bug)
+    monkeypatch.setattr(evolens.api.lvlm, "load_model", bug)
     assert main(["trace", str(tiny_llava_dir), "-p", "hi", "-o", str(tmp_path / "o")]) == 1
 
 

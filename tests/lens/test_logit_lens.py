@@ -69,14 +69,14 @@ def test_modes_differ_only_below_the_last_layer(tiny_llava, image) -> None:
 
 def test_check_lens_passes_and_catches_wrong_roles(tiny_llava, tiny_llava_dir, monkeypatch) -> None:
     assert tiny_llava.check_lens() < 1e-4
-    real_load = evolens.api.load_model
+    real_load = evolens.api.lvlm.load_model
 
     def broken(*args, **kwargs):
         loaded = real_load(*args, **kwargs)
         loaded.roles = dataclasses.replace(loaded.roles, final_norm=nn.Identity())
         return loaded
 
-    monkeypatch.setattr(evolens.api, "load_model", broken)
+    monkeypatch.setattr(evolens.api.lvlm, "load_model", broken)
     with pytest.raises(AdapterError, match="does not reproduce"):
         evolens.load(tiny_llava_dir, device="cpu")
     assert evolens.load(tiny_llava_dir, device="cpu", verify=False).check_lens() > 1e-3

@@ -49,7 +49,7 @@ def _generate(lvlm: evolens.LVLM, trace: evolens.Trace, image: Image.Image | Non
     """Plain Hugging Face generation of the same input, with raw logits and hidden states."""
     roles = lvlm.loaded.roles
     inputs = lvlm.encode([trace.rendered_prompt], [image] if image is not None else None)
-    eos = evolens.api.eos_token_ids(lvlm.model, lvlm.tokenizer)
+    eos = evolens.capture.generate.eos_token_ids(lvlm.model, lvlm.tokenizer)
     with torch.inference_mode():
         return lvlm.model.generate(
             **inputs,

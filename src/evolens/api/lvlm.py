@@ -1,25 +1,23 @@
 """The Python API: :func:`load` a model, then :meth:`LVLM.trace` generations through every layer.
 
-This module sits above every stage (models -> capture -> lens -> metrics -> trace); it only composes them.
+This stage sits above models, capture, lens, metrics and trace; it only composes them.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, overload
 
 import torch
 
-from evolens.capture.generate import GenerationSettings, eos_token_ids, generate_with_capture
+from evolens.api.batch import BatchItems, build_traces, capture_batch
+from evolens.api.options import TraceOptions
 from evolens.capture.hooks import record_residual_stream
-from evolens.errors import AdapterError, PromptError, SettingsError, check_positive_int
+from evolens.errors import AdapterError, PromptError, SettingsError
 from evolens.lens.base import Lens
-from evolens.lens.logit_lens import LogitLens, check_lens_mode, lens_dtype_of
-from evolens.metrics.batch import STREAM_ROWS, MetricsStream, compute_batch_metrics
-from evolens.metrics.compute import dtype_name
+from evolens.lens.logit_lens import LogitLens, lens_dtype_of
 from evolens.models.inputs import (
     ImageInfo,
     ImageInput,
@@ -30,149 +28,9 @@ from evolens.models.inputs import (
     unknown_words,
 )
 from evolens.models.loading import LoadedModel, load_model
-from evolens.trace import LensedTrace, ModelInfo, Trace, metrics_token_ids, vocab_strings
+from evolens.trace import LensedTrace, ModelInfo, Trace
 
 logger = logging.getLogger(__name__)
-
-
-#: Decoding options accepted flat by :meth:`LVLM.trace` and :meth:`TraceOptions.from_flat`.
-_DECODING = tuple(GenerationSettings.__dataclass_fields__)
-
-
-@dataclass(frozen=True)
-class TraceOptions:
-    """How :meth:`LVLM.trace` follows generations (defaults in brackets). One object, passed whole from the command
-    line to the runner and the API; a run records the fields that change results (:meth:`run_config`).
-
-    Attributes:
-        generation: Decoding: ``max_new_tokens`` [128], greedy unless ``do_sample``, sampling controls, ``seed``
-            [0] (:class:`~evolens.capture.generate.GenerationSettings`).
-        lens: ``"logit"`` (norm then head) or ``"paper"`` (the paper code's variant) ["logit"].
-        lens_dtype: The lens's fast mode: the language head's GEMM in ``"bfloat16"`` (or ``"float16"``), norm,
-            softmax and metrics in float32; about 2-3x faster on CPUs with bf16 units, errors in README
-            "Benchmarks" (recorded in the trace's manifest) [None: exact].
-        topk: Top tokens kept per (layer, step) [10].
-        track: Extra tokens (strings or ids) whose probability and rank are kept [None].
-        prompt_positions: Keep every prompt position's states too [False].
-        keep_hidden_states: Keep the ``[n_layers + 1, n_steps, d_model]`` states [True].
-        storage_dtype: dtype of kept states (None: the model's, which keeps the lens exact) [None].
-        storage_device: Where kept states live ["cpu"]. The states are captured and analysed on the model's device
-            either way; they leave it once per generated batch, and not at all when not kept.
-        chunk_steps: Steps per lens chunk (None: from ``max_chunk_bytes``) [None].
-        max_chunk_bytes: Memory budget of one lens chunk [None: 512 MiB on a CPU; on a GPU half its free memory,
-            at most 8 GiB].
-        batch_size: Items per generate call [8].
-        raw_prompt: Send the prompt as is, without the chat template [False].
-        system_prompt: A system turn for chat templates that accept one [None].
-    """
-
-    generation: GenerationSettings = field(default_factory=GenerationSettings)
-    lens: str = "logit"
-    lens_dtype: str | torch.dtype | None = None
-    topk: int = 10
-    track: tuple[str | int, ...] | None = None
-    prompt_positions: bool = False
-    keep_hidden_states: bool = True
-    storage_dtype: torch.dtype | None = None
-    storage_device: str | torch.device = "cpu"
-    chunk_steps: int | None = None
-    max_chunk_bytes: int | None = None
-    batch_size: int = 8
-    raw_prompt: bool = False
-    system_prompt: str | None = None
-
-    def __post_init__(self) -> None:
-        check_lens_mode(self.lens)
-        lens_dtype_of(self.lens_dtype)
-        check_positive_int("batch_size", self.batch_size)
-        check_positive_int("topk", self.topk)
-        if self.track is not None and not isinstance(self.track, tuple):
-            object.__setattr__(self, "track", tuple(self.track))
-
-    @classmethod
-    def from_flat(cls, base: TraceOptions | None = None, **options: Any) -> TraceOptions:
-        """``base`` (default: the defaults) with ``options`` given by name — decoding ones (``max_new_tokens`` ...)
-        included; an unknown name raises :class:`~evolens.errors.SettingsError`."""
-        base = base or cls()
-        own = set(cls.__dataclass_fields__) - {"generation"}
-        unknown = set(options) - own - set(_DECODING)
-        if unknown:
-            raise SettingsError(
-                f"unknown trace option(s) {sorted(unknown)}; known: {sorted(own | set(_DECODING))}"
-            )
-        decoding = {k: options.pop(k) for k in list(options) if k in _DECODING}
-        generation = replace(base.generation, **decoding) if decoding else base.generation
-        return replace(base, generation=generation, **options)
-
-    def run_config(self) -> dict[str, Any]:
-        """The options that change a run's results, as ``run.json → config.trace`` records them."""
-        return {
-            **self.generation.to_dict(),
-            "lens": self.lens,
-            "lens_dtype": dtype_name(lens_dtype_of(self.lens_dtype)),
-            "topk": self.topk,
-            "track": list(self.track) if self.track is not None else None,
-            "raw_prompt": self.raw_prompt,
-            "system_prompt": self.system_prompt,
-        }
-
-
-@dataclass(frozen=True)
-class LoadOptions:
-    """How a run loads its model (see :func:`evolens.load`).
-
-    Attributes:
-        device: ``"auto"`` (under ``torchrun``: this rank's GPU), ``"cpu"``, ``"cuda:1"`` ...
-        dtype: ``"auto"``, ``"float32"``, ``"bfloat16"``, ``"float16"``.
-        device_map: ``"auto"`` spreads one model over this node's GPUs (one process per node).
-        attn_implementation: ``"eager"``, ``"sdpa"`` ... (None: the model's default).
-        allow_pickle: Accept pickle-only checkpoints (unsafe: unpickling runs code).
-        trust_remote_code: Run code shipped with the checkpoint.
-    """
-
-    device: str | None = field(
-        default="auto", metadata={"help": "auto, cpu, cuda, cuda:1 ... (auto under torchrun: the rank's GPU)"}
-    )
-    dtype: str | None = field(default="auto", metadata={"help": "auto, float32, bfloat16, float16"})
-    device_map: str | None = field(
-        default=None, metadata={"help": "'auto' spreads a large model over this node's GPUs"}
-    )
-    attn_implementation: str | None = field(
-        default=None, metadata={"help": "eager, sdpa ... (default: the model's)"}
-    )
-    allow_pickle: bool = field(default=False, metadata={"help": "Accept pickle-only checkpoints (unsafe)"})
-    trust_remote_code: bool = field(default=False, metadata={"help": "Run code shipped with the checkpoint"})
-
-    def open(self, source: str | Path, *, device: str | None = None) -> LVLM:
-        """:func:`load` ``source`` with these options (``device``, when given, over :attr:`device`)."""
-        return load(
-            source,
-            device=device if device is not None else self.device,
-            dtype=self.dtype,
-            device_map=self.device_map,
-            attn_implementation=self.attn_implementation,
-            allow_pickle=self.allow_pickle,
-            trust_remote_code=self.trust_remote_code,
-        )
-
-
-def token_pieces(tokenizer: Any, ids: Sequence[int]) -> list[str]:
-    """Display strings of generated ids that concatenate to their joint decoding (special tokens kept).
-
-    Each piece is the growth of the decoded prefix, so sub-word tokens and leading spaces come out as the
-    reader sees them; where the decoded prefix is not a prefix of the next (rare byte-level merges), the token
-    is decoded alone.
-    """
-    pieces: list[str] = []
-    previous = ""
-    for end in range(1, len(ids) + 1):
-        current = tokenizer.decode(list(ids[:end]), skip_special_tokens=False)
-        if current.startswith(previous):
-            pieces.append(current[len(previous) :])
-        else:
-            pieces.append(tokenizer.decode([ids[end - 1]], skip_special_tokens=False))
-        previous = current
-    return pieces
 
 
 class LVLM:
@@ -445,78 +303,9 @@ class LVLM:
     ) -> list[Trace]:
         pil = [img[0] for img in images if img is not None]
         inputs = self.encode(rendered, pil or None)
-        roles = self.loaded.roles
-        # states stay where they were captured (the model's device) for the analysis, then leave it once; on a
-        # GPU the analysis follows the generation on a side stream
-        stream = None
-        if analyse_during_generation(self.model, lens):
-            stream = MetricsStream(
-                lens,
-                k=options.topk,
-                tracked_ids=tracked,
-                chunk_steps=options.chunk_steps,
-                max_chunk_bytes=options.max_chunk_bytes,
-            )
-        captured = generate_with_capture(
-            self.model,
-            roles.decoder_layers,
-            inputs,
-            options.generation,
-            eos_ids=eos_token_ids(self.model, self.tokenizer),
-            pad_id=int(self.tokenizer.pad_token_id),
-            image_token_id=roles.image_token_id,
-            suppress_ids=roles.suppressed_token_ids,
-            keep_prompt=options.prompt_positions,
-            storage_device=None,
-            listener=None if stream is None else stream.add,
-            listen_every=max(1, STREAM_ROWS // len(rendered)),
-        )
-        if stream is not None:
-            all_metrics = stream.finish([item.generated_ids for item in captured])
-        else:
-            all_metrics = compute_batch_metrics(
-                [item.hidden_states for item in captured],
-                lens,
-                [item.generated_ids for item in captured],
-                k=options.topk,
-                tracked_ids=tracked,
-                chunk_steps=options.chunk_steps,
-                max_chunk_bytes=options.max_chunk_bytes,
-            )
-        traces = []
-        for item, metrics, text_in, prompt, img, item_id in zip(
-            captured, all_metrics, rendered, prompts, images, item_ids, strict=True
-        ):
-            stored = (
-                _stored(item.hidden_states, options.storage_device, options.storage_dtype)
-                if options.keep_hidden_states
-                else None
-            )
-            gen_ids = item.generated_ids.tolist()
-            traces.append(
-                Trace(
-                    text=self.tokenizer.decode(gen_ids, skip_special_tokens=True),
-                    tokens=token_pieces(self.tokenizer, gen_ids),
-                    generated_ids=item.generated_ids,
-                    metrics=metrics,
-                    hidden_states=stored,
-                    prompt=prompt,
-                    rendered_prompt=text_in,
-                    prompt_ids=item.prompt_ids,
-                    prompt_tokens=self.tokenizer.convert_ids_to_tokens(item.prompt_ids.tolist()),
-                    image_token_positions=item.image_token_positions,
-                    prompt_hidden_states=_stored(
-                        item.prompt_hidden_states, options.storage_device, options.storage_dtype
-                    ),
-                    image=img[1] if img is not None else None,
-                    stop_reason=item.stop_reason,
-                    generation=options.generation,
-                    model=info,
-                    vocab=vocab_strings(self.tokenizer, metrics_token_ids(metrics), self._vocab),
-                    item_id=item_id,
-                )
-            )
-        return traces
+        captured, all_metrics = capture_batch(self.loaded, inputs, options, lens, tracked)
+        batch = BatchItems(rendered, images, prompts, item_ids)
+        return build_traces(batch, captured, all_metrics, self.tokenizer, options, info, self._vocab)
 
     # ----------------------------------------------------------------- checks
     def check_lens(self, text: str = "The image shows") -> float:
@@ -553,23 +342,6 @@ def _warn_unknown_words(tokenizer: Any, prompts: Sequence[str]) -> None:
             tokenizer.unk_token,
             shown,
         )
-
-
-def analyse_during_generation(model: Any, lens: Lens) -> bool:
-    """Whether a trace's analysis follows its generation (a model wholly on one CUDA device: a side stream fills
-    the time the GPU waits for the eager decoding loop) or comes after it (a CPU, whose cores generation already
-    uses; a model spread over devices)."""
-    device = lens.device
-    return device.type == "cuda" and all(p.device == device for p in model.parameters())
-
-
-def _stored(
-    states: torch.Tensor | None, device: str | torch.device, dtype: torch.dtype | None
-) -> torch.Tensor | None:
-    """Captured states as a trace keeps them: on ``device``, in ``dtype`` (``None``: as captured), contiguous."""
-    if states is None:
-        return None
-    return states.to(device=device, dtype=dtype or states.dtype).contiguous()
 
 
 def _tolerance(dtype: torch.dtype) -> float:

@@ -1,0 +1,9 @@
+"""The Python API: :func:`load` a model (:class:`LoadOptions`), then :meth:`LVLM.trace` generations through every
+layer (:class:`TraceOptions`). :mod:`.lvlm` holds the model wrapper, :mod:`.batch` one traced generate call,
+:mod:`.options` the options."""
+
+from evolens.api.batch import analyse_during_generation, token_pieces
+from evolens.api.lvlm import LVLM, load
+from evolens.api.options import LoadOptions, TraceOptions
+
+__all__ = ["LVLM", "LoadOptions", "TraceOptions", "analyse_during_generation", "load", "token_pieces"]

@@ -1,0 +1,140 @@
+"""The options of the API, each a frozen dataclass passed whole: how a model loads (:class:`LoadOptions`) and how
+:meth:`~evolens.api.LVLM.trace` follows generations (:class:`TraceOptions`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from evolens.capture.generate import GenerationSettings
+from evolens.errors import SettingsError, check_positive_int
+from evolens.lens.logit_lens import check_lens_mode, lens_dtype_of
+from evolens.metrics.compute import dtype_name
+
+if TYPE_CHECKING:
+    from evolens.api.lvlm import LVLM
+
+#: Decoding options accepted flat by :meth:`LVLM.trace` and :meth:`TraceOptions.from_flat`.
+_DECODING = tuple(GenerationSettings.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class TraceOptions:
+    """How :meth:`LVLM.trace` follows generations (defaults in brackets). One object, passed whole from the command
+    line to the runner and the API; a run records the fields that change results (:meth:`run_config`).
+
+    Attributes:
+        generation: Decoding: ``max_new_tokens`` [128], greedy unless ``do_sample``, sampling controls, ``seed``
+            [0] (:class:`~evolens.capture.generate.GenerationSettings`).
+        lens: ``"logit"`` (norm then head) or ``"paper"`` (the paper code's variant) ["logit"].
+        lens_dtype: The lens's fast mode: the language head's GEMM in ``"bfloat16"`` (or ``"float16"``), norm,
+            softmax and metrics in float32; about 2-3x faster on CPUs with bf16 units, errors in README
+            "Benchmarks" (recorded in the trace's manifest) [None: exact].
+        topk: Top tokens kept per (layer, step) [10].
+        track: Extra tokens (strings or ids) whose probability and rank are kept [None].
+        prompt_positions: Keep every prompt position's states too [False].
+        keep_hidden_states: Keep the ``[n_layers + 1, n_steps, d_model]`` states [True].
+        storage_dtype: dtype of kept states (None: the model's, which keeps the lens exact) [None].
+        storage_device: Where kept states live ["cpu"]. The states are captured and analysed on the model's device
+            either way; they leave it once per generated batch, and not at all when not kept.
+        chunk_steps: Steps per lens chunk (None: from ``max_chunk_bytes``) [None].
+        max_chunk_bytes: Memory budget of one lens chunk [None: 512 MiB on a CPU; on a GPU half its free memory,
+            at most 8 GiB].
+        batch_size: Items per generate call [8].
+        raw_prompt: Send the prompt as is, without the chat template [False].
+        system_prompt: A system turn for chat templates that accept one [None].
+    """
+
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    lens: str = "logit"
+    lens_dtype: str | torch.dtype | None = None
+    topk: int = 10
+    track: tuple[str | int, ...] | None = None
+    prompt_positions: bool = False
+    keep_hidden_states: bool = True
+    storage_dtype: torch.dtype | None = None
+    storage_device: str | torch.device = "cpu"
+    chunk_steps: int | None = None
+    max_chunk_bytes: int | None = None
+    batch_size: int = 8
+    raw_prompt: bool = False
+    system_prompt: str | None = None
+
+    def __post_init__(self) -> None:
+        check_lens_mode(self.lens)
+        lens_dtype_of(self.lens_dtype)
+        check_positive_int("batch_size", self.batch_size)
+        check_positive_int("topk", self.topk)
+        if self.track is not None and not isinstance(self.track, tuple):
+            object.__setattr__(self, "track", tuple(self.track))
+
+    @classmethod
+    def from_flat(cls, base: TraceOptions | None = None, **options: Any) -> TraceOptions:
+        """``base`` (default: the defaults) with ``options`` given by name — decoding ones (``max_new_tokens`` ...)
+        included; an unknown name raises :class:`~evolens.errors.SettingsError`."""
+        base = base or cls()
+        own = set(cls.__dataclass_fields__) - {"generation"}
+        unknown = set(options) - own - set(_DECODING)
+        if unknown:
+            raise SettingsError(
+                f"unknown trace option(s) {sorted(unknown)}; known: {sorted(own | set(_DECODING))}"
+            )
+        decoding = {k: options.pop(k) for k in list(options) if k in _DECODING}
+        generation = replace(base.generation, **decoding) if decoding else base.generation
+        return replace(base, generation=generation, **options)
+
+    def run_config(self) -> dict[str, Any]:
+        """The options that change a run's results, as ``run.json → config.trace`` records them."""
+        return {
+            **self.generation.to_dict(),
+            "lens": self.lens,
+            "lens_dtype": dtype_name(lens_dtype_of(self.lens_dtype)),
+            "topk": self.topk,
+            "track": list(self.track) if self.track is not None else None,
+            "raw_prompt": self.raw_prompt,
+            "system_prompt": self.system_prompt,
+        }
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a run loads its model (see :func:`evolens.load`).
+
+    Attributes:
+        device: ``"auto"`` (under ``torchrun``: this rank's GPU), ``"cpu"``, ``"cuda:1"`` ...
+        dtype: ``"auto"``, ``"float32"``, ``"bfloat16"``, ``"float16"``.
+        device_map: ``"auto"`` spreads one model over this node's GPUs (one process per node).
+        attn_implementation: ``"eager"``, ``"sdpa"`` ... (None: the model's default).
+        allow_pickle: Accept pickle-only checkpoints (unsafe: unpickling runs code).
+        trust_remote_code: Run code shipped with the checkpoint.
+    """
+
+    device: str | None = field(
+        default="auto", metadata={"help": "auto, cpu, cuda, cuda:1 ... (auto under torchrun: the rank's GPU)"}
+    )
+    dtype: str | None = field(default="auto", metadata={"help": "auto, float32, bfloat16, float16"})
+    device_map: str | None = field(
+        default=None, metadata={"help": "'auto' spreads a large model over this node's GPUs"}
+    )
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "eager, sdpa ... (default: the model's)"}
+    )
+    allow_pickle: bool = field(default=False, metadata={"help": "Accept pickle-only checkpoints (unsafe)"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run code shipped with the checkpoint"})
+
+    def open(self, source: str | Path, *, device: str | None = None) -> LVLM:
+        """:func:`~evolens.api.load` ``source`` with these options (``device``, when given, over :attr:`device`)."""
+        from evolens.api.lvlm import load
+
+        return load(
+            source,
+            device=device if device is not None else self.device,
+            dtype=self.dtype,
+            device_map=self.device_map,
+            attn_implementation=self.attn_implementation,
+            allow_pickle=self.allow_pickle,
+            trust_remote_code=self.trust_remote_code,
+        )
