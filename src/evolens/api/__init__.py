@@ -3,7 +3,7 @@ layer (:class:`TraceOptions`). :mod:`.lvlm` holds the model wrapper, :mod:`.batc
 :mod:`.options` the options."""
 
 from evolens.api.batch import analyse_during_generation, token_pieces
-from evolens.api.lvlm import LVLM, load
-from evolens.api.options import LoadOptions, TraceOptions
+from evolens.api.lvlm import LVLM, LoadOptions, load
+from evolens.api.options import TraceOptions
 
 __all__ = ["LVLM", "LoadOptions", "TraceOptions", "analyse_during_generation", "load", "token_pieces"]

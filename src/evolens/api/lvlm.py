@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
 
@@ -31,6 +32,45 @@ from evolens.models.loading import LoadedModel, load_model
 from evolens.trace import LensedTrace, ModelInfo, Trace
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a run loads its model (see :func:`evolens.load`).
+
+    Attributes:
+        device: ``"auto"`` (under ``torchrun``: this rank's GPU), ``"cpu"``, ``"cuda:1"`` ...
+        dtype: ``"auto"``, ``"float32"``, ``"bfloat16"``, ``"float16"``.
+        device_map: ``"auto"`` spreads one model over this node's GPUs (one process per node).
+        attn_implementation: ``"eager"``, ``"sdpa"`` ... (None: the model's default).
+        allow_pickle: Accept pickle-only checkpoints (unsafe: unpickling runs code).
+        trust_remote_code: Run code shipped with the checkpoint.
+    """
+
+    device: str | None = field(
+        default="auto", metadata={"help": "auto, cpu, cuda, cuda:1 ... (auto under torchrun: the rank's GPU)"}
+    )
+    dtype: str | None = field(default="auto", metadata={"help": "auto, float32, bfloat16, float16"})
+    device_map: str | None = field(
+        default=None, metadata={"help": "'auto' spreads a large model over this node's GPUs"}
+    )
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "eager, sdpa ... (default: the model's)"}
+    )
+    allow_pickle: bool = field(default=False, metadata={"help": "Accept pickle-only checkpoints (unsafe)"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run code shipped with the checkpoint"})
+
+    def open(self, source: str | Path, *, device: str | None = None) -> LVLM:
+        """:func:`~evolens.api.load` ``source`` with these options (``device``, when given, over :attr:`device`)."""
+        return load(
+            source,
+            device=device if device is not None else self.device,
+            dtype=self.dtype,
+            device_map=self.device_map,
+            attn_implementation=self.attn_implementation,
+            allow_pickle=self.allow_pickle,
+            trust_remote_code=self.trust_remote_code,
+        )
 
 
 class LVLM:

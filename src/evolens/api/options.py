@@ -1,11 +1,10 @@
-"""The options of the API, each a frozen dataclass passed whole: how a model loads (:class:`LoadOptions`) and how
-:meth:`~evolens.api.LVLM.trace` follows generations (:class:`TraceOptions`)."""
+"""How :meth:`~evolens.api.LVLM.trace` follows generations: :class:`TraceOptions`, a frozen dataclass passed whole
+(how a model loads is :class:`~evolens.api.lvlm.LoadOptions`, beside :func:`~evolens.api.load`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -13,9 +12,6 @@ from evolens.capture.generate import GenerationSettings
 from evolens.errors import SettingsError, check_positive_int
 from evolens.lens.logit_lens import check_lens_mode, lens_dtype_of
 from evolens.metrics.compute import dtype_name
-
-if TYPE_CHECKING:
-    from evolens.api.lvlm import LVLM
 
 #: Decoding options accepted flat by :meth:`LVLM.trace` and :meth:`TraceOptions.from_flat`.
 _DECODING = tuple(GenerationSettings.__dataclass_fields__)
@@ -97,44 +93,3 @@ class TraceOptions:
             "raw_prompt": self.raw_prompt,
             "system_prompt": self.system_prompt,
         }
-
-
-@dataclass(frozen=True)
-class LoadOptions:
-    """How a run loads its model (see :func:`evolens.load`).
-
-    Attributes:
-        device: ``"auto"`` (under ``torchrun``: this rank's GPU), ``"cpu"``, ``"cuda:1"`` ...
-        dtype: ``"auto"``, ``"float32"``, ``"bfloat16"``, ``"float16"``.
-        device_map: ``"auto"`` spreads one model over this node's GPUs (one process per node).
-        attn_implementation: ``"eager"``, ``"sdpa"`` ... (None: the model's default).
-        allow_pickle: Accept pickle-only checkpoints (unsafe: unpickling runs code).
-        trust_remote_code: Run code shipped with the checkpoint.
-    """
-
-    device: str | None = field(
-        default="auto", metadata={"help": "auto, cpu, cuda, cuda:1 ... (auto under torchrun: the rank's GPU)"}
-    )
-    dtype: str | None = field(default="auto", metadata={"help": "auto, float32, bfloat16, float16"})
-    device_map: str | None = field(
-        default=None, metadata={"help": "'auto' spreads a large model over this node's GPUs"}
-    )
-    attn_implementation: str | None = field(
-        default=None, metadata={"help": "eager, sdpa ... (default: the model's)"}
-    )
-    allow_pickle: bool = field(default=False, metadata={"help": "Accept pickle-only checkpoints (unsafe)"})
-    trust_remote_code: bool = field(default=False, metadata={"help": "Run code shipped with the checkpoint"})
-
-    def open(self, source: str | Path, *, device: str | None = None) -> LVLM:
-        """:func:`~evolens.api.load` ``source`` with these options (``device``, when given, over :attr:`device`)."""
-        from evolens.api.lvlm import load
-
-        return load(
-            source,
-            device=device if device is not None else self.device,
-            dtype=self.dtype,
-            device_map=self.device_map,
-            attn_implementation=self.attn_implementation,
-            allow_pickle=self.allow_pickle,
-            trust_remote_code=self.trust_remote_code,
-        )
