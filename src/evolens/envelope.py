@@ -91,3 +91,24 @@ class Envelope:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise StoreError(f"cannot read {target}: {err}") from None
         return self.unwrap(payload, str(target))
+
+
+def read_manifest(path: Path, *, kind: str, schema_version: int, what: str) -> dict[str, Any]:
+    """A directory's JSON manifest (a trace's ``manifest.json``, a run's ``run.json``), checked for its ``kind``
+    and ``schema_version``; ``what`` names the directory's kind in errors (``"trace"``).
+
+    Raises:
+        StoreError: The file cannot be read or parsed, or holds another kind or schema version.
+    """
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise StoreError(f"cannot read {path}: {err}") from None
+    if not isinstance(manifest, dict) or manifest.get("kind") != kind:
+        found = manifest.get("kind") if isinstance(manifest, dict) else type(manifest).__name__
+        raise StoreError(f"{path} describes a {found!r}, not an evolens {what}")
+    if manifest.get("schema_version") != schema_version:
+        raise StoreError(
+            f"{path} has schema version {manifest.get('schema_version')}; this evolens reads version {schema_version}"
+        )
+    return manifest

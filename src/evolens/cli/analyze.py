@@ -12,15 +12,14 @@ from evolens.analysis.baselines import BaselineMode, analyze_traces, summarize_b
 from evolens.analysis.params import DetectorParams
 from evolens.cli.common import ConfigOption, app, examples, out
 from evolens.cli.options import (
-    Dpi,
-    FigureFormats,
+    FigureOutput,
     cells,
     detector_options,
+    figure_options,
     new_table,
     progress_bar,
     say,
     trace_dirs,
-    write_figure,
 )
 from evolens.errors import SettingsError
 from evolens.files import check_writable
@@ -88,6 +87,7 @@ def print_summary(summary: AnalysisSummary, max_rows: int) -> None:
     ),
 )
 @detector_options
+@figure_options
 def analyze(
     paths: Annotated[
         list[Path],
@@ -112,11 +112,10 @@ def analyze(
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap")] = 0,
     include_eos: Annotated[bool, typer.Option(help="Count the final EOS tokens in the summary")] = False,
     max_rows: Annotated[int, typer.Option(help="Items shown in the table (0: all)", min=0)] = 30,
-    formats: FigureFormats = None,
-    dpi: Dpi = 150,
     config: ConfigOption = None,
     *,
     params: DetectorParams,
+    figure_output: FigureOutput,
 ) -> None:
     """Detect critical layers, mutation layers and stages of every token of saved traces; write analysis.json next to each trace and print medians with bootstrap intervals per item and for the whole set.
 
@@ -173,4 +172,4 @@ def analyze(
     if summary is not None:
         say(f"wrote {summaries[0].save(summary)}")
     if figure is not None:
-        write_figure(analysis_summary_figure(summaries[0]), figure, formats, dpi)
+        figure_output.write(analysis_summary_figure(summaries[0]), figure)

@@ -13,16 +13,13 @@ from evolens.analysis.params import DetectorParams
 from evolens.api import LoadOptions, TraceOptions
 from evolens.cli.common import ConfigOption, app, examples, out, quiet_transformers
 from evolens.cli.options import (
-    Dpi,
-    FigureFormats,
+    FigureOutput,
     cells,
-    detector_options,
-    load_options,
+    experiment_options,
+    figure_options,
     new_table,
     say,
     spinner,
-    trace_options,
-    write_figure,
 )
 from evolens.errors import SettingsError
 from evolens.files import check_writable, make_directory
@@ -86,9 +83,8 @@ def print_comparison(comparison: ProfileComparison) -> None:
         "--text-prompt 'Who was the first Indian to win an academy award?' -o runs/cmp",
     ),
 )
-@detector_options
-@trace_options("max_new_tokens", "lens", "seed", "batch_size")
-@load_options
+@experiment_options
+@figure_options
 def compare(
     model: Annotated[str, typer.Argument(help="The vision-language model (local directory or hub id)")],
     image: Annotated[list[Path], typer.Option("--image", "-i", help="Image file (repeat for several)")],
@@ -104,11 +100,10 @@ def compare(
     text_prompt: Annotated[
         list[str] | None, typer.Option(help="Prompts for --text-model (repeat) [default: the same prompts]")
     ] = None,
-    formats: FigureFormats = None,
-    dpi: Dpi = 150,
     config: ConfigOption = None,
     *,
     params: DetectorParams,
+    figure_output: FigureOutput,
     trace: TraceOptions,
     load: LoadOptions,
 ) -> None:
@@ -148,4 +143,4 @@ def compare(
     saved = comparison.save(out_dir / "profiles.json")
     print_comparison(comparison)
     say(f"wrote {saved}")
-    write_figure(profile_comparison_figure(comparison), out_dir / "profiles", formats, dpi)
+    figure_output.write(profile_comparison_figure(comparison), out_dir / "profiles")

@@ -13,16 +13,16 @@ from evolens.analysis.params import DetectorParams
 from evolens.api import LoadOptions
 from evolens.cli.common import ConfigOption, app, examples, out, quiet_transformers
 from evolens.cli.options import (
-    Dpi,
-    FigureFormats,
+    FigureOutput,
+    TraceDirArg,
     cells,
     detector_options,
+    figure_options,
     load_options,
     new_table,
     parse_words,
     say,
     trace_dirs,
-    write_figure,
 )
 from evolens.errors import SettingsError
 from evolens.files import check_writable, make_directory
@@ -76,9 +76,10 @@ def print_comparisons(comparisons: Sequence[TokenComparison]) -> None:
     ),
 )
 @detector_options
+@figure_options
 @load_options
 def contrast(
-    trace_dir: Annotated[Path, typer.Argument(help="A saved trace", show_default=False)],
+    trace_dir: TraceDirArg,
     step: Annotated[
         list[int] | None, typer.Option("--step", "-s", help="Generation step(s) to compare (repeat)")
     ] = None,
@@ -106,11 +107,10 @@ def contrast(
         ),
     ] = None,
     ncols: Annotated[int, typer.Option(help="Panels per row when there are several", min=1)] = 2,
-    formats: FigureFormats = None,
-    dpi: Dpi = 150,
     config: ConfigOption = None,
     *,
     params: DetectorParams,
+    figure_output: FigureOutput,
     load: LoadOptions,
 ) -> None:
     """Probability of the generated token against an alternative at every layer (paper Fig. 3): where they cross, the step's critical and mutation layers, and whether the alternative led before the mutation.
@@ -145,4 +145,4 @@ def contrast(
     make_directory(target)
     print_comparisons(comparisons)
     say(f"wrote {save_comparisons(target / 'contrast.json', comparisons)}")
-    write_figure(token_comparison_figure(comparisons, ncols=ncols), target / "contrast", formats, dpi)
+    figure_output.write(token_comparison_figure(comparisons, ncols=ncols), target / "contrast")

@@ -11,14 +11,13 @@ import typer
 from evolens.analysis.params import DetectorParams
 from evolens.cli.common import ConfigOption, app, examples
 from evolens.cli.options import (
-    Dpi,
-    FigureFormats,
+    FigureOutput,
     detector_options,
+    figure_options,
     load_traces,
     say,
     spinner,
     trace_dirs,
-    write_figure,
 )
 from evolens.files import make_directory
 from evolens.geometry.embed import (
@@ -96,6 +95,7 @@ Overwrite = Annotated[bool, typer.Option(help="Replace an existing geometry.json
     ),
 )
 @detector_options
+@figure_options
 def embed(
     paths: Annotated[
         list[Path],
@@ -119,11 +119,10 @@ def embed(
     numbers_space: Space = "raw",
     color_by: ColorBy = "band",
     overwrite: Overwrite = False,
-    formats: FigureFormats = None,
-    dpi: Dpi = 150,
     config: ConfigOption = None,
     *,
     params: DetectorParams,
+    figure_output: FigureOutput,
 ) -> None:
     """Map every layer's features to 2-D (t-SNE, UMAP or PCA) from saved traces with hidden states: one image's tokens (paper Fig. 6) or one token across images (Fig. 7); print the numbers behind the picture.
 
@@ -159,4 +158,4 @@ def embed(
         say(f"wrote {saved}")
         from evolens.viz import feature_map_figure
 
-        write_figure(feature_map_figure(fmap, color_by=color_by), target / MAP_NAME, formats, dpi)
+        figure_output.write(feature_map_figure(fmap, color_by=color_by), target / MAP_NAME)

@@ -60,6 +60,8 @@ class OptionSpec:
     help: str
     min: int | None = None
     negatable: bool = False  # a switch with a --no- form (for one on by default)
+    max: int | None = None
+    flags: tuple[str, ...] = ()  # the option's names when not --<name> (e.g. "--format", "-f")
 
 
 def dataclass_specs(cls: type, helps: Mapping[str, str] | None = None) -> list[OptionSpec]:
@@ -75,6 +77,10 @@ def _flag(spec: OptionSpec) -> str:
     """``--name``, or ``--name/--no-name`` for a negatable switch."""
     name = spec.name.replace("_", "-")
     return f"--{name}/--no-{name}" if spec.negatable else f"--{name}"
+
+
+def _names(spec: OptionSpec) -> tuple[str, ...]:
+    return spec.flags or (_flag(spec),)
 
 
 def option_group(
@@ -108,10 +114,11 @@ def option_group(
                 annotation=Annotated[
                     spec.annotation,
                     typer.Option(
-                        _flag(spec),
+                        *_names(spec),
                         help=spec.help,
                         rich_help_panel=panel,
                         min=spec.min,
+                        max=spec.max,
                     ),
                 ],
             )
@@ -157,6 +164,13 @@ TRACE_SPECS: dict[str, OptionSpec] = {
         OptionSpec("batch_size", int, 8, "Items per generate call (in a run it fixes the batches)", min=1),
     )
 }
+
+
+def experiment_options(func: F) -> F:
+    """What a command that generates with a model and analyses the result takes: the detector parameters
+    (``params``), the tracing options ``--max-new-tokens``, ``--lens``, ``--seed``, ``--batch-size`` (``trace``)
+    and the model loading options (``load``)."""
+    return detector_options(trace_options("max_new_tokens", "lens", "seed", "batch_size")(load_options(func)))
 
 
 def trace_options(*names: str) -> Callable[[F], F]:
@@ -251,11 +265,43 @@ def load_traces(directories: Sequence[Path], description: str = "loading traces"
 
 
 # --------------------------------------------------------------------------------------------- output
-FigureFormats = Annotated[
-    list[str] | None,
-    typer.Option("--format", "-f", help="Figure formats (repeat: -f png -f pdf); default png and svg"),
-]
+#: A saved trace directory, the first argument of the commands that read one.
+TraceDirArg = Annotated[Path, typer.Argument(help="A saved trace", show_default=False)]
 Dpi = Annotated[int, typer.Option(help="Resolution of PNG figures", min=30, max=1200)]
+
+
+@dataclass(frozen=True)
+class FigureOutput:
+    """How a command writes its figures: the formats (``None``: PNG and SVG) and the PNG resolution."""
+
+    formats: tuple[str, ...] | None = None
+    dpi: int = 150
+
+    def write(self, fig: Figure, stem: Path) -> list[Path]:
+        """Save ``fig`` as ``stem.<format>`` for each format and print each path."""
+        return write_figure(fig, stem, self.formats, self.dpi)
+
+
+def _figure_output(formats: Sequence[str] | None = None, dpi: int = 150) -> FigureOutput:
+    return FigureOutput(tuple(formats) if formats else None, dpi)
+
+
+#: ``--format/-f`` and ``--dpi``, into a ``figure_output: FigureOutput`` parameter.
+figure_options = option_group(
+    [
+        OptionSpec(
+            "formats",
+            list[str] | None,
+            None,
+            "Figure formats (repeat: -f png -f pdf); default png and svg",
+            flags=("--format", "-f"),
+        ),
+        OptionSpec("dpi", int, 150, "Resolution of PNG figures", min=30, max=1200),
+    ],
+    "figure_output",
+    "Figures",
+    _figure_output,
+)
 
 
 def write_figure(fig: Figure, stem: Path, formats: Sequence[str] | None, dpi: int) -> list[Path]:

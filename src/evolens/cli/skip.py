@@ -26,19 +26,16 @@ from evolens.cli.dataset import (
     parse_dataset_options,
 )
 from evolens.cli.options import (
-    Dpi,
-    FigureFormats,
+    FigureOutput,
     cells,
-    detector_options,
-    load_options,
+    experiment_options,
+    figure_options,
     new_table,
     parse_layers,
     parse_words,
     progress_bar,
     say,
     spinner,
-    trace_options,
-    write_figure,
 )
 from evolens.errors import EvolensError, SettingsError
 from evolens.files import check_writable, make_directory
@@ -331,9 +328,8 @@ def print_report(report: SkipReport, saved: Path, show: int, max_chars: int) -> 
         "evolens skip MODEL -d amber -r AMBER/data --images AMBER/image --limit 50 -o runs/amber_skip",
     ),
 )
-@detector_options
-@trace_options("max_new_tokens", "lens", "seed", "batch_size")
-@load_options
+@experiment_options
+@figure_options
 def skip(
     model: Annotated[str, typer.Argument(help="Local model directory or hub id")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory (skip.json and the figure)")],
@@ -368,11 +364,10 @@ def skip(
     max_tokens: MaxTokensOpt = 0,
     mark_changes: MarkChangesOpt = False,
     figure_images: FigureImagesOpt = True,
-    formats: FigureFormats = None,
-    dpi: Dpi = 150,
     config: ConfigOption = None,
     *,
     params: DetectorParams,
+    figure_output: FigureOutput,
     trace: TraceOptions,
     load: LoadOptions,
 ) -> None:
@@ -421,4 +416,4 @@ def skip(
         images=figure_images,
         title=f"layer skipping: {lvlm.loaded.source}",
     )
-    write_figure(fig, out_dir / "skip", formats, dpi)
+    figure_output.write(fig, out_dir / "skip")

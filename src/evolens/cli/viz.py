@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from evolens.cli.common import ConfigOption, app, examples, out
+from evolens.cli.options import Dpi, TraceDirArg
 from evolens.errors import SettingsError
 from evolens.files import check_writable
 
@@ -32,7 +33,11 @@ FormatOption = Annotated[
     list[str] | None,
     typer.Option("--format", "-f", help="Write these formats beside --out (repeat: -f png -f pdf)"),
 ]
-DpiOption = Annotated[int, typer.Option(help="Resolution of PNG output", min=30, max=1200)]
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in ("bits", "paper"):
+        raise SettingsError(f"--reduction must be bits or paper, got {reduction!r}")
 
 
 def _save(fig: Figure, path: Path, formats: list[str] | None, dpi: int) -> None:
@@ -170,7 +175,7 @@ def report(
     ),
 )
 def plot_tokens(
-    trace_dir: Annotated[Path, typer.Argument(help="A saved trace", show_default=False)],
+    trace_dir: TraceDirArg,
     out_path: OutOption,
     step: Annotated[
         list[int] | None, typer.Option("--step", "-s", help="Generation step(s) (default: the first 18)")
@@ -181,7 +186,7 @@ def plot_tokens(
     max_candidates: Annotated[int, typer.Option(help="Candidates drawn per step", min=1)] = 8,
     ncols: Annotated[int, typer.Option(help="Panels per row", min=1)] = 6,
     formats: FormatOption = None,
-    dpi: DpiOption = 150,
+    dpi: Dpi = 150,
     config: ConfigOption = None,
 ) -> None:
     """Candidate token probabilities across layers (paper Fig. 2): one panel per step."""
@@ -207,7 +212,7 @@ def plot_tokens(
     ),
 )
 def plot_jsd(
-    trace_dir: Annotated[Path, typer.Argument(help="A saved trace", show_default=False)],
+    trace_dir: TraceDirArg,
     out_path: OutOption,
     reduction: Annotated[
         str, typer.Option(help="bits (JSD in bits) or paper (the paper code's reduction)")
@@ -218,14 +223,13 @@ def plot_jsd(
     max_tokens: Annotated[int, typer.Option(help="Rows shown, the first N tokens (0: all)", min=0)] = 40,
     annotate: Annotated[bool, typer.Option(help="Write each cell's value")] = True,
     formats: FormatOption = None,
-    dpi: DpiOption = 150,
+    dpi: Dpi = 150,
     config: ConfigOption = None,
 ) -> None:
     """Adjacent-layer JSD heatmap, tokens x layers (paper Fig. 4)."""
     from evolens.viz import jsd_trace_figure
 
-    if reduction not in ("bits", "paper"):
-        raise SettingsError(f"--reduction must be bits or paper, got {reduction!r}")
+    _check_reduction(reduction)
     if normalize not in (None, "none", "maxabs"):
         raise SettingsError(f"--normalize must be none or maxabs, got {normalize!r}")
     trace = _load_trace(trace_dir)
@@ -267,7 +271,7 @@ def _stored_probs(trace: Trace, step: int, token: str) -> tuple[Any, str]:
     ),
 )
 def plot_contrast(
-    trace_dir: Annotated[Path, typer.Argument(help="A saved trace", show_default=False)],
+    trace_dir: TraceDirArg,
     out_path: OutOption,
     step: Annotated[int, typer.Option("--step", "-s", help="Step of the hallucinated token")],
     correct: Annotated[str, typer.Option(help="The correct token (its text or id; tracked or a candidate)")],
@@ -275,7 +279,7 @@ def plot_contrast(
     mutation_layer: Annotated[int | None, typer.Option(help="Mark this layer as the mutation layer")] = None,
     critical_layer: Annotated[int | None, typer.Option(help="Mark this layer as the critical layer")] = None,
     formats: FormatOption = None,
-    dpi: DpiOption = 150,
+    dpi: Dpi = 150,
     config: ConfigOption = None,
 ) -> None:
     """A generated (hallucinated) token against the correct one across layers (paper Fig. 3)."""
@@ -307,7 +311,7 @@ def plot_profile(
     out_path: OutOption,
     reduction: Annotated[str, typer.Option(help="bits or paper")] = "bits",
     formats: FormatOption = None,
-    dpi: DpiOption = 150,
+    dpi: Dpi = 150,
     config: ConfigOption = None,
 ) -> None:
     """Mean adjacent-layer JSD per decoder layer over every token of the traces (with the interquartile range)."""
@@ -317,8 +321,7 @@ def plot_profile(
     from evolens.trace import Trace
     from evolens.viz import jsd_profile_figure
 
-    if reduction not in ("bits", "paper"):
-        raise SettingsError(f"--reduction must be bits or paper, got {reduction!r}")
+    _check_reduction(reduction)
     columns = []
     depths = set()
     for directory in collect_trace_dirs(paths):

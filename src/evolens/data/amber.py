@@ -156,17 +156,13 @@ class Amber(Dataset):
 
     @cached_property
     def _annotations(self) -> list[Any]:
-        data = read_json(self.annotations_path, "AMBER annotations")
-        if not isinstance(data, list):
-            raise DatasetError(f"{self.annotations_path}: expected a list of entries indexed by id - 1")
-        return data
+        return list(
+            read_json(self.annotations_path, "AMBER annotations", list_of="entries indexed by id - 1")
+        )
 
     @cached_property
     def _queries(self) -> list[Any]:
-        data = read_json(self.queries_path, "AMBER query file")
-        if not isinstance(data, list):
-            raise DatasetError(f"{self.queries_path}: expected a list of {{id, image, query}} entries")
-        return data
+        return list(read_json(self.queries_path, "AMBER query file", list_of="{id, image, query} entries"))
 
     def resources(self) -> dict[str, Any]:
         return {"relation": self.relation, "safe_words": self.safe_words}

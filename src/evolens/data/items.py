@@ -242,16 +242,20 @@ def require_file(path: Path, what: str) -> Path:
     return path
 
 
-def read_json(path: Path, what: str) -> Any:
-    """Parse a JSON file, with errors that name the file and the line."""
+def read_json(path: Path, what: str, *, list_of: str | None = None) -> Any:
+    """Parse a JSON file, with errors that name the file and the line; with ``list_of`` (what each entry is, in
+    words), refuse anything but a list."""
     require_file(path, what)
     try:
         with path.open(encoding="utf-8") as fh:
-            return json.load(fh)
+            data = json.load(fh)
     except json.JSONDecodeError as err:
         raise DatasetError(f"{what} {path} is not valid JSON: {err.msg} at line {err.lineno}") from None
     except (OSError, UnicodeDecodeError) as err:
         raise DatasetError(f"cannot read {what} {path}: {err}") from None
+    if list_of is not None and not isinstance(data, list):
+        raise DatasetError(f"{path}: expected a list of {list_of}")
+    return data
 
 
 def check_unicode(value: object, where: str) -> None:

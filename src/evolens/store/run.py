@@ -41,6 +41,7 @@ from typing import Any
 from urllib.parse import quote
 
 from evolens.data.items import DataItem, json_lines
+from evolens.envelope import read_manifest
 from evolens.errors import EvolensError, StoreError
 from evolens.files import atomic_directory, atomic_write_text
 from evolens.trace.fileformat import MANIFEST as TRACE_MANIFEST
@@ -147,17 +148,9 @@ class RunDirectory:
         """``run.json``, checked for kind and schema."""
         if not self.manifest_path.is_file():
             raise StoreError(f"{self.root} is not an evolens run directory: no {RUN_MANIFEST}")
-        try:
-            manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
-            raise StoreError(f"cannot read {self.manifest_path}: {err}") from None
-        if manifest.get("kind") != RUN_KIND:
-            raise StoreError(f"{self.manifest_path} describes a {manifest.get('kind')!r}, not an evolens run")
-        if manifest.get("schema_version") != RUN_SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.manifest_path} has schema version {manifest.get('schema_version')}; this evolens reads "
-                f"version {RUN_SCHEMA_VERSION}"
-            )
+        manifest = read_manifest(
+            self.manifest_path, kind=RUN_KIND, schema_version=RUN_SCHEMA_VERSION, what="run"
+        )
         return manifest
 
     def create(

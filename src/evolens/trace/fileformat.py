@@ -29,6 +29,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from evolens import envelope
 from evolens.capture.generate import GenerationSettings
 from evolens.errors import StoreError
 from evolens.files import atomic_directory
@@ -180,17 +181,7 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / MANIFEST
     if not path.is_file():
         raise StoreError(f"{directory} is not an evolens trace directory: no {MANIFEST}")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise StoreError(f"cannot read {path}: {err}") from None
-    if manifest.get("kind") != KIND:
-        raise StoreError(f"{path} describes a {manifest.get('kind')!r}, not an evolens trace")
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise StoreError(
-            f"{path} has schema version {manifest.get('schema_version')}; this evolens reads version {SCHEMA_VERSION}"
-        )
-    return manifest
+    return envelope.read_manifest(path, kind=KIND, schema_version=SCHEMA_VERSION, what="trace")
 
 
 def read_trace_fields(directory: str | Path) -> dict[str, Any]:
