@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from evolens.errors import SettingsError, StoreError
-from evolens.hallucination.detect import DetectOptions, DetectResult, detect, select_tokens
+from evolens.hallucination.detect import DETECT_JSON, DetectOptions, DetectResult, detect, select_tokens
 from evolens.hallucination.signals import PROFILE_COLUMNS, token_profiles
 from evolens.store.results import FIGURES, RunResults
 from evolens.store.trace_io import METRICS, TENSORS
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DETECT_JSON = "detect.json"
 PRIOR_DRIVEN, OTHER = "prior-driven", "other"
 FIGURE_NAMES = ("detect_roc", "detect_probe_layers")
 
