@@ -54,7 +54,9 @@ def test_roc_points_run_from_origin_to_one_and_are_thinned() -> None:
     assert len(fpr) <= ROC_POINTS and np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
     # the trapezoid under the full curve is the AUROC
     full_fpr, full_tpr = roc_points(scores[:100], positive[:100])
-    assert np.trapezoid(full_tpr, full_fpr) == pytest.approx(roc_auc_score(positive[:100], scores[:100]), abs=1e-5)
+    assert np.trapezoid(full_tpr, full_fpr) == pytest.approx(
+        roc_auc_score(positive[:100], scores[:100]), abs=1e-5
+    )
     assert roc_points(scores, np.ones(1000, dtype=bool)) == ([], [])
 
 
@@ -183,7 +185,9 @@ def _dataset(n_items: int = 30, seed: int = 0) -> tuple[pd.DataFrame, TokenProfi
     rng = np.random.default_rng(seed)
     items = [f"i{k}" for k in range(n_items)]
     metrics = _long_table(items, 3, 2, seed)
-    label = ["hallucinated" if k % 3 == 0 and s == 0 else "grounded" for k in range(n_items) for s in range(3)]
+    label = [
+        "hallucinated" if k % 3 == 0 and s == 0 else "grounded" for k in range(n_items) for s in range(3)
+    ]
     group = [("prior-driven" if k % 2 else "other") if lab == "hallucinated" else None
              for k, lab in zip(np.repeat(range(n_items), 3), label, strict=True)]  # fmt: skip
     tokens = pd.DataFrame({
@@ -230,7 +234,9 @@ def test_detect_refuses_what_it_cannot_score() -> None:
         detect(tokens.assign(label="grounded"), profiles, DetectOptions(hidden_probe=False))
     with pytest.raises(SettingsError, match="too few hallucinated tokens"):
         detect(tokens, profiles, DetectOptions(n_folds=11, n_bootstrap=0), hidden=hidden)
-    without_probes = detect(tokens, profiles, DetectOptions(n_bootstrap=0, metric_probe=False, hidden_probe=False))
+    without_probes = detect(
+        tokens, profiles, DetectOptions(n_bootstrap=0, metric_probe=False, hidden_probe=False)
+    )
     assert [s.family for s in without_probes.signals] == [s.family for s in SIGNALS]
     with pytest.raises(SettingsError, match="n_folds"):
         DetectOptions(n_folds=1)

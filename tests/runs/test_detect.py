@@ -38,7 +38,9 @@ def test_detect_run_writes_the_result_and_its_figures(detected: tuple[Path, Dete
     table = result.table(ALL_ERRORS)
     assert table is not None and table.n_hallucinated >= 2 and table.n_grounded > table.n_hallucinated
     assert [s.name for s in table.scores][-3:] == ["metric_probe", "hidden_probe_last", "hidden_probe_best"]
-    assert result.hidden_curve is not None and result.hidden_curve.layers == list(range(9))  # the toy's 8 layers
+    assert result.hidden_curve is not None and result.hidden_curve.layers == list(
+        range(9)
+    )  # the toy's 8 layers
     # one owner per number: "mutation detected" scores as the run's layer statistics do
     statistics = evolens.RunResults(run).statistics()
     mutation = table.score("mutation_detected")
@@ -50,14 +52,20 @@ def test_detect_run_writes_the_result_and_its_figures(detected: tuple[Path, Dete
 def test_prior_driven_errors_get_a_table_of_their_own(detected: tuple[Path, DetectResult]) -> None:
     run, result = detected
     evaluation = json.loads((run / "results" / "evaluation.json").read_text())
-    assert [t.name for t in result.tables][0] == ALL_ERRORS
+    priors = {r["item_id"]: r["annotations"].get("prior") for r in map(json.loads, (run / "dataset" / "items.jsonl")
+                                                                        .read_text().splitlines())}  # fmt: skip
+    answered_prior = sum(
+        bool(i["hallucinated"]) and i["answer"] is not None and i["answer"] == priors[i["item_id"]]
+        for i in evaluation["items"]
+    )
+    assert result.tables[0].name == ALL_ERRORS
     groups = {t.name: t for t in result.tables[1:]}
-    assert set(groups) <= {PRIOR_DRIVEN, OTHER} and groups
+    assert list(groups) == [PRIOR_DRIVEN, OTHER]
+    assert groups[PRIOR_DRIVEN].n_hallucinated == answered_prior > 0  # one judged answer word per question
     all_errors = result.table()
     assert all_errors is not None
     assert sum(t.n_hallucinated for t in groups.values()) == all_errors.n_hallucinated
     assert all(t.n_grounded == all_errors.n_grounded for t in groups.values())
-    assert evaluation  # the run was evaluated against the truth
 
 
 def test_error_groups_from_answers_and_priors() -> None:

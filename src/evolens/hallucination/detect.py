@@ -332,6 +332,8 @@ def detect(
     tables = [_table(ALL_ERRORS, np.ones(len(positive), dtype=bool), data, options)]
     if "error_group" in tokens.columns:
         group = tokens["error_group"].where(positive, None).to_numpy()
-        for name in sorted({str(g) for g in group if g is not None and g == g}, key=lambda g: (g == "other", g)):
+        for name in sorted(
+            {str(g) for g in group if g is not None and g == g}, key=lambda g: (g == "other", g)
+        ):
             tables.append(_table(name, ~positive | (group == name), data, options))
     return DetectResult(profiles.n_layers, options, signals, tables, curve, features)
