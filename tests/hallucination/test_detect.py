@@ -20,6 +20,7 @@ from evolens.hallucination.scoring import (
     weighted_auprc,
 )
 from evolens.hallucination.signals import SIGNALS, TokenProfiles, signal_values, token_profiles, top1_layer
+from tests.hallucination.detect_data import long_table, synthetic_dataset
 
 
 # ------------------------------------------------------------------------------------------ scoring
@@ -133,25 +134,8 @@ def test_top1_layer_is_where_the_token_stays_on_top() -> None:
     np.testing.assert_array_equal(top1_layer(ranks), [0, 2, 3, 4])
 
 
-def _long_table(items: list[str], n_steps: int, n_layers: int, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    rows = []
-    for item in items:
-        for step in range(n_steps):
-            for layer in range(n_layers + 1):
-                lp = float(np.log(rng.uniform(0.05, 0.9)))
-                rows.append({
-                    "item": item, "step": step, "layer": layer, "prob": float(np.exp(lp)), "logprob": lp,
-                    "rank": int(rng.integers(1, 3)), "entropy_bits": float(rng.uniform(0, 4)),
-                    "jsd_next_bits": None if layer == n_layers else float(rng.uniform(0, 0.5)),
-                    "kl_to_last_bits": 0.0 if layer == n_layers else float(rng.uniform(0, 2)),
-                    "topk_logprobs": [max(lp, -0.1), -1.5, -2.0],
-                })  # fmt: skip
-    return pd.DataFrame(rows)
-
-
 def test_token_profiles_read_the_long_table_in_token_order() -> None:
-    metrics = _long_table(["a", "b"], 3, 2)
+    metrics = long_table(["a", "b"], 3, 2)
     tokens = pd.DataFrame({"item": ["b", "a"], "step": [2, 0]})
     profiles = token_profiles(tokens, metrics, 2)
     row = metrics[(metrics["item"] == "b") & (metrics["step"] == 2)].sort_values("layer")
@@ -179,33 +163,8 @@ def test_select_tokens_keeps_first_judged_tokens_without_eos() -> None:
 
 
 # ------------------------------------------------------------------------------------------ detect
-def _dataset(n_items: int = 30, seed: int = 0) -> tuple[pd.DataFrame, TokenProfiles, np.ndarray]:
-    """Items of 3 judged tokens; the first token of every third item is hallucinated, and its final probability
-    low; half the errors are "prior-driven"."""
-    rng = np.random.default_rng(seed)
-    items = [f"i{k}" for k in range(n_items)]
-    metrics = _long_table(items, 3, 2, seed)
-    label = [
-        "hallucinated" if k % 3 == 0 and s == 0 else "grounded" for k in range(n_items) for s in range(3)
-    ]
-    group = [("prior-driven" if k % 2 else "other") if lab == "hallucinated" else None
-             for k, lab in zip(np.repeat(range(n_items), 3), label, strict=True)]  # fmt: skip
-    tokens = pd.DataFrame({
-        "item": np.repeat(items, 3), "step": np.tile(range(3), n_items), "label": label, "error_group": group,
-        "critical_layer": rng.integers(0, 3, size=3 * n_items), "mutation_layers": [[] for _ in label],
-    })  # fmt: skip
-    hal = tokens["label"].eq("hallucinated").to_numpy()
-    keyed = metrics.set_index(["item", "step", "layer"]).sort_index()
-    for item, step in zip(tokens["item"][hal], tokens["step"][hal], strict=True):
-        keyed.loc[(item, step, 2), "logprob"] = np.log(0.01)
-    profiles = token_profiles(tokens, keyed.reset_index(), 2)
-    hidden = rng.normal(size=(len(tokens), 3, 4))
-    hidden[hal, 2, 0] += 5.0  # readable at the last layer only
-    return tokens, profiles, hidden
-
-
 def test_detect_scores_every_signal_and_splits_error_groups(tmp_path: Path) -> None:
-    tokens, profiles, hidden = _dataset()
+    tokens, profiles, hidden = synthetic_dataset()
     options = DetectOptions(n_bootstrap=100, n_folds=3)
     result = detect(tokens, profiles, options, hidden=hidden)
     assert [t.name for t in result.tables] == [ALL_ERRORS, "prior-driven", "other"]
@@ -227,7 +186,7 @@ def test_detect_scores_every_signal_and_splits_error_groups(tmp_path: Path) -> N
 
 
 def test_detect_refuses_what_it_cannot_score() -> None:
-    tokens, profiles, hidden = _dataset()
+    tokens, profiles, hidden = synthetic_dataset()
     with pytest.raises(SettingsError, match="needs hidden states"):
         detect(tokens, profiles, DetectOptions(n_bootstrap=0))
     with pytest.raises(SettingsError, match="both hallucinated and grounded"):
