@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from evolens.hallucination.detect import DETECT_JSON, DetectResult
+from evolens.hallucination.detect_results import DETECT_JSON, DetectResult
 from tests.cli.helpers import assert_user_error, run
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from evolens.hallucination.detect import DetectOptions, DetectResult, detect
+from evolens.hallucination.detect import detect
+from evolens.hallucination.detect_results import DetectOptions, DetectResult
 from evolens.hallucination.signals import TokenProfiles, token_profiles
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from evolens.hallucination.detect import DetectResult
+from evolens.hallucination.detect_results import DetectResult
 from evolens.report.detect import detect_section, detect_tables
 from tests.hallucination.detect_data import synthetic_result
 

@@ -13,7 +13,7 @@ import pytest
 import evolens
 from evolens.data import ImageFolder
 from evolens.errors import SettingsError
-from evolens.hallucination.detect import ALL_ERRORS, DETECT_JSON, DetectOptions, DetectResult
+from evolens.hallucination.detect_results import ALL_ERRORS, DETECT_JSON, DetectOptions, DetectResult
 from evolens.report import build_report
 from evolens.runs.detect import FIGURE_NAMES, OTHER, PRIOR_DRIVEN, detect_run, error_groups
 from tests.data.fixtures import write_folder

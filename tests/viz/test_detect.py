@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from evolens.errors import SettingsError
-from evolens.hallucination.detect import DetectResult
+from evolens.hallucination.detect_results import DetectResult
 from evolens.report.figures import deterministic_svg
 from evolens.viz.detect import probe_layer_figure, roc_figure
 from evolens.viz.save import figure_bytes

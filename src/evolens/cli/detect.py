@@ -11,7 +11,7 @@ from evolens.cli.common import ConfigOption, app, examples, out
 from evolens.cli.options import cells, new_table, say
 
 if TYPE_CHECKING:
-    from evolens.hallucination.detect import DetectResult
+    from evolens.hallucination.detect_results import DetectResult
     from evolens.hallucination.stats import Estimate
 
 
@@ -87,7 +87,7 @@ def detect(
 
     Definitions: README, "evolens detect".
     """
-    from evolens.hallucination.detect import DetectOptions
+    from evolens.hallucination.detect_results import DetectOptions
     from evolens.runs.detect import DETECT_JSON, detect_run
 
     options = DetectOptions(

@@ -10,7 +10,7 @@ from evolens.report.escape import text
 from evolens.report.sections import gallery, tables
 
 if TYPE_CHECKING:
-    from evolens.hallucination.detect import DetectResult
+    from evolens.hallucination.detect_results import DetectResult
     from evolens.hallucination.stats import Estimate
 
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from evolens.analysis import AnalysisSummary
     from evolens.data.evaluation import Evaluation
-    from evolens.hallucination.detect import DetectResult
+    from evolens.hallucination.detect_results import DetectResult
     from evolens.hallucination.stats import LayerStatistics
 
 logger = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def load_run(path: str | Path) -> RunContext:
 
     from evolens.analysis import AnalysisSummary
     from evolens.data.evaluation import Evaluation
-    from evolens.hallucination.detect import DETECT_JSON, DetectResult
+    from evolens.hallucination.detect_results import DETECT_JSON, DetectResult
     from evolens.hallucination.stats import LayerStatistics
     from evolens.store import results as res
     from evolens.store.run import RunDirectory

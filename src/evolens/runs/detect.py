@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from evolens.errors import SettingsError, StoreError
-from evolens.hallucination.detect import DETECT_JSON, DetectOptions, DetectResult, detect, select_tokens
+from evolens.hallucination.detect import detect, select_tokens
+from evolens.hallucination.detect_results import DETECT_JSON, DetectOptions, DetectResult
 from evolens.hallucination.signals import PROFILE_COLUMNS, token_profiles
 from evolens.store.results import FIGURES, RunResults
 from evolens.store.trace_io import METRICS, TENSORS

@@ -7,7 +7,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from evolens.errors import SettingsError
-from evolens.hallucination.detect import ALL_ERRORS, DetectResult
+from evolens.hallucination.detect_results import ALL_ERRORS, DetectResult
 from evolens.viz.layout import panel_grid
 from evolens.viz.style import cmap_hex, styled
 
