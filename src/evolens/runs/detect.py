@@ -23,7 +23,7 @@ from evolens.hallucination.detect import detect, select_tokens
 from evolens.hallucination.detect_results import DETECT_JSON, DetectOptions, DetectResult
 from evolens.hallucination.signals import PROFILE_COLUMNS, token_profiles
 from evolens.store.results import FIGURES, RunResults
-from evolens.store.trace_io import METRICS, TENSORS
+from evolens.trace.fileformat import METRICS, TENSORS
 
 if TYPE_CHECKING:
     import pandas as pd
