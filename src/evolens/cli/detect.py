@@ -9,18 +9,10 @@ import typer
 
 from evolens.cli.common import ConfigOption, app, examples, out
 from evolens.cli.options import cells, new_table, say
+from evolens.hallucination.detect_results import estimate_text
 
 if TYPE_CHECKING:
     from evolens.hallucination.detect_results import DetectResult
-    from evolens.hallucination.stats import Estimate
-
-
-def _estimate(est: Estimate) -> str:
-    if est.value is None:
-        return "–"
-    if est.low is None or est.high is None:
-        return f"{est.value:.3f}"
-    return f"{est.value:.3f} [{est.low:.3f}, {est.high:.3f}]"
 
 
 def print_result(result: DetectResult) -> None:
@@ -33,8 +25,8 @@ def print_result(result: DetectResult) -> None:
             ("signal", "family", "AUROC [95% CI]", "AUPRC [95% CI]"),
         )
         for score in chosen.scores:
-            table.add_row(*cells(score.name, families.get(score.name, ""), _estimate(score.auroc),
-                                 _estimate(score.auprc)))  # fmt: skip
+            table.add_row(*cells(score.name, families.get(score.name, ""), estimate_text(score.auroc),
+                                 estimate_text(score.auprc)))  # fmt: skip
         out.print(table)
     curve = result.hidden_curve
     if curve is not None:
@@ -42,7 +34,7 @@ def print_result(result: DetectResult) -> None:
             "hidden-state probe per layer (out-of-fold)", ("layer", "AUROC [95% CI]", "bal. acc.")
         )
         for layer, auroc, accuracy in zip(curve.layers, curve.auroc, curve.balanced_accuracy, strict=True):
-            table.add_row(*cells(str(layer), _estimate(auroc), f"{accuracy:.3f}"))
+            table.add_row(*cells(str(layer), estimate_text(auroc), f"{accuracy:.3f}"))
         out.print(table)
     say(
         "higher score = more likely hallucinated (each signal's direction: README, 'evolens detect'); intervals: "

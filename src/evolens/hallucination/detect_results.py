@@ -68,6 +68,16 @@ class DetectOptions:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
+def estimate_text(est: Estimate, fmt: str = ".3f") -> str:
+    """``"0.896 [0.858, 0.930]"``: a value and its interval as the command line and the report show them (``"–"``
+    when undefined, the value alone without an interval)."""
+    if est.value is None:
+        return "–"
+    if est.low is None or est.high is None:
+        return format(est.value, fmt)
+    return f"{est.value:{fmt}} [{est.low:{fmt}}, {est.high:{fmt}}]"
+
+
 @dataclass(frozen=True)
 class SignalScore:
     """How one signal separates the tokens of one table.

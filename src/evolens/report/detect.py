@@ -6,20 +6,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from evolens.hallucination.detect_results import estimate_text
 from evolens.report.escape import text
 from evolens.report.sections import gallery, tables
 
 if TYPE_CHECKING:
     from evolens.hallucination.detect_results import DetectResult
-    from evolens.hallucination.stats import Estimate
-
-
-def _estimate(est: Estimate) -> str:
-    if est.value is None:
-        return "—"
-    if est.low is None or est.high is None:
-        return f"{est.value:.3f}"
-    return f"{est.value:.3f} [{est.low:.3f}, {est.high:.3f}]"
 
 
 def detect_tables(result: DetectResult) -> list[dict[str, Any]]:
@@ -29,7 +21,7 @@ def detect_tables(result: DetectResult) -> list[dict[str, Any]]:
     for chosen in result.tables:
         rows = [
             [s.name, info[s.name].family if s.name in info else "", info[s.name].description if s.name in info else "",
-             _estimate(s.auroc), _estimate(s.auprc)]
+             estimate_text(s.auroc), estimate_text(s.auprc)]
             for s in chosen.scores
         ]  # fmt: skip
         out.append({
@@ -44,7 +36,7 @@ def detect_tables(result: DetectResult) -> list[dict[str, Any]]:
         out.append({
             "title": "hidden-state probe per layer (out-of-fold)",
             "columns": ["layer", "AUROC [95% CI]", "balanced accuracy"],
-            "rows": [[str(layer), _estimate(a), f"{b:.3f}"]
+            "rows": [[str(layer), estimate_text(a), f"{b:.3f}"]
                      for layer, a, b in zip(curve.layers, curve.auroc, curve.balanced_accuracy, strict=True)],
         })  # fmt: skip
     return out
