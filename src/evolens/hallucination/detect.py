@@ -57,6 +57,15 @@ def select_tokens(tokens: pd.DataFrame, unit: Unit = "first_token") -> pd.DataFr
     return selected
 
 
+@dataclass(frozen=True)
+class _Scored:
+    """The judged tokens' items, labels (``positive``: hallucinated) and every oriented score, ``[n_tokens]`` each."""
+
+    items: np.ndarray
+    positive: np.ndarray
+    scores: dict[str, np.ndarray]
+
+
 def _table(name: str, mask: np.ndarray, data: _Scored, options: DetectOptions) -> DetectTable:
     positive = data.positive[mask]
     bootstrap = ItemBootstrap.of(data.items[mask], options.n_bootstrap, options.seed)
@@ -69,13 +78,6 @@ def _table(name: str, mask: np.ndarray, data: _Scored, options: DetectOptions) -
         name, n_pos, int(len(positive) - n_pos), len(np.unique(data.items[mask].astype(str))),
         n_pos / len(positive) if len(positive) else 0.0, scores,
     )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class _Scored:
-    items: np.ndarray
-    positive: np.ndarray
-    scores: dict[str, np.ndarray]
 
 
 def _hidden_curve(
