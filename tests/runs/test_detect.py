@@ -12,7 +12,7 @@ import pytest
 
 import evolens
 from evolens.data import ImageFolder
-from evolens.errors import SettingsError
+from evolens.errors import SettingsError, StoreError
 from evolens.hallucination.detect_results import ALL_ERRORS, DETECT_JSON, DetectOptions, DetectResult
 from evolens.report import build_report
 from evolens.runs.detect import FIGURE_NAMES, OTHER, PRIOR_DRIVEN, detect_run, error_groups
@@ -103,6 +103,20 @@ def test_a_run_saved_without_hidden_states_is_refused_for_the_hidden_probe(
     assert result.hidden_curve is None and not (copy / "results" / "figures" / "detect_roc.png").exists()
     with pytest.raises(SettingsError, match="too few hallucinated tokens"):
         detect_run(copy, DetectOptions(n_bootstrap=0, n_folds=50, hidden_probe=False))
+
+
+def test_an_item_that_lost_its_hidden_states_is_named(
+    detected: tuple[Path, DetectResult], tmp_path: Path
+) -> None:
+    from safetensors.torch import load_file, save_file
+
+    run, _ = detected
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("detect*"))
+    for tensors in (copy / "items").glob("*/tensors.safetensors"):  # run.json still says they were saved
+        save_file({k: v for k, v in load_file(tensors).items() if k != "hidden_states"}, tensors)
+    with pytest.raises(StoreError, match="holds no hidden states"):
+        detect_run(copy, OPTIONS)
 
 
 def test_a_run_without_labels_is_refused(tmp_path: Path, tiny_llava) -> None:

@@ -82,13 +82,17 @@ def _hidden(results: RunResults, selected: pd.DataFrame) -> np.ndarray:
     out: list[np.ndarray] = [np.empty(0)] * len(selected)
     for item, rows in selected.groupby("item", sort=False):
         path = results.run.item_dir(str(item)) / TENSORS
+        steps = rows["step"].astype(int).tolist()
         try:
             with safe_open(str(path), framework="pt") as fh:
-                states = fh.get_tensor("hidden_states").float().numpy()  # [L + 1, n_steps, d]
+                if "hidden_states" not in fh.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
+                    raise StoreError(f"{path} holds no hidden states, though the run was saved with them")
+                # [L + 1, n_steps, d] -> only the judged steps, as float32: [L + 1, n_judged, d]
+                states = fh.get_tensor("hidden_states")[:, steps].float().numpy()
         except (OSError, SafetensorError) as err:
             raise StoreError(f"cannot read the hidden states of {path}: {err}") from None
-        for position, step in zip(rows.index, rows["step"].astype(int), strict=True):
-            out[position] = states[:, step]
+        for k, position in enumerate(rows.index):
+            out[position] = states[:, k]
     return np.stack(out)
 
 
