@@ -62,3 +62,11 @@ def image_file(tmp_path: Path) -> Path:
     path = tmp_path / "picture.png"
     make_image(1).save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def toy_detect_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A labelled toy run with hidden states (:func:`tests.toy_run.toy_run`), built once; copy it before writing."""
+    from tests.toy_run import toy_run
+
+    return toy_run(tmp_path_factory.mktemp("toy_detect"))

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from evolens.analysis import AnalysisSummary
     from evolens.data.evaluation import Evaluation
+    from evolens.hallucination.detect_results import DetectResult
     from evolens.hallucination.stats import LayerStatistics
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class RunContext:
         evaluation: ``results/evaluation.json``.
         statistics: ``results/statistics.json``.
         analysis_summary: ``results/analysis_summary.json``.
+        detect: ``results/detect.json`` (``evolens detect``).
         problems: What could not be read (shown in the report instead of failing it).
     """
 
@@ -80,6 +82,7 @@ class RunContext:
     evaluation: Evaluation | None = None
     statistics: LayerStatistics | None = None
     analysis_summary: AnalysisSummary | None = None
+    detect: DetectResult | None = None
     problems: list[str] = field(default_factory=list)
     _labels: dict[str, dict[str, list[Any]]] | None = field(default=None, repr=False)
 
@@ -116,6 +119,7 @@ def load_run(path: str | Path) -> RunContext:
 
     from evolens.analysis import AnalysisSummary
     from evolens.data.evaluation import Evaluation
+    from evolens.hallucination.detect_results import DETECT_JSON, DetectResult
     from evolens.hallucination.stats import LayerStatistics
     from evolens.store import results as res
     from evolens.store.run import RunDirectory
@@ -146,8 +150,9 @@ def load_run(path: str | Path) -> RunContext:
         (res.EVALUATION, lambda p: Evaluation.from_dict(json.loads(p.read_text(encoding="utf-8")))),
         (res.STATISTICS, lambda p: LayerStatistics.from_dict(json.loads(p.read_text(encoding="utf-8")))),
         (res.ANALYSIS_SUMMARY, AnalysisSummary.load),
+        (DETECT_JSON, DetectResult.load),
     ]
-    attributes = ("summary", "tokens", "evaluation", "statistics", "analysis_summary")
+    attributes = ("summary", "tokens", "evaluation", "statistics", "analysis_summary", "detect")
     for (name, reader), attribute in zip(readers, attributes, strict=True):
         target = folder / name
         if not target.is_file():

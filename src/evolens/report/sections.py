@@ -305,6 +305,10 @@ def run_section(ctx: RunContext, figures: Sequence[tuple[str, Any]]) -> str:
         parts.append("<h3>Evaluation</h3>" + _scores(ctx.summary))
         parts.append("<h3>Critical and mutation layers: hallucinated vs grounded</h3>" + _statistics(ctx))
         parts.append(_analysis_summary(ctx))
+        if ctx.detect is not None:
+            from evolens.report.detect import detect_section
+
+            parts.append(detect_section(ctx.detect))
     parts.append(_failures(ctx))
     parts.append("</section>")
     return "".join(parts)

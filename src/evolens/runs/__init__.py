@@ -5,6 +5,7 @@ It composes the stages below it (the API, data, hallucination, store, report's f
 calls for ``evolens run`` and ``evolens eval``.
 """
 
+from evolens.runs.detect import detect_run
 from evolens.runs.finalize import finalize_run
 from evolens.runs.options import AUTO, DetectorChoice, FinalizeOptions, coerce_params
 from evolens.runs.run import run
@@ -18,6 +19,7 @@ __all__ = [
     "RunSummary",
     "TqdmProgress",
     "coerce_params",
+    "detect_run",
     "finalize_run",
     "run",
 ]
