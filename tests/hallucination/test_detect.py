@@ -10,12 +10,12 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from evolens.errors import SettingsError, StoreError
+from evolens.hallucination.bootstrap import ItemBootstrap
 from evolens.hallucination.detect import detect, select_tokens
 from evolens.hallucination.detect_results import ALL_ERRORS, DetectOptions, DetectResult
 from evolens.hallucination.probes import grouped_folds, probe_scores
 from evolens.hallucination.scoring import (
     ROC_POINTS,
-    ItemBootstrap,
     roc_points,
     score_estimates,
     weighted_auprc,

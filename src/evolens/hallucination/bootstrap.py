@@ -6,6 +6,7 @@ Pure functions of NumPy arrays.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -41,6 +42,34 @@ def percentile_interval(replicates: list[float]) -> tuple[float | None, float | 
     return float(low), float(high)
 
 
+@dataclass(frozen=True)
+class ItemBootstrap:
+    """Replicate weights of a bootstrap over items, shared by every score of one set of tokens.
+
+    Attributes:
+        token_item: ``[n_tokens]`` index of each token's item.
+        draws: ``[n_bootstrap, n_items]`` how often each item was drawn in each replicate.
+    """
+
+    token_item: np.ndarray
+    draws: np.ndarray
+
+    @classmethod
+    def of(cls, items: np.ndarray, n_bootstrap: int, seed: int) -> ItemBootstrap:
+        """Replicates for tokens whose items are ``items`` (``[n_tokens]`` ids), seeded."""
+        unique, token_item = np.unique(np.asarray(items).astype(str), return_inverse=True)
+        n_items = len(unique)
+        if n_bootstrap <= 0 or n_items == 0:
+            return cls(token_item, np.zeros((0, n_items)))
+        rng = np.random.default_rng(seed)
+        draws = rng.multinomial(n_items, np.full(n_items, 1.0 / n_items), size=n_bootstrap)
+        return cls(token_item, draws.astype(np.float64))
+
+    def weights(self) -> list[np.ndarray]:
+        """Each replicate's ``[n_tokens]`` token weights."""
+        return [d[self.token_item] for d in self.draws]
+
+
 def bootstrap_over_items(
     items: np.ndarray,
     positive: np.ndarray,
@@ -56,12 +85,11 @@ def bootstrap_over_items(
     diff_reps: list[float] = []
     auroc_reps: list[float] = []
     score_reps: list[float] = []
-    unique_items, item_index = np.unique(items, return_inverse=True)
-    if n_bootstrap <= 0 or len(unique_items) == 0:
+    replicates = ItemBootstrap.of(items, n_bootstrap, seed)
+    item_index, draws = replicates.token_item, replicates.draws
+    n_items = draws.shape[1]
+    if len(draws) == 0:
         return diff_reps, auroc_reps, score_reps
-    rng = np.random.default_rng(seed)
-    n_items = len(unique_items)
-    draws = rng.multinomial(n_items, np.full(n_items, 1.0 / n_items), size=n_bootstrap)
     pos_n = np.bincount(item_index, weights=positive, minlength=n_items)
     pos_m = np.bincount(item_index, weights=positive & detected, minlength=n_items)
     neg_n = np.bincount(item_index, weights=~positive, minlength=n_items)

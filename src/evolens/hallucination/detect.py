@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from evolens.errors import SettingsError
+from evolens.hallucination.bootstrap import ItemBootstrap
 from evolens.hallucination.detect_results import (
     ALL_ERRORS,
     PROBES,
@@ -29,7 +30,7 @@ from evolens.hallucination.detect_results import (
     SignalScore,
 )
 from evolens.hallucination.probes import grouped_folds, probe_scores
-from evolens.hallucination.scoring import ItemBootstrap, roc_points, score_estimates
+from evolens.hallucination.scoring import roc_points, score_estimates
 from evolens.hallucination.signals import SIGNALS, TokenProfiles, oriented, signal_values
 from evolens.hallucination.stats import Unit
 

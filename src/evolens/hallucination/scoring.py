@@ -9,11 +9,9 @@ one response are not independent).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from evolens.hallucination.bootstrap import percentile_interval, weighted_auroc
+from evolens.hallucination.bootstrap import ItemBootstrap, percentile_interval, weighted_auroc
 from evolens.hallucination.stats import Estimate
 
 #: The most points a stored ROC curve keeps (evenly spaced along the curve, both ends included).
@@ -61,34 +59,6 @@ def roc_points(scores: np.ndarray, positive: np.ndarray) -> tuple[list[float], l
         keep = np.unique(np.linspace(0, len(fpr) - 1, ROC_POINTS).round().astype(int))
         fpr, tpr = fpr[keep], tpr[keep]
     return [round(float(x), 6) for x in fpr], [round(float(x), 6) for x in tpr]
-
-
-@dataclass(frozen=True)
-class ItemBootstrap:
-    """Replicate weights of a bootstrap over items, shared by every score of one set of tokens.
-
-    Attributes:
-        token_item: ``[n_tokens]`` index of each token's item.
-        draws: ``[n_bootstrap, n_items]`` how often each item was drawn in each replicate.
-    """
-
-    token_item: np.ndarray
-    draws: np.ndarray
-
-    @classmethod
-    def of(cls, items: np.ndarray, n_bootstrap: int, seed: int) -> ItemBootstrap:
-        """Replicates for tokens whose items are ``items`` (``[n_tokens]`` ids), seeded."""
-        unique, token_item = np.unique(np.asarray(items).astype(str), return_inverse=True)
-        n_items = len(unique)
-        if n_bootstrap <= 0 or n_items == 0:
-            return cls(token_item, np.zeros((0, n_items)))
-        rng = np.random.default_rng(seed)
-        draws = rng.multinomial(n_items, np.full(n_items, 1.0 / n_items), size=n_bootstrap)
-        return cls(token_item, draws.astype(np.float64))
-
-    def weights(self) -> list[np.ndarray]:
-        """Each replicate's ``[n_tokens]`` token weights."""
-        return [d[self.token_item] for d in self.draws]
 
 
 def score_estimates(
