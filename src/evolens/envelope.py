@@ -12,9 +12,10 @@ wrong. Two layouts are in use, and files written before read back unchanged:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from evolens._version import __version__
 from evolens.errors import StoreError
@@ -112,3 +113,18 @@ def read_manifest(path: Path, *, kind: str, schema_version: int, what: str) -> d
             f"{path} has schema version {manifest.get('schema_version')}; this evolens reads version {schema_version}"
         )
     return manifest
+
+
+_R = TypeVar("_R", bound="JsonRecord")
+
+
+class JsonRecord:
+    """A dataclass whose fields are plain JSON values: :meth:`to_dict` is :func:`dataclasses.asdict`, and
+    :meth:`from_dict` takes exactly the fields back (a missing one is a ``KeyError``, extra keys are ignored)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[_R], data: Mapping[str, Any]) -> _R:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})  # type: ignore[attr-defined]

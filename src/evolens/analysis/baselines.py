@@ -14,7 +14,6 @@ from evolens.analysis.params import DetectorParams
 if TYPE_CHECKING:
     import numpy as np
 
-    from evolens.analysis.aggregate import AnalysisSummary
     from evolens.analysis.trace_analysis import TraceAnalysis
     from evolens.trace import Trace
 
@@ -94,26 +93,8 @@ def analyze_traces(
     return analyses, lines
 
 
-def summarize_by_depth(
-    analyses: Sequence[TraceAnalysis],
-    *,
-    n_boot: int = 2000,
-    level: float = 0.95,
-    seed: int = 0,
-    include_eos: bool = False,
-) -> list[AnalysisSummary]:
-    """One :func:`~evolens.analysis.summarize` per model depth among ``analyses`` (shallowest first; arguments as
-    there): medians of layers of models of different depths do not pool."""
-    from evolens.analysis.aggregate import summarize
-
+def by_depth(analyses: Sequence[TraceAnalysis]) -> list[list[TraceAnalysis]]:
+    """``analyses`` grouped by model depth, shallowest first: medians of layers of models of different depths do
+    not pool, so each group is summarised on its own."""
     depths = sorted({a.n_layers for a in analyses})
-    return [
-        summarize(
-            [a for a in analyses if a.n_layers == d],
-            n_boot=n_boot,
-            level=level,
-            seed=seed,
-            include_eos=include_eos,
-        )
-        for d in depths
-    ]
+    return [[a for a in analyses if a.n_layers == d] for d in depths]

@@ -8,16 +8,17 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
+from evolens.envelope import JsonRecord
 from evolens.errors import SettingsError
 
 DiffTag = Literal["equal", "replace", "insert", "delete"]
 
 
 @dataclass(frozen=True)
-class DiffOp:
+class DiffOp(JsonRecord):
     """One operation turning the original token sequence ``a`` into the variant ``b`` (difflib opcodes).
 
     Attributes:
@@ -35,13 +36,6 @@ class DiffOp:
     b_end: int
     a_tokens: list[str]
     b_tokens: list[str]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DiffOp:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
 
 
 def token_diff(
@@ -117,7 +111,7 @@ class Annotations:
 
 
 @dataclass(frozen=True)
-class HallucinationCount:
+class HallucinationCount(JsonRecord):
     """Annotated words mentioned in one generated text, and how they changed against the original.
 
     Attributes:
@@ -135,13 +129,6 @@ class HallucinationCount:
     n_correct: int
     corrected: list[str]
     introduced: list[str]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> HallucinationCount:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
 
 
 def _normalise(word: str) -> str:

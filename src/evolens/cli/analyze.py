@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from evolens.analysis.baselines import BaselineMode, analyze_traces, summarize_by_depth
+from evolens.analysis.aggregate import summarize
+from evolens.analysis.baselines import BaselineMode, analyze_traces, by_depth
 from evolens.analysis.params import DetectorParams
 from evolens.cli.common import ConfigOption, app, examples, out
 from evolens.cli.options import (
@@ -156,7 +157,10 @@ def analyze(
                 analysis.save(directory)
     for line in lines:
         say(line)
-    summaries = summarize_by_depth(analyses, n_boot=n_boot, level=level, seed=seed, include_eos=include_eos)
+    summaries = [
+        summarize(group, n_boot=n_boot, level=level, seed=seed, include_eos=include_eos)
+        for group in by_depth(analyses)
+    ]
     for result in summaries:
         print_summary(result, max_rows)
     written = sum(root is None for root in runs.values())

@@ -28,20 +28,21 @@ script adds 0.001 to every denominator and rounds precision and recall before F1
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from evolens.data.labels import Label, Mention
 from evolens.data.protocols import DEFAULT_PROTOCOL, Protocol, check_protocol
 from evolens.data.scores import BinaryScores, ItemEvaluation, exact_answer, first_word_answer, ratio
 from evolens.data.text import TextTools
+from evolens.envelope import JsonRecord
 from evolens.errors import DatasetError
 
 SIMILARITY_THRESHOLD = 0.8
 
 
 @dataclass(frozen=True)
-class AmberGenerativeScores:
+class AmberGenerativeScores(JsonRecord):
     """AMBER's generative metrics (fractions in [0, 1]; AMBER prints them as percentages).
 
     Attributes:
@@ -90,13 +91,6 @@ class AmberGenerativeScores:
             hal=ratio(n_hal, len(items)),
             cog=ratio(total("cog_hits"), total("cog_total")),
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AmberGenerativeScores:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True)

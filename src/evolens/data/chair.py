@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from evolens.data.labels import Mention
@@ -30,6 +30,7 @@ from evolens.data.protocols import DEFAULT_PROTOCOL, Protocol, check_protocol
 from evolens.data.scores import ItemEvaluation, ratio
 from evolens.data.singular import pattern_singularize
 from evolens.data.text import TextTools, singularize
+from evolens.envelope import JsonRecord
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def synonym_groups(resources: Mapping[str, Any], protocol: Protocol) -> list[lis
 
 
 @dataclass(frozen=True)
-class ChairScores:
+class ChairScores(JsonRecord):
     """CHAIR over a set of captions.
 
     Attributes:
@@ -163,13 +164,6 @@ class ChairScores:
             recall=ratio(total("gt_mentioned"), total("gt_objects")),
             synonyms=synonyms,
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ChairScores:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
 
 
 class ChairJudge:

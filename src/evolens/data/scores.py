@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from evolens.data.labels import Mention
+from evolens.envelope import JsonRecord
 
 
 def ratio(numerator: float, denominator: float) -> float | None:
@@ -22,7 +23,7 @@ def f1_score(precision: float | None, recall: float | None) -> float | None:
 
 
 @dataclass(frozen=True)
-class BinaryScores:
+class BinaryScores(JsonRecord):
     """Yes/no question answering against labels.
 
     ``positive`` is the class precision and recall are about: ``"yes"`` for POPE, ``"no"`` for AMBER (its
@@ -94,13 +95,6 @@ class BinaryScores:
             f1=f1_score(precision, recall),
             yes_ratio=ratio(n_yes, n),
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BinaryScores:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
 
 
 LETTERS = re.compile(r"[A-Za-z]+")

@@ -116,23 +116,12 @@ class RunDirectory:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self.manifest_path = self.root / RUN_MANIFEST
+        self.items_dir = self.root / ITEMS
+        self.failures_dir = self.root / FAILURES
+        self.results_dir = self.root / RESULTS
 
     # ------------------------------------------------------------------ paths
-    @property
-    def manifest_path(self) -> Path:
-        return self.root / RUN_MANIFEST
-
-    @property
-    def items_dir(self) -> Path:
-        return self.root / ITEMS
-
-    @property
-    def failures_dir(self) -> Path:
-        return self.root / FAILURES
-
-    @property
-    def results_dir(self) -> Path:
-        return self.root / RESULTS
 
     def item_dir(self, item_id: str) -> Path:
         return self.items_dir / item_dir_name(item_id)

@@ -6,18 +6,18 @@ adds the accessors.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 
 from evolens.capture.generate import GenerationSettings
+from evolens.envelope import JsonRecord
 from evolens.metrics.compute import LayerMetrics
 from evolens.models.inputs import ImageInfo
 
 
 @dataclass(frozen=True)
-class ModelInfo:
+class ModelInfo(JsonRecord):
     """Which model produced a trace.
 
     Attributes:
@@ -39,13 +39,6 @@ class ModelInfo:
     vocab_size: int
     dtype: str
     weights_hash: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelInfo:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
 
 
 @dataclass
