@@ -40,6 +40,8 @@ SPELLINGS: Mapping[str, tuple[str, ...]] = {
     "yes": ("Yes", " Yes", "yes", " yes", "YES", " YES"),
     "no": ("No", " No", "no", " no", "NO", " NO"),
 }
+#: The file a run's merge writes into ``results/`` (:mod:`evolens.runs.yesno`).
+YESNO_JSON = "yesno.json"
 #: Share of the last layers (transitions) in which a sign change of the margin is a late flip.
 LATE_FRACTION = 0.2
 
@@ -336,6 +338,7 @@ def yes_no_lines(totals: Mapping[str, Any]) -> list[str]:
 __all__ = [
     "LATE_FRACTION",
     "SPELLINGS",
+    "YESNO_JSON",
     "YESNO_TASKS",
     "YesNoCurve",
     "YesNoItem",

@@ -9,10 +9,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from evolens.data.yesno import YESNO_JSON
 from evolens.report.escape import text
 from evolens.report.sections import gallery, tables
 
-YESNO_JSON = "yesno.json"  # the file name the run pipeline writes (evolens.runs.yesno.YESNO_JSON)
 _SCORES = ("accuracy", "precision", "recall", "f1", "yes_ratio")
 
 

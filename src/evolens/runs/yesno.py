@@ -20,6 +20,7 @@ from evolens.api import TraceOptions
 from evolens.data.evaluation import Evaluation
 from evolens.data.items import DataItem
 from evolens.data.yesno import (
+    YESNO_JSON,
     YesNoItem,
     YesNoTokens,
     is_yes_no,
@@ -35,7 +36,6 @@ from evolens.trace.core import Trace
 logger = logging.getLogger(__name__)
 
 CONFIG_KEY = "yesno"
-YESNO_JSON = "yesno.json"
 FIGURE_NAME = "yes_no"
 
 
