@@ -136,4 +136,4 @@ def write_yes_no_figure(directory: Path) -> list[Path]:
         return save_figure(yes_no_figure(totals), directory / FIGURES_DIR / FIGURE_NAME, list(FORMATS))
 
 
-__all__ = ["CONFIG_KEY", "YESNO_JSON", "YesNoMerge", "run_tokens", "with_tokens", "write_yes_no_figure"]
+__all__ = ["CONFIG_KEY", "YesNoMerge", "run_tokens", "with_tokens", "write_yes_no_figure"]
