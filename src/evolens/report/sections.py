@@ -305,6 +305,9 @@ def run_section(ctx: RunContext, figures: Sequence[tuple[str, Any]]) -> str:
         parts.append("<h3>Evaluation</h3>" + _scores(ctx.summary))
         parts.append("<h3>Critical and mutation layers: hallucinated vs grounded</h3>" + _statistics(ctx))
         parts.append(_analysis_summary(ctx))
+        from evolens.report.yesno import yes_no_section
+
+        parts.append(yes_no_section(ctx.root / "results"))
         if ctx.detect is not None:
             from evolens.report.detect import detect_section
 

@@ -15,8 +15,9 @@ written beside its trace (``items/<id>/analysis.json``, atomically), and ``resul
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from evolens.hallucination.stats import TokenLayers, layer_statistics
 from evolens.hallucination.token_labels import TokenLabels, label_tokens
 from evolens.report.figures import write_summary_figures
 from evolens.runs.options import AUTO, DetectorChoice, FinalizeOptions
+from evolens.runs.yesno import YesNoMerge, write_yes_no_figure
 from evolens.store.results import (
     ANALYSIS_SUMMARY,
     EVALUATION,
@@ -45,7 +47,7 @@ from evolens.store.results import (
     token_columns,
 )
 from evolens.store.run import RunDirectory
-from evolens.trace.core import load_trace
+from evolens.trace.core import Trace, load_trace
 from evolens.trace.fileformat import read_manifest
 
 logger = logging.getLogger(__name__)
@@ -68,6 +70,7 @@ class _Merge:
     baseline: np.ndarray | None = None
     analyses: list[TraceAnalysis] = field(default_factory=list)
     n_with_run_baseline: int = 0
+    yesno: YesNoMerge | None = None
 
     @property
     def n_layers(self) -> int | None:
@@ -114,18 +117,19 @@ def finalize_run(run_dir: str | Path, options: FinalizeOptions | None = None) ->
             )
             writer.write_json(STATISTICS, statistics.to_dict())
         analysis_info = _write_analysis_summary(merge, options, writer)
+        yesno = merge.yesno.write(writer, evaluation) if merge.yesno is not None else None
         figures: list[str] = []
         if options.figures and tokens.num_rows:
-            figures = sorted(
-                str(p.relative_to(writer.directory)) for p in write_summary_figures(writer.directory)
-            )
+            drawn = [*write_summary_figures(writer.directory), *write_yes_no_figure(writer.directory)]
+            figures = sorted(str(p.relative_to(writer.directory)) for p in drawn)
         summary = {
             "n_items": len(merge.records),
             **{s: sum(v == s for v in merge.status.values()) for s in ("done", "failed")},
             "n_tokens": tokens.num_rows,
             "evaluation": evaluation.scores(),
             "evaluation_protocol": evaluation.protocol,
-            "evaluation_lines": evaluation.summary_lines(),
+            "evaluation_lines": evaluation.summary_lines() + (yesno["lines"] if yesno else []),
+            "yesno": yesno,
             "statistics": statistics.summary_lines() if statistics is not None else None,
             "layer_detector": _detector_name(options.layer_detector),
             "analysis": analysis_info,
@@ -149,7 +153,9 @@ def _open(run: RunDirectory, options: FinalizeOptions) -> _Merge:
     params = (options.detector_params or detector_params_of(run)) if options.auto else None
     records = {r["item_id"]: r for r in (dict(rec, index=i) for i, rec in enumerate(run.items()))}
     manifests = {record["item_id"]: read_manifest(directory) for record, directory in run.iter_done()}
-    merge = _Merge(run, status, records, manifests, params)
+    merge = _Merge(
+        run, status, records, manifests, params, yesno=YesNoMerge.of_run(run.read_manifest()["config"])
+    )
     if params is not None and manifests:
         assert merge.n_layers is not None
         params.check_depth(merge.n_layers)
@@ -184,7 +190,10 @@ def _merge_item(
         if judgement is not None
         else TokenLabels.empty(len(manifest["tokens"]))
     )
-    layers = _item_layers(merge, options, directory, manifest)
+    trace = cache(partial(load_trace, directory))  # read once, by whichever step needs it first
+    layers = _item_layers(merge, options, directory, trace, manifest)
+    if merge.yesno is not None:
+        merge.yesno.add(item_id, record.get("annotations", {}), trace(), getattr(judgement, "answer", None))
     if layers is not None and layers.n_steps != len(manifest["tokens"]):
         raise StoreError(
             f"the layer detector returned {layers.n_steps} steps for item {item_id!r}, which has "
@@ -195,20 +204,24 @@ def _merge_item(
 
 
 def _item_layers(
-    merge: _Merge, options: FinalizeOptions, directory: Path, manifest: Mapping[str, Any]
+    merge: _Merge,
+    options: FinalizeOptions,
+    directory: Path,
+    trace: Callable[[], Trace],
+    manifest: Mapping[str, Any],
 ) -> TokenLayers | None:
     """The item's critical and mutation layers: its analysis (written beside its trace), or the given detector's."""
     if merge.params is not None:
         short = answer_length(manifest) < merge.params.baseline_min_tokens
         baseline = merge.baseline if short else None
-        analysis = analyze_trace(load_trace(directory), merge.params, baseline_jsd=baseline)
+        analysis = analyze_trace(trace(), merge.params, baseline_jsd=baseline)
         merge.n_with_run_baseline += short and merge.baseline is not None
         analysis.save(directory / ANALYSIS_FILE)
         merge.analyses.append(analysis)
         return TokenLayers.from_analysis(analysis)
     if options.layer_detector is not None:
         assert callable(options.layer_detector)
-        return options.layer_detector(load_trace(directory))
+        return options.layer_detector(trace())
     return None
 
 

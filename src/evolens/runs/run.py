@@ -35,6 +35,7 @@ from evolens.parallel import DistInfo, barrier, dist_info, process_group, rank_d
 from evolens.runs.finalize import finalize_run
 from evolens.runs.options import FinalizeOptions
 from evolens.runs.tracing import Progress, RunSummary, trace_shard
+from evolens.runs.yesno import run_tokens, with_tokens
 from evolens.store.run import RunDirectory, dataset_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -127,11 +128,15 @@ def run(
     items = _select(dataset, limit)
     config = _config(dataset, items, limit, trace, hidden_states, params)
     run_dir = RunDirectory(out_dir)
-    if run_dir.exists():  # cheap refusal before an expensive model load
-        if "analysis" not in run_dir.read_manifest()["config"]:
+    stored = run_dir.read_manifest()["config"] if run_dir.exists() else None
+    if stored is not None:  # cheap refusal before an expensive model load
+        if "analysis" not in stored:
             del config["analysis"]  # a run created before detector parameters were recorded
+        trace = with_tokens(trace, config, run_tokens(items, stored, None))
         run_dir.check_config(config, only=[k for k in config if k != "model"])
     lvlm = _load_model(model, info, load or LoadOptions())
+    if stored is None:  # a new run tracks the yes/no tokens of its yes/no questions
+        trace = with_tokens(trace, config, run_tokens(items, None, lvlm.tokenizer))
     model_info = lvlm.model_info()
     if finalize.auto:
         params.check_depth(model_info.n_layers)  # before hours of tracing, not at the merge
