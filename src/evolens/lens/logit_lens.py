@@ -33,6 +33,18 @@ def check_lens_mode(mode: str) -> LensMode:
 
 
 LENS_DTYPES: dict[str, torch.dtype] = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+MetricsDtype = Literal["float32", "float64"]
+METRICS_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _named_dtype(value: object, names: dict[str, torch.dtype]) -> torch.dtype | None:
+    """``value`` if it is one of ``names``' dtypes, the dtype a name (``"bfloat16"``, ``"torch.bfloat16"``)
+    stands for, else ``None``."""
+    if isinstance(value, torch.dtype):
+        return value if value in names.values() else None
+    if isinstance(value, str):
+        return names.get(value.lower().removeprefix("torch."))
+    return None
 
 
 def lens_dtype_of(value: str | torch.dtype | None) -> torch.dtype | None:
@@ -42,20 +54,15 @@ def lens_dtype_of(value: str | torch.dtype | None) -> torch.dtype | None:
     Raises:
         SettingsError: Another value.
     """
-    if value is None or (isinstance(value, torch.dtype) and value in LENS_DTYPES.values()):
-        return value
-    if isinstance(value, str) and value.lower() in ("exact", "none"):
+    if value is None or (isinstance(value, str) and value.lower() in ("exact", "none")):
         return None
-    if isinstance(value, str) and value.lower().removeprefix("torch.") in LENS_DTYPES:
-        return LENS_DTYPES[value.lower().removeprefix("torch.")]
-    raise SettingsError(
-        f"lens dtype must be one of {[*LENS_DTYPES, 'exact']} (the language head's GEMM in that dtype, "
-        f"norm and softmax in float32), got {value!r}"
-    )
-
-
-MetricsDtype = Literal["float32", "float64"]
-METRICS_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
+    dtype = _named_dtype(value, LENS_DTYPES)
+    if dtype is None:
+        raise SettingsError(
+            f"lens dtype must be one of {[*LENS_DTYPES, 'exact']} (the language head's GEMM in that dtype, "
+            f"norm and softmax in float32), got {value!r}"
+        )
+    return dtype
 
 
 def metrics_dtype_of(value: str | torch.dtype | None) -> torch.dtype:
@@ -65,16 +72,13 @@ def metrics_dtype_of(value: str | torch.dtype | None) -> torch.dtype:
     Raises:
         SettingsError: Another value.
     """
-    if value is None:
-        return torch.float32
-    if isinstance(value, torch.dtype) and value in METRICS_DTYPES.values():
-        return value
-    if isinstance(value, str) and value.lower().removeprefix("torch.") in METRICS_DTYPES:
-        return METRICS_DTYPES[value.lower().removeprefix("torch.")]
-    raise SettingsError(
-        f"metrics dtype must be one of {list(METRICS_DTYPES)} (float64: the language head, softmax and every "
-        f"metric in float64), got {value!r}"
-    )
+    dtype = torch.float32 if value is None else _named_dtype(value, METRICS_DTYPES)
+    if dtype is None:
+        raise SettingsError(
+            f"metrics dtype must be one of {list(METRICS_DTYPES)} (float64: the language head, softmax and "
+            f"every metric in float64), got {value!r}"
+        )
+    return dtype
 
 
 @dataclass(frozen=True)
