@@ -39,6 +39,7 @@ class AffineLens:
     biases: torch.Tensor
     mode: str = "tuned"
     matmul_dtype: torch.dtype | None = None
+    logits_dtype: torch.dtype = torch.float32
 
     @property
     def n_layers(self) -> int:
@@ -68,6 +69,11 @@ class AffineLens:
     def with_matmul_dtype(self, dtype: torch.dtype | None) -> AffineLens:
         if dtype is not None:
             raise SettingsError("the affine lens has no fast mode")
+        return self
+
+    def with_logits_dtype(self, dtype: torch.dtype) -> AffineLens:
+        if dtype != torch.float32:
+            raise SettingsError("the affine lens has no float64 mode")
         return self
 
 

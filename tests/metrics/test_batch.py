@@ -82,3 +82,24 @@ def test_a_stream_refuses_what_it_was_not_given() -> None:
         stream.finish([torch.zeros(3, dtype=torch.long)])
     with pytest.raises(SettingsError, match="top-k"):
         MetricsStream(make_lens(), k=0)
+
+
+def test_float64_batches_and_streams_give_each_item_alone_in_float64() -> None:
+    lens = make_lens(mode="paper").with_logits_dtype(torch.float64)
+    batch, n_steps = 2, 6
+    states = make_states(n_steps=n_steps * batch).reshape(N_LAYERS + 1, batch, n_steps, D).transpose(1, 2)
+    ids = torch.randint(0, VOCAB, (batch, n_steps), generator=torch.Generator().manual_seed(4))
+    items = [states[:, :, b] for b in range(batch)]
+    alone = [compute_layer_metrics(s, lens, i, k=3, tracked_ids=[2]) for s, i in zip(items, ids, strict=True)]
+    together = compute_batch_metrics(items, lens, list(ids), k=3, tracked_ids=[2], strategy="whole")
+    stream = MetricsStream(lens, k=3, tracked_ids=[2])
+    stream.add(states[:, :4], ids[:, :4])
+    stream.add(states[:, 4:], ids[:, 4:])
+    for got in (together, stream.finish(list(ids))):
+        for a, b in zip(alone, got, strict=True):
+            assert b.metrics_dtype == "float64"
+            for name, value in a.tensors().items():
+                other = getattr(b, name)
+                assert other.dtype == value.dtype, name
+                if value.is_floating_point():
+                    torch.testing.assert_close(other, value, rtol=1e-12, atol=1e-15)

@@ -18,7 +18,7 @@ from evolens.api.options import TraceOptions
 from evolens.capture.hooks import record_residual_stream
 from evolens.errors import AdapterError, PromptError, SettingsError
 from evolens.lens.base import Lens
-from evolens.lens.logit_lens import LogitLens, lens_dtype_of
+from evolens.lens.logit_lens import LogitLens, lens_dtype_of, metrics_dtype_of
 from evolens.models.inputs import (
     ImageInfo,
     ImageInput,
@@ -274,7 +274,11 @@ class LVLM:
             raise PromptError(
                 f"family {self.family!r} needs an image with every prompt (its processor refuses text-only input)"
             )
-        the_lens = self.lens(options.lens).with_matmul_dtype(lens_dtype_of(options.lens_dtype))
+        the_lens = (
+            self.lens(options.lens)
+            .with_matmul_dtype(lens_dtype_of(options.lens_dtype))
+            .with_logits_dtype(metrics_dtype_of(options.metrics_dtype))
+        )
         tracked = self.token_ids(options.track) if options.track else []
         ids = list(item_ids) if item_ids is not None else [str(i) for i in range(len(image_list))]
         if len(ids) != len(image_list) or len(set(ids)) != len(ids):

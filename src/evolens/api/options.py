@@ -10,7 +10,7 @@ import torch
 
 from evolens.capture.generate import GenerationSettings
 from evolens.errors import SettingsError, check_positive_int
-from evolens.lens.logit_lens import check_lens_mode, lens_dtype_of
+from evolens.lens.logit_lens import check_lens_mode, lens_dtype_of, metrics_dtype_of
 from evolens.metrics.compute import dtype_name
 
 #: Decoding options accepted flat by :meth:`LVLM.trace` and :meth:`TraceOptions.from_flat`.
@@ -29,6 +29,10 @@ class TraceOptions:
         lens_dtype: The lens's fast mode: the language head's GEMM in ``"bfloat16"`` (or ``"float16"``), norm,
             softmax and metrics in float32; about 2-3x faster on CPUs with bf16 units, errors in README
             "Benchmarks" (recorded in the trace's manifest) [None: exact].
+        metrics_dtype: ``"float64"``: the language head, softmax and every metric in float64 (kept and stored in
+            float64), so that ``lens="paper"`` equals the paper's heatmap function evaluated in float64 to 1e-9;
+            the norm stays the model's own (README "Definitions"). Recorded in the trace's manifest and, when not
+            the default, in the run's configuration; cannot combine with ``lens_dtype`` ["float32"].
         topk: Top tokens kept per (layer, step) [10].
         track: Extra tokens (strings or ids) whose probability and rank are kept [None].
         prompt_positions: Keep every prompt position's states too [False].
@@ -47,6 +51,7 @@ class TraceOptions:
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     lens: str = "logit"
     lens_dtype: str | torch.dtype | None = None
+    metrics_dtype: str | torch.dtype = "float32"
     topk: int = 10
     track: tuple[str | int, ...] | None = None
     prompt_positions: bool = False
@@ -61,7 +66,15 @@ class TraceOptions:
 
     def __post_init__(self) -> None:
         check_lens_mode(self.lens)
-        lens_dtype_of(self.lens_dtype)
+        if (
+            metrics_dtype_of(self.metrics_dtype) == torch.float64
+            and lens_dtype_of(self.lens_dtype) is not None
+        ):
+            raise SettingsError(
+                f"lens_dtype={dtype_name(lens_dtype_of(self.lens_dtype))!r} (the fast lens) cannot combine with "
+                "metrics_dtype='float64': the one rounds the logits to 8 significant bits, the other is for exact "
+                "numbers; drop one of them"
+            )
         check_positive_int("batch_size", self.batch_size)
         check_positive_int("topk", self.topk)
         if self.track is not None and not isinstance(self.track, tuple):
@@ -83,7 +96,11 @@ class TraceOptions:
         return replace(base, generation=generation, **options)
 
     def run_config(self) -> dict[str, Any]:
-        """The options that change a run's results, as ``run.json → config.trace`` records them."""
+        """The options that change a run's results, as ``run.json → config.trace`` records them.
+
+        ``metrics_dtype`` is recorded only when it is not the default (float32), so that a run directory written
+        before the option existed resumes with the default options (its configuration has no such key)."""
+        wide = metrics_dtype_of(self.metrics_dtype) != torch.float32
         return {
             **self.generation.to_dict(),
             "lens": self.lens,
@@ -92,4 +109,5 @@ class TraceOptions:
             "track": list(self.track) if self.track is not None else None,
             "raw_prompt": self.raw_prompt,
             "system_prompt": self.system_prompt,
+            **({"metrics_dtype": dtype_name(metrics_dtype_of(self.metrics_dtype))} if wide else {}),
         }

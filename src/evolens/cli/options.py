@@ -160,6 +160,13 @@ TRACE_SPECS: dict[str, OptionSpec] = {
             None,
             "Fast lens: bfloat16 GEMM of the language head (README Benchmarks); default exact",
         ),
+        OptionSpec(
+            "metrics_dtype",
+            str,
+            "float32",
+            "float64: language head, softmax and metrics in float64 (the paper mode then equals the paper's code "
+            "to 1e-9; README Definitions)",
+        ),
         OptionSpec("topk", int, 10, "Top tokens kept per (layer, step)", min=1),
         OptionSpec("batch_size", int, 8, "Items per generate call (in a run it fixes the batches)", min=1),
     )

@@ -33,6 +33,18 @@ def check_lens_mode(mode: str) -> LensMode:
 
 
 LENS_DTYPES: dict[str, torch.dtype] = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+MetricsDtype = Literal["float32", "float64"]
+METRICS_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _named_dtype(value: object, names: dict[str, torch.dtype]) -> torch.dtype | None:
+    """``value`` if it is one of ``names``' dtypes, the dtype a name (``"bfloat16"``, ``"torch.bfloat16"``)
+    stands for, else ``None``."""
+    if isinstance(value, torch.dtype):
+        return value if value in names.values() else None
+    if isinstance(value, str):
+        return names.get(value.lower().removeprefix("torch."))
+    return None
 
 
 def lens_dtype_of(value: str | torch.dtype | None) -> torch.dtype | None:
@@ -42,16 +54,31 @@ def lens_dtype_of(value: str | torch.dtype | None) -> torch.dtype | None:
     Raises:
         SettingsError: Another value.
     """
-    if value is None or (isinstance(value, torch.dtype) and value in LENS_DTYPES.values()):
-        return value
-    if isinstance(value, str) and value.lower() in ("exact", "none"):
+    if value is None or (isinstance(value, str) and value.lower() in ("exact", "none")):
         return None
-    if isinstance(value, str) and value.lower().removeprefix("torch.") in LENS_DTYPES:
-        return LENS_DTYPES[value.lower().removeprefix("torch.")]
-    raise SettingsError(
-        f"lens dtype must be one of {[*LENS_DTYPES, 'exact']} (the language head's GEMM in that dtype, "
-        f"norm and softmax in float32), got {value!r}"
-    )
+    dtype = _named_dtype(value, LENS_DTYPES)
+    if dtype is None:
+        raise SettingsError(
+            f"lens dtype must be one of {[*LENS_DTYPES, 'exact']} (the language head's GEMM in that dtype, "
+            f"norm and softmax in float32), got {value!r}"
+        )
+    return dtype
+
+
+def metrics_dtype_of(value: str | torch.dtype | None) -> torch.dtype:
+    """The dtype of a lens's logits and of every metric from a name (``"float32"``, ``"float64"``) or a dtype;
+    ``None`` means float32 (the default, and what a trace saved before the option existed was computed in).
+
+    Raises:
+        SettingsError: Another value.
+    """
+    dtype = torch.float32 if value is None else _named_dtype(value, METRICS_DTYPES)
+    if dtype is None:
+        raise SettingsError(
+            f"metrics dtype must be one of {list(METRICS_DTYPES)} (float64: the language head, softmax and "
+            f"every metric in float64), got {value!r}"
+        )
+    return dtype
 
 
 @dataclass(frozen=True)
@@ -71,6 +98,12 @@ class LogitLens:
             in the tests): log-probabilities within ~0.06 nat, entropy ~0.12 bit, KL ~0.1 bit, JSD within ~1e-2
             bit (the logits keep bfloat16's 8 significant bits). Needs an ``nn.Linear`` head; the head's weight is
             converted once per lens and kept (a second copy: ``vocab x d_model`` x 2 bytes).
+        logits_dtype: dtype of the logits and of everything computed from them (``torch.float32``, or
+            ``torch.float64``: the metrics' float64 option). With float64 the states are normed by the model's own
+            final norm as the model runs it (its dtype: in the paper mode exactly the last entry of Hugging Face's
+            ``hidden_states``), then the language head runs in float64 (its weight converted once and kept: a
+            second copy of ``vocab x d_model`` x 8 bytes), and so do the logit transform, the softmax and every
+            metric. Needs an ``nn.Linear`` head; cannot combine with ``matmul_dtype``.
     """
 
     final_norm: nn.Module
@@ -79,11 +112,27 @@ class LogitLens:
     n_layers: int
     mode: LensMode = "logit"
     matmul_dtype: torch.dtype | None = None
+    logits_dtype: torch.dtype = torch.float32
     _weights: dict[torch.dtype, tuple[int, torch.Tensor]] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
 
     def __post_init__(self) -> None:
+        if self.logits_dtype not in METRICS_DTYPES.values():
+            raise SettingsError(
+                f"logits_dtype must be torch.float32 or torch.float64, got {self.logits_dtype!r}"
+            )
+        if self.logits_dtype == torch.float64:
+            if self.matmul_dtype is not None:
+                raise SettingsError(
+                    f"the fast lens (lens dtype {str(self.matmul_dtype).removeprefix('torch.')}) cannot combine "
+                    "with float64 metrics: the one rounds the logits to 8 significant bits, the other is for "
+                    "exact numbers; choose one"
+                )
+            if not isinstance(self.lm_head, nn.Linear):
+                raise SettingsError(
+                    f"float64 metrics need an nn.Linear language head, got {type(self.lm_head).__name__}"
+                )
         if self.matmul_dtype is not None:
             if not isinstance(self.matmul_dtype, torch.dtype) or not self.matmul_dtype.is_floating_point:
                 raise SettingsError(f"matmul_dtype must be a floating torch.dtype, got {self.matmul_dtype!r}")
@@ -121,8 +170,12 @@ class LogitLens:
         """The same lens with the head's GEMM in ``dtype`` (``torch.bfloat16``: the fast mode; ``None``: exact)."""
         return replace(self, matmul_dtype=dtype)
 
+    def with_logits_dtype(self, dtype: torch.dtype) -> LogitLens:
+        """The same lens with its head, logits and metrics in ``dtype`` (``torch.float64`` or ``torch.float32``)."""
+        return replace(self, logits_dtype=dtype)
+
     def _head(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = self.matmul_dtype
+        dtype = torch.float64 if self.logits_dtype == torch.float64 else self.matmul_dtype
         if dtype is None or dtype == self.dtype:
             return self.lm_head(x)
         head = self.lm_head
@@ -137,7 +190,7 @@ class LogitLens:
 
     @torch.inference_mode()
     def logits(self, states: torch.Tensor, boundaries: torch.Tensor | None = None) -> torch.Tensor:
-        """Float32 logits of ``states``.
+        """Logits of ``states``, in :attr:`logits_dtype` (float32 unless asked).
 
         Args:
             states: ``[n_boundaries, n, d_model]`` pre-norm residual states; row ``i`` is boundary
@@ -145,7 +198,7 @@ class LogitLens:
             boundaries: ``[n_boundaries]`` layer index of each row; default ``0..n_boundaries-1``.
 
         Returns:
-            ``[n_boundaries, n, vocab_size]`` float32 logits on the head's device.
+            ``[n_boundaries, n, vocab_size]`` logits on the head's device.
         """
         if boundaries is None:
             boundaries = torch.arange(states.shape[0])
@@ -158,4 +211,4 @@ class LogitLens:
             if last.numel():
                 x = x.clone()
                 x[last] = self.final_norm(x[last])
-        return self.transform.apply(self._head(x).float())
+        return self.transform.apply(self._head(x).to(self.logits_dtype))

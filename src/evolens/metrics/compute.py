@@ -9,7 +9,7 @@ blocks of different shapes, and the same results:
 
 * ``"blocked"``, for CPUs: the metrics are reduced a few steps at a time (:func:`metric_block_steps`) and one
   adjacent layer pair at a time, so their temporaries stay in a core's cache. Memory: the chunk's float32 logits
-  and log-probabilities, ``2 * (n_layers + 1) * chunk_steps * vocab * 4`` bytes, plus the probabilities of one
+  and log-probabilities, ``2 * (n_layers + 1) * chunk_steps * vocab * 4`` bytes (8 with float64 metrics), plus the probabilities of one
   block of steps and a few ``[block_steps, vocab]`` temporaries; ``chunk_steps`` keeps the first term under
   ``max_chunk_bytes`` (default 512 MiB).
 * ``"whole"``, for accelerators: a chunk's reductions run at once, all adjacent layer pairs in one vectorised
@@ -20,6 +20,9 @@ blocks of different shapes, and the same results:
   (:func:`device_chunk_budget`), unless ``max_chunk_bytes`` is given.
 
 ``"auto"`` takes ``"whole"`` when the lens runs on an accelerator and ``"blocked"`` on a CPU.
+
+Every metric is computed in the dtype of the lens's logits (:attr:`~evolens.lens.Lens.logits_dtype`): float32 by
+default, float64 when asked (``TraceOptions(metrics_dtype="float64")``); the budgets count its bytes.
 """
 
 from __future__ import annotations
@@ -54,7 +57,8 @@ class LayerMetrics:
     """Every per-(layer, step) quantity of one trace, on the CPU.
 
     Layer index 0 is the embedding state (input of decoder layer 0) and ``n_layers`` the last layer's output.
-    Log-probabilities are natural logs; divergences and entropies are in bits unless named ``paper``.
+    Log-probabilities are natural logs; divergences and entropies are in bits unless named ``paper``. Float
+    tensors are float32, or float64 when the lens's logits were (:attr:`metrics_dtype`).
 
     Attributes:
         target_ids: ``[n_steps]`` the generated tokens.
@@ -100,6 +104,11 @@ class LayerMetrics:
         return int(self.target_logprobs.shape[0]) - 1
 
     @property
+    def metrics_dtype(self) -> str:
+        """``"float32"`` or ``"float64"``: the dtype the metrics were computed and are kept in."""
+        return str(dtype_name(self.target_logprobs.dtype))
+
+    @property
     def n_steps(self) -> int:
         return int(self.target_logprobs.shape[1])
 
@@ -112,11 +121,12 @@ class LayerMetrics:
         }
 
 
-def metric_block_steps(vocab_size: int) -> int:
-    """Steps per block of the ``"blocked"`` reductions: one ``[steps, vocab]`` float32 temporary fits in
+def metric_block_steps(vocab_size: int, itemsize: int = 4) -> int:
+    """Steps per block of the ``"blocked"`` reductions: one ``[steps, vocab]`` temporary (``itemsize`` bytes a
+    value) fits in
     ``METRIC_BLOCK_BYTES`` (a core's L2 cache), which makes the elementwise passes ~1.4x faster than on a whole
     chunk (measured in ``bench/lens_speed.py``) and keeps the shared probabilities small."""
-    return max(1, METRIC_BLOCK_BYTES // (4 * vocab_size))
+    return max(1, METRIC_BLOCK_BYTES // (itemsize * vocab_size))
 
 
 def resolve_strategy(strategy: str, device: torch.device) -> Literal["blocked", "whole"]:
@@ -133,11 +143,13 @@ def resolve_strategy(strategy: str, device: torch.device) -> Literal["blocked", 
     return strategy  # type: ignore[return-value]
 
 
-def chunk_bytes_per_step(n_boundaries: int, vocab_size: int, strategy: str = "blocked") -> int:
-    """Bytes one step of a chunk is budgeted at: its float32 logits and log-probs (``"blocked"``), or every
-    chunk-sized temporary of a ``"whole"`` chunk (``WHOLE_CHUNK_FLOATS`` arrays)."""
+def chunk_bytes_per_step(
+    n_boundaries: int, vocab_size: int, strategy: str = "blocked", itemsize: int = 4
+) -> int:
+    """Bytes one step of a chunk is budgeted at: its logits and log-probs (``"blocked"``), or every chunk-sized
+    temporary of a ``"whole"`` chunk (``WHOLE_CHUNK_FLOATS`` arrays); ``itemsize`` bytes a value (4: float32)."""
     floats = WHOLE_CHUNK_FLOATS if strategy == "whole" else 2
-    return floats * n_boundaries * vocab_size * 4
+    return floats * n_boundaries * vocab_size * itemsize
 
 
 def device_chunk_budget(device: torch.device) -> int:
@@ -154,16 +166,18 @@ def auto_chunk_steps(
     vocab_size: int,
     max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
     strategy: str = "blocked",
+    itemsize: int = 4,
 ) -> int:
     """Steps per chunk so that :func:`chunk_bytes_per_step` times the steps fits in ``max_chunk_bytes``
     (at least 1)."""
-    return max(1, max_chunk_bytes // chunk_bytes_per_step(n_boundaries, vocab_size, strategy))
+    return max(1, max_chunk_bytes // chunk_bytes_per_step(n_boundaries, vocab_size, strategy, itemsize))
 
 
 def iter_logprob_chunks(
     states: torch.Tensor, lens: Lens, chunk_steps: int
 ) -> Iterator[tuple[slice, torch.Tensor]]:
-    """Yield ``(steps, logp)`` with ``logp [n_layers + 1, len(steps), vocab]`` float32 log-probabilities."""
+    """Yield ``(steps, logp)`` with ``logp [n_layers + 1, len(steps), vocab]`` log-probabilities in the lens's
+    :attr:`~evolens.lens.Lens.logits_dtype`."""
     n_steps = states.shape[1]
     for start in range(0, n_steps, chunk_steps):
         steps = slice(start, min(start + chunk_steps, n_steps))
@@ -242,7 +256,7 @@ def chunk_metrics(
         "jsd_paper": logp.new_empty((n_boundaries - 1, n_steps)),
     }
     whole = strategy == "whole"
-    block = n_steps if whole else metric_block_steps(vocab)
+    block = n_steps if whole else metric_block_steps(vocab, logp.element_size())
     for start in range(0, n_steps, block):
         steps = slice(start, min(start + block, n_steps))
         _block_metrics(logp[:, steps], targets[steps], k, out, steps, all_pairs=whole)
@@ -307,7 +321,8 @@ def chunk_steps_for(
                 DEFAULT_MAX_CHUNK_BYTES if strategy == "blocked" else device_chunk_budget(lens.device)
             )
         check_positive_int("max_chunk_bytes", max_chunk_bytes)
-        chunk_steps = auto_chunk_steps(n_boundaries, lens.vocab_size, max_chunk_bytes, strategy)
+        itemsize = lens.logits_dtype.itemsize
+        chunk_steps = auto_chunk_steps(n_boundaries, lens.vocab_size, max_chunk_bytes, strategy, itemsize)
     check_positive_int("chunk_steps", chunk_steps)
     return chunk_steps
 
@@ -401,6 +416,8 @@ def track_tokens(
     ids = torch.as_tensor(ids, dtype=torch.long).flatten()
     if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
         raise SettingsError(f"token ids must lie in [0, {vocab_size}), got {ids.tolist()}")
-    steps_per_chunk = chunk_steps or auto_chunk_steps(states.shape[0], vocab_size, max_chunk_bytes)
+    steps_per_chunk = chunk_steps or auto_chunk_steps(
+        states.shape[0], vocab_size, max_chunk_bytes, itemsize=lens.logits_dtype.itemsize
+    )
     parts = [_tracked_metrics(logp, ids) for _, logp in iter_logprob_chunks(states, lens, steps_per_chunk)]
     return torch.cat([p[0].cpu() for p in parts], dim=1), torch.cat([p[1].cpu() for p in parts], dim=1)

@@ -7,8 +7,10 @@ This module does not know the :class:`~evolens.trace.Trace` class: it writes a t
 Layout (schema 1)::
 
     manifest.json        schema, versions, model (id, weights hash), prompt as rendered, generation settings,
-                         lens, tokens, text, image info, the id -> string vocabulary the metrics mention
-    metrics.parquet      the long table: one row per (step, layer), see :func:`metrics_table`
+                         lens, metrics dtype, tokens, text, image info, the id -> string vocabulary the
+                         metrics mention
+    metrics.parquet      the long table: one row per (step, layer), see :func:`metrics_table`; float columns in
+                         the metrics dtype (float32, or float64 for a trace traced with float64 metrics)
     tensors.safetensors  ids, positions, tracked/candidate arrays, and (optionally) the hidden states
 
 Every file is written into a temporary directory that replaces the target in one rename.
@@ -44,6 +46,7 @@ METRICS = "metrics.parquet"
 TENSORS = "tensors.safetensors"
 
 _TENSOR_FIELDS = ("tracked_ids", "tracked_logprobs", "tracked_ranks", "candidate_ids", "candidate_logprobs")
+_FLOATS = {"float32": (torch.float32, pa.float32()), "float64": (torch.float64, pa.float64())}
 
 
 def software_versions() -> dict[str, str]:
@@ -67,9 +70,10 @@ def metrics_table(trace: TraceRecord) -> pa.Table:
     that step), ``prob`` and ``logprob`` (of that token at that layer, natural log), ``rank`` (1 = top),
     ``entropy_bits``, ``jsd_next_bits`` and ``jsd_next_paper`` (between this layer and the next; null at the
     last layer), ``kl_to_last_bits``, ``topk_ids``, ``topk_probs``, ``topk_logprobs`` and ``topk_tokens`` (lists, most
-    probable first).
+    probable first). Float columns are float32, or float64 when the metrics are (``metrics.metrics_dtype``).
     """
     m = trace.metrics
+    dtype, pa_float = _FLOATS.get(m.metrics_dtype, _FLOATS["float32"])
     n_rows, n_steps = m.n_layers + 1, m.n_steps
     step = torch.arange(n_steps).repeat_interleave(n_rows)
     layer = torch.arange(n_rows).repeat(n_steps)
@@ -77,14 +81,17 @@ def metrics_table(trace: TraceRecord) -> pa.Table:
     def flat(t: torch.Tensor) -> torch.Tensor:  # [layers, steps, ...] -> [steps * layers, ...]
         return t.transpose(0, 1).reshape(n_steps * n_rows, *t.shape[2:])
 
+    def floats(t: torch.Tensor) -> pa.Array:
+        return pa.array(flat(t).to(dtype).numpy(), type=pa_float)
+
     def next_layer(t: torch.Tensor) -> pa.Array:
-        padded = torch.cat([t, torch.full((1, n_steps), math.nan)], dim=0)
-        values = flat(padded).float().numpy()
-        return pa.array(values, type=pa.float32(), mask=(layer == m.n_layers).numpy())
+        padded = torch.cat([t, torch.full((1, n_steps), math.nan, dtype=t.dtype)], dim=0)
+        values = flat(padded).to(dtype).numpy()
+        return pa.array(values, type=pa_float, mask=(layer == m.n_layers).numpy())
 
     k = m.topk_ids.shape[-1]
     topk_ids = flat(m.topk_ids).int().numpy()
-    topk_logprobs = flat(m.topk_logprobs).float().numpy()
+    topk_logprobs = flat(m.topk_logprobs).to(dtype).numpy()
     offsets = pa.array(range(0, n_steps * n_rows * k + 1, k), type=pa.int32())
     token_ids = m.target_ids.repeat_interleave(n_rows)
     vocab = trace.vocab
@@ -96,19 +103,19 @@ def metrics_table(trace: TraceRecord) -> pa.Table:
             "layer": pa.array(layer.short().numpy(), type=pa.int16()),
             "token_id": pa.array(token_ids.int().numpy(), type=pa.int32()),
             "token": pa.array([trace.tokens[s] for s in step.tolist()], type=pa.string()),
-            "prob": pa.array(flat(m.target_logprobs).exp().float().numpy(), type=pa.float32()),
-            "logprob": pa.array(flat(m.target_logprobs).float().numpy(), type=pa.float32()),
+            "prob": floats(m.target_logprobs.exp()),
+            "logprob": floats(m.target_logprobs),
             "rank": pa.array(flat(m.target_ranks).int().numpy(), type=pa.int32()),
-            "entropy_bits": pa.array(flat(m.entropy_bits).float().numpy(), type=pa.float32()),
+            "entropy_bits": floats(m.entropy_bits),
             "jsd_next_bits": next_layer(m.jsd_bits),
             "jsd_next_paper": next_layer(m.jsd_paper),
-            "kl_to_last_bits": pa.array(flat(m.kl_to_last_bits).float().numpy(), type=pa.float32()),
+            "kl_to_last_bits": floats(m.kl_to_last_bits),
             "topk_ids": pa.ListArray.from_arrays(offsets, pa.array(topk_ids.reshape(-1), type=pa.int32())),
             "topk_probs": pa.ListArray.from_arrays(
-                offsets, pa.array(np.exp(topk_logprobs.reshape(-1)), type=pa.float32())
+                offsets, pa.array(np.exp(topk_logprobs.reshape(-1)), type=pa_float)
             ),
             "topk_logprobs": pa.ListArray.from_arrays(
-                offsets, pa.array(topk_logprobs.reshape(-1), type=pa.float32())
+                offsets, pa.array(topk_logprobs.reshape(-1), type=pa_float)
             ),
             "topk_tokens": pa.ListArray.from_arrays(offsets, pa.array(topk_tokens, type=pa.string())),
         }
@@ -131,6 +138,7 @@ def _manifest(trace: TraceRecord, *, hidden_states: bool) -> dict[str, Any]:
         "seed": trace.generation.seed,
         "lens": m.lens_mode,
         "lens_dtype": m.lens_dtype,
+        "metrics_dtype": m.metrics_dtype,
         "metrics": {"topk": int(m.topk_ids.shape[-1]), "vocab_size": m.vocab_size, "jsd_units": "bits"},
         "text": trace.text,
         "tokens": trace.tokens,
@@ -205,20 +213,22 @@ def read_trace_fields(directory: str | Path) -> dict[str, Any]:
         raise StoreError(f"{root / METRICS} has {table.num_rows} rows, expected {n_rows * n_steps}")
     table = table.sort_by([("step", "ascending"), ("layer", "ascending")])
     k = manifest["metrics"]["topk"]
+    # absent from traces saved before the float64 option existed: they were computed in float32
+    dtype = _FLOATS[manifest.get("metrics_dtype") or "float32"][0]
     topk_ids = _list_column(table, "topk_ids").reshape(n_steps, n_rows, k)
     topk_lp = _list_column(table, "topk_logprobs").reshape(n_steps, n_rows, k)
-    jsd_bits = _grid(table.column("jsd_next_bits").fill_null(0.0), n_rows, n_steps, torch.float32)[:-1]
-    jsd_paper = _grid(table.column("jsd_next_paper").fill_null(0.0), n_rows, n_steps, torch.float32)[:-1]
+    jsd_bits = _grid(table.column("jsd_next_bits").fill_null(0.0), n_rows, n_steps, dtype)[:-1]
+    jsd_paper = _grid(table.column("jsd_next_paper").fill_null(0.0), n_rows, n_steps, dtype)[:-1]
     metrics = LayerMetrics(
         target_ids=tensors["generated_ids"].long(),
-        target_logprobs=_grid(table.column("logprob"), n_rows, n_steps, torch.float32),
+        target_logprobs=_grid(table.column("logprob"), n_rows, n_steps, dtype),
         target_ranks=_grid(table.column("rank"), n_rows, n_steps, torch.long),
-        entropy_bits=_grid(table.column("entropy_bits"), n_rows, n_steps, torch.float32),
+        entropy_bits=_grid(table.column("entropy_bits"), n_rows, n_steps, dtype),
         topk_ids=topk_ids.transpose(0, 1).long().contiguous(),
-        topk_logprobs=topk_lp.transpose(0, 1).float().contiguous(),
+        topk_logprobs=topk_lp.transpose(0, 1).to(dtype).contiguous(),
         jsd_bits=jsd_bits,
         jsd_paper=jsd_paper,
-        kl_to_last_bits=_grid(table.column("kl_to_last_bits"), n_rows, n_steps, torch.float32),
+        kl_to_last_bits=_grid(table.column("kl_to_last_bits"), n_rows, n_steps, dtype),
         tracked_ids=tensors["tracked_ids"],
         tracked_logprobs=tensors["tracked_logprobs"],
         tracked_ranks=tensors["tracked_ranks"],

@@ -16,7 +16,7 @@ import torch
 
 from evolens.errors import LensUnavailableError, SettingsError
 from evolens.lens.base import Lens
-from evolens.lens.logit_lens import lens_dtype_of
+from evolens.lens.logit_lens import lens_dtype_of, metrics_dtype_of
 from evolens.metrics.compute import compute_layer_metrics, track_tokens
 from evolens.trace.core import Trace
 from evolens.trace.vocab import metrics_token_ids, vocab_strings
@@ -27,7 +27,8 @@ class LensedTrace:
 
     Attributes:
         trace: The trace (unchanged; plain data).
-        lens: The lens, set to the trace's lens mode and GEMM dtype (so it recomputes what the trace holds).
+        lens: The lens, set to the trace's lens mode, GEMM dtype and metrics dtype (so it recomputes what the
+            trace holds).
         tokenizer: Names token ids that :meth:`with_lens` finds anew, or ``None``.
 
     Raises:
@@ -38,7 +39,12 @@ class LensedTrace:
         if lens.n_layers != trace.n_layers:
             raise SettingsError(f"lens has {lens.n_layers} layers but the trace has {trace.n_layers}")
         self.trace = trace
-        self.lens = lens.with_mode(trace.lens_mode).with_matmul_dtype(lens_dtype_of(trace.metrics.lens_dtype))
+        metrics = trace.metrics
+        self.lens = (
+            lens.with_mode(trace.lens_mode)
+            .with_matmul_dtype(lens_dtype_of(metrics.lens_dtype))
+            .with_logits_dtype(metrics_dtype_of(metrics.metrics_dtype))
+        )
         self.tokenizer = tokenizer
 
     def __repr__(self) -> str:
@@ -48,8 +54,8 @@ class LensedTrace:
         )
 
     def logits(self, steps: slice | None = None) -> torch.Tensor:
-        """The full ``[n_layers + 1, n_steps, vocab]`` float32 logits (of ``steps`` only, if given), on the CPU —
-        materialised only because you ask."""
+        """The full ``[n_layers + 1, n_steps, vocab]`` logits (of ``steps`` only, if given; float64 for a float64
+        trace), on the CPU — materialised only because you ask."""
         return self.lens.logits(self._states("logits()")[:, steps or slice(None)]).cpu()
 
     def token_logprobs(self, ids: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
