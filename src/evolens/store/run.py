@@ -40,12 +40,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from evolens._version import software_versions
 from evolens.data.items import DataItem, json_lines
 from evolens.envelope import read_manifest
 from evolens.errors import EvolensError, StoreError
 from evolens.files import atomic_directory, atomic_write_text
 from evolens.trace.fileformat import MANIFEST as TRACE_MANIFEST
-from evolens.trace.fileformat import save_trace, software_versions
+from evolens.trace.fileformat import save_trace
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from evolens._version import __version__
+from evolens._version import software_versions
 from evolens.errors import SettingsError
 from evolens.files import atomic_directory, check_replaceable
 from evolens.toy.batches import Vocab, patch_targets, pixel_values, slot_targets, text_batch
@@ -161,17 +161,6 @@ def _train_instructions(
     return blocks
 
 
-def versions() -> dict[str, str]:
-    import transformers
-
-    return {
-        "evolens": __version__,
-        "transformers": transformers.__version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
-
-
 def _phases(path: Path) -> list[dict[str, Any]]:
     # the training record of the model a run continues from, and of the ones before it
     data = json.loads(path.read_text(encoding="utf-8"))
@@ -241,7 +230,7 @@ def train(
         "vision_loss": vision_loss,
         "final_loss": losses[-1],
         "losses_per_100_steps": losses,
-        "versions": versions(),
+        "versions": software_versions(),
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": config.threads},
     }
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:

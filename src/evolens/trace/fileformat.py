@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from evolens import envelope
+from evolens._version import software_versions
 from evolens.capture.generate import GenerationSettings
 from evolens.errors import StoreError
 from evolens.files import atomic_directory
@@ -47,20 +47,6 @@ TENSORS = "tensors.safetensors"
 
 _TENSOR_FIELDS = ("tracked_ids", "tracked_logprobs", "tracked_ranks", "candidate_ids", "candidate_logprobs")
 _FLOATS = {"float32": (torch.float32, pa.float32()), "float64": (torch.float64, pa.float64())}
-
-
-def software_versions() -> dict[str, str]:
-    """Versions of evolens, transformers, torch and Python, for manifests."""
-    import transformers
-
-    from evolens._version import __version__
-
-    return {
-        "evolens": __version__,
-        "transformers": transformers.__version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def metrics_table(trace: TraceRecord) -> pa.Table:
