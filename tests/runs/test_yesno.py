@@ -141,3 +141,32 @@ def test_a_tokenizer_without_yes_exits_2(
     err = capsys.readouterr().err
     assert code == 2 and "no single token for 'yes'" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("forced", ["yes", "no"])
+def test_logit_scoring_on_a_model_whose_yes_no_logits_the_test_sets(
+    tmp_path: Path, tiny_llava_dir: Path, forced: str
+) -> None:
+    """The head's "yes" and "no" rows are set so that, at the first answer position, the last layer gives the
+    forced answer a logit of +10 and the other -10: the logit answer, its margin and the POPE score follow."""
+    lvlm = evolens.load(tiny_llava_dir, device="cpu")
+    images, questions = write_pope(tmp_path)
+    item = next(iter(Pope(images, questions)))  # question 1: label "yes"
+    tok = lvlm.tokenizer
+    yes, no = tok.convert_tokens_to_ids("yes"), tok.convert_tokens_to_ids("no")
+    first = lvlm.trace(item.image, item.prompt, max_new_tokens=1)
+    assert first.hidden_states is not None
+    roles = lvlm.loaded.roles
+    with torch.no_grad():
+        h = roles.final_norm(first.hidden_states[-1, 0].reshape(1, 1, -1)).reshape(-1).float()
+        row = (10.0 * h / h.dot(h)).to(roles.lm_head.weight.dtype)  # row . h = 10
+        weight = roles.lm_head.weight
+        weight[yes if forced == "yes" else no] = row
+        weight[no if forced == "yes" else yes] = -row
+    evolens.run(lvlm, [item], tmp_path / "run", **run_options(max_new_tokens=1, batch_size=1, progress=False))
+    result = json.loads((tmp_path / "run" / "results" / "yesno.json").read_text())
+    (judged,) = result["items"]
+    assert judged["logit_answer"] == forced
+    assert judged["margin"][-1] == pytest.approx(20.0 if forced == "yes" else -20.0, abs=1e-3)
+    accuracy = result["totals"]["scores"]["pope"]["accuracy"]
+    assert accuracy == (1.0 if forced == item.annotations["label"] else 0.0)
