@@ -31,6 +31,7 @@ class ItemData:
     geometry: list[tuple[str, Any]] = field(default_factory=list)
     geometry_tables: list[dict[str, Any]] = field(default_factory=list)
     verdict: bool | None = None
+    patches: Any = None
 
 
 def auto_extras(source: Source, trace: Trace) -> tuple[dict[str, Any], list[str]]:
@@ -40,7 +41,7 @@ def auto_extras(source: Source, trace: Trace) -> tuple[dict[str, Any], list[str]
     if isinstance(source.trace, Path):
         files = read_item_files(source.trace, trace.item_id)
         notes.extend(files.problems)
-        for key in ("analysis", "skip", "geometry"):
+        for key in ("analysis", "skip", "geometry", "patches"):
             if getattr(files, key) is not None:
                 found[key] = getattr(files, key)
     run = source.run
@@ -122,4 +123,5 @@ def item_data(
             data.geometry_tables = [it.geometry_table(geometry)]
         else:
             data.geometry = ex.figure_entries(geometry, f"{where}.geometry")
+    data.patches = merged.get("patches")
     return data

@@ -12,6 +12,7 @@ from evolens.report import items as it
 from evolens.report.escape import short_source, text
 from evolens.report.item_data import ItemData
 from evolens.report.media import image_uri, trace_image
+from evolens.report.patches import patch_section, trace_pixels
 from evolens.report.payload import HEATMAP_TOKENS
 from evolens.report.sections import analysis_block, evaluation_block, gallery, tables
 from evolens.trace import Trace
@@ -173,6 +174,8 @@ def item_section(
             f'<section class="geometry"><h3>Feature geometry</h3>{gallery(data.geometry)}'
             f"{tables(data.geometry_tables)}</section>"
         )
+    if data.patches is not None:
+        parts.append(patch_section(data.patches, index, trace_pixels(trace, image_root)))
     if "figures" in item_extras:
         figures = ex.figure_entries(item_extras["figures"], f"{where}.figures")
         parts.append(f'<section class="figures"><h3>Figures</h3>{gallery(figures)}</section>')

@@ -172,14 +172,17 @@ class ItemFiles:
     analysis: Any = None
     skip: Any = None
     geometry: Any = None
+    patches: Any = None
     problems: tuple[str, ...] = ()
 
 
 def read_item_files(directory: Path, item_id: str) -> ItemFiles:
-    """``analysis.json``, ``skip.json`` (this item's result) and ``geometry.json`` beside a trace, when present."""
+    """``analysis.json``, ``skip.json`` (this item's result), ``geometry.json`` and ``patches.json`` beside a trace,
+    when present."""
     from evolens.analysis import TraceAnalysis
     from evolens.experiments import SkipReport
     from evolens.geometry import FeatureMap
+    from evolens.metrics.patches import PATCHES_FILE, PatchLens
 
     found: dict[str, Any] = {}
     problems: list[str] = []
@@ -187,6 +190,7 @@ def read_item_files(directory: Path, item_id: str) -> ItemFiles:
         ("analysis", ANALYSIS_FILE, TraceAnalysis.load),
         ("skip", SKIP_FILE, SkipReport.load),
         ("geometry", GEOMETRY_FILE, FeatureMap.load),
+        ("patches", PATCHES_FILE, PatchLens.load),
     ):
         path = directory / name
         if not path.is_file():

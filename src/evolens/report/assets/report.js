@@ -540,6 +540,16 @@
     } else {
       hosts.forEach(renderHeatmap);
     }
+    // the image-token lens: the slider shows one layer's patch grid
+    document.querySelectorAll("section.patches").forEach(function (section) {
+      var slider = section.querySelector("input.patch-layer");
+      slider.addEventListener("input", function () {
+        section.querySelectorAll("table.patch-grid").forEach(function (grid) {
+          grid.hidden = grid.getAttribute("data-layer") !== slider.value;
+        });
+        section.querySelector("output.patch-layer-value").textContent = slider.value;
+      });
+    });
     // the item list's filters hide the rows and the item sections that do not match
     var filters = document.getElementById("item-filters");
     if (filters) {
