@@ -32,7 +32,7 @@ def families(config: ConfigOption = None) -> None:
 
 
 @app.command()
-@trace_options("max_new_tokens", "lens", "lens_dtype", "metrics_dtype", "topk")
+@trace_options("max_new_tokens", "lens", "lens_dtype", "metrics_dtype", "topk", "prompt_positions")
 @load_options
 def trace(
     model: Annotated[

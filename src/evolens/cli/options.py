@@ -169,6 +169,9 @@ TRACE_SPECS: dict[str, OptionSpec] = {
         ),
         OptionSpec("topk", int, 10, "Top tokens kept per (layer, step)", min=1),
         OptionSpec("batch_size", int, 8, "Items per generate call (in a run it fixes the batches)", min=1),
+        OptionSpec(
+            "prompt_positions", bool, False, "Keep every prompt position's states (for evolens patches)"
+        ),
     )
 }
 
