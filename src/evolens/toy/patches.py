@@ -26,7 +26,7 @@ from evolens.metrics.patches import PatchLens
 from evolens.toy.world import COLORS, DESCRIBE_PROMPT, SHAPES, Scene, render_with_labels
 
 #: A patch covers an object when at least this share of its pixels belong to it.
-OBJECT_SHARE = 0.25
+OBJECT_SHARE = 0.1
 BACKGROUND, MIXED = -1, -2
 OBJECT_WORDS = frozenset(COLORS) | frozenset(SHAPES)
 
