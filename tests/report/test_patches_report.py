@@ -13,6 +13,7 @@ from evolens.report import build_report
 from evolens.testing.patches import synthetic_patch_lens
 
 from .helpers import script_blocks
+from .test_browser import browser_context  # noqa: F401  (the fixture)
 
 
 def _trace_dir(tiny_run, tmp_path: Path) -> tuple[Path, str]:
@@ -51,3 +52,24 @@ def test_section_without_a_grid_and_a_broken_file(tiny_run, tmp_path: Path) -> N
     (directory / PATCHES_FILE).write_text("{}")
     html = build_report([directory], summary_figures=False)
     assert '<section class="patches"' not in html and "patches.json could not be read" in html
+
+
+def test_slider_in_headless_chromium(browser_context, tiny_run, tmp_path: Path) -> None:  # noqa: F811
+    directory, item_id = _trace_dir(tiny_run, tmp_path)
+    synthetic_patch_lens(item_id=item_id).save(directory / PATCHES_FILE)
+    path = tmp_path / "report.html"
+    path.write_text(build_report([directory], summary_figures=False), encoding="utf-8")
+    page = browser_context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda err: problems.append(str(err)))
+    page.goto(path.as_uri())
+    page.wait_for_selector("body[data-ready='1']", timeout=10_000)
+    visible = page.locator("section.patches table.patch-grid:visible")
+    assert visible.count() == 1 and visible.get_attribute("data-layer") == "2"
+    page.locator("section.patches input.patch-layer").fill("4")
+    assert visible.count() == 1 and visible.get_attribute("data-layer") == "4"
+    assert page.locator("section.patches output.patch-layer-value").text_content() == "4"
+    assert visible.locator("td").first.text_content() == "dog"
+    assert not problems, problems
+    page.close()
