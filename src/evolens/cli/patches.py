@@ -63,13 +63,15 @@ def patches(
         list[str] | None, typer.Option("--word", "-w", help="A word whose probability is mapped (repeat)")
     ] = None,
     layers: Annotated[
-        str | None, typer.Option(help="Layers whose patch grid is drawn, e.g. 8,16,24 [the middle layer]")
+        str | None,
+        typer.Option(help="Layers whose patch grid is drawn, e.g. 8,16,24 (default: the middle layer)"),
     ] = None,
     out_dir: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Directory of the figures [TRACE_DIR]")
+        Path | None, typer.Option("--out", "-o", help="Directory of the figures (default: TRACE_DIR)")
     ] = None,
     model: Annotated[
-        str | None, typer.Option(help="The trace's model, for its norm and head [the source it recorded]")
+        str | None,
+        typer.Option(help="The trace's model, for its norm and head (default: the source it recorded)"),
     ] = None,
     topk: Annotated[int, typer.Option(help="Top tokens kept per (layer, image token)", min=1)] = 5,
     chunk_positions: Annotated[
