@@ -75,7 +75,7 @@ def patches(
     ] = None,
     topk: Annotated[int, typer.Option(help="Top tokens kept per (layer, image token)", min=1)] = 5,
     chunk_positions: Annotated[
-        int | None, typer.Option(help="Image tokens per lens chunk [from a 512 MiB budget]", min=1)
+        int | None, typer.Option(help="Image tokens per lens chunk (default: from a 512 MiB budget)", min=1)
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing patches.json")] = False,
     config: ConfigOption = None,
