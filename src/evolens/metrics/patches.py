@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from evolens.envelope import Envelope
+from evolens.envelope import Envelope, JsonRecord
 from evolens.errors import SettingsError
 from evolens.lens.base import Lens
 from evolens.metrics.compute import chunk_steps_for, iter_logprob_chunks
@@ -37,7 +37,7 @@ CROSS_ATTENTION_FAMILIES: frozenset[str] = frozenset({"mllama"})
 
 
 @dataclass(frozen=True)
-class PatchGrid:
+class PatchGrid(JsonRecord):
     """Where each image token sits: ``rows × cols`` patches in raster order, or no grid with the reason.
 
     Attributes:
@@ -148,7 +148,7 @@ class PatchLens:
             "word_ids": self.word_ids.tolist(),
             "words": list(self.words),
             "word_probs": self.word_probs.tolist(),
-            "grid": {"rows": self.grid.rows, "cols": self.grid.cols, "note": self.grid.note},
+            "grid": self.grid.to_dict(),
             "vocab": {str(k): v for k, v in self.vocab.items()},
         }
 
@@ -166,7 +166,7 @@ class PatchLens:
             word_ids=torch.tensor(data["word_ids"], dtype=torch.long),
             words=[str(w) for w in data["words"]],
             word_probs=word_probs,
-            grid=PatchGrid(**data["grid"]),
+            grid=PatchGrid.from_dict(data["grid"]),
             vocab={int(k): str(v) for k, v in data["vocab"].items()},
             lens_mode=str(data["lens_mode"]),
             item_id=str(data["item_id"]),
@@ -227,9 +227,9 @@ def patch_lens_tensors(
         for _, logp in iter_logprob_chunks(picked, lens, chunk):
             top_ids, top_logp = topk(logp, k)
             ids.append(top_ids.cpu())
-            probs.append(top_logp.exp().cpu())
+            probs.append(top_logp.exp().float().cpu())  # float32 whatever the lens computes in
             index = word_ids.to(logp.device).view(1, 1, -1).expand(n_boundaries, logp.shape[1], -1)
-            words.append(gather_logprobs(logp, index).exp().cpu())
+            words.append(gather_logprobs(logp, index).exp().float().cpu())
             del logp
     if not ids:
         return (

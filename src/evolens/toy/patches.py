@@ -17,11 +17,12 @@ A patch localises its object where the first is high and the second low, and whe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from evolens.envelope import JsonRecord
 from evolens.metrics.patches import PatchLens
 from evolens.toy.world import COLORS, DESCRIBE_PROMPT, SHAPES, Scene, render_with_labels
 
@@ -52,7 +53,7 @@ def patch_labels(scene: Scene, rows: int, cols: int) -> np.ndarray:
 
 
 @dataclass
-class Localisation:
+class Localisation(JsonRecord):
     """Counts per layer ``l = 0 .. L`` (0: the embedding state), summed over scenes.
 
     Attributes:
@@ -126,9 +127,6 @@ class Localisation:
                 )
             )
         ]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def scene_localisation(result: PatchLens, scene: Scene) -> Localisation:
