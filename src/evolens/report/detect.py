@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from evolens.hallucination.detect_results import estimate_text
+from evolens.report.blocks import gallery, tables
 from evolens.report.escape import text
-from evolens.report.sections import gallery, tables
 
 if TYPE_CHECKING:
     from evolens.hallucination.detect_results import DetectResult

@@ -9,12 +9,13 @@ from typing import Any
 
 from evolens.report import extras as ex
 from evolens.report import items as it
+from evolens.report.blocks import gallery, tables
 from evolens.report.escape import short_source, text
 from evolens.report.item_data import ItemData
 from evolens.report.media import image_uri, trace_image
 from evolens.report.patches import patch_section, trace_pixels
 from evolens.report.payload import HEATMAP_TOKENS
-from evolens.report.sections import analysis_block, evaluation_block, gallery, tables
+from evolens.report.sections import analysis_block, evaluation_block
 from evolens.trace import Trace
 
 #: Flags with a fixed mark (the others take the remaining marks in turn).

@@ -15,8 +15,8 @@ from typing import Any
 
 from evolens.errors import SettingsError
 from evolens.metrics.patches import PatchLens
+from evolens.report.blocks import gallery
 from evolens.report.escape import text
-from evolens.report.sections import gallery
 from evolens.trace import Trace
 
 logger = logging.getLogger(__name__)

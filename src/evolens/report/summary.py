@@ -14,11 +14,12 @@ import torch
 from evolens._version import __version__
 from evolens.errors import SettingsError
 from evolens.report import extras as ex
+from evolens.report.blocks import cell, gallery, tables
 from evolens.report.escape import short_source, text
 from evolens.report.items import HALLUCINATED_FLAG
 from evolens.report.payload import TOP1_DESCRIPTION, TOP1_SERIES
 from evolens.report.runs import RunContext
-from evolens.report.sections import cell, gallery, run_section, tables
+from evolens.report.sections import run_section
 from evolens.trace import Trace
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from evolens.data.yesno import YESNO_JSON
+from evolens.report.blocks import gallery, tables
 from evolens.report.escape import text
-from evolens.report.sections import gallery, tables
 
 _SCORES = ("accuracy", "precision", "recall", "f1", "yes_ratio")
 
