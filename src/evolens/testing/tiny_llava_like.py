@@ -15,6 +15,7 @@ from evolens.testing.configs import (
     vision_kwargs,
 )
 from evolens.testing.tokenizer import (
+    COHERE_TURN_TOKENS,
     chatml_template,
     chatml_tokenizer,
     cohere_template,
@@ -107,16 +108,8 @@ def build_aya_vision(n_layers: int = 4) -> tuple[nn.Module, Any]:
     )
 
     image_tokens = ("<image>", "<|START_OF_IMG|>", "<|END_OF_IMG|>", "<|IMG_PATCH|>", "<|IMG_LINE_BREAK|>")
-    turn_tokens = (
-        "<BOS_TOKEN>",
-        "<|END_OF_TURN_TOKEN|>",
-        "<|START_OF_TURN_TOKEN|>",
-        "<|USER_TOKEN|>",
-        "<|CHATBOT_TOKEN|>",
-        "<|SYSTEM_TOKEN|>",
-    )
     tokenizer = word_tokenizer(
-        (*turn_tokens, *image_tokens),
+        (*COHERE_TURN_TOKENS, *image_tokens),
         extra_words=("TILE_GLOBAL", *(f"TILE_{i}" for i in range(1, 5))),
         add_bos=False,
         bos_token="<BOS_TOKEN>",

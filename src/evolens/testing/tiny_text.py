@@ -8,6 +8,7 @@ from torch import nn
 
 from evolens.testing.configs import text_kwargs
 from evolens.testing.tokenizer import (
+    COHERE_TURN_TOKENS,
     VICUNA_TEXT_TEMPLATE,
     byte_level_tokenizer,
     chatml_template,
@@ -183,14 +184,7 @@ def build_granite(n_layers: int = 4) -> tuple[nn.Module, Any]:
 def build_cohere(n_layers: int = 4) -> tuple[nn.Module, Any]:
     """A tiny Cohere (Command R): LayerNorm without bias, parallel blocks, logits times ``logit_scale``."""
     tokenizer = word_tokenizer(
-        [
-            "<BOS_TOKEN>",
-            "<|END_OF_TURN_TOKEN|>",
-            "<|START_OF_TURN_TOKEN|>",
-            "<|USER_TOKEN|>",
-            "<|CHATBOT_TOKEN|>",
-            "<|SYSTEM_TOKEN|>",
-        ],
+        list(COHERE_TURN_TOKENS),
         add_bos=False,
         bos_token="<BOS_TOKEN>",
         eos_token="<|END_OF_TURN_TOKEN|>",

@@ -170,6 +170,17 @@ def llama3_template(image: str = "<|image|>") -> str:
     )
 
 
+#: Cohere's turn tokens (Command R and the Aya Vision models built on it), beginning of text first.
+COHERE_TURN_TOKENS = (
+    "<BOS_TOKEN>",
+    "<|END_OF_TURN_TOKEN|>",
+    "<|START_OF_TURN_TOKEN|>",
+    "<|USER_TOKEN|>",
+    "<|CHATBOT_TOKEN|>",
+    "<|SYSTEM_TOKEN|>",
+)
+
+
 def cohere_template(image: str = "<image>") -> str:
     """Cohere's turn tokens (Aya Vision)."""
     return (
