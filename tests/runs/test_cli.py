@@ -78,26 +78,17 @@ def test_user_errors_are_one_line(
     assert "not an evolens run directory" in capsys.readouterr().err
 
 
+def _eval_responses(path: Path, responses: dict[str, str], *dataset: str) -> list[str]:
+    """``evolens eval --responses FILE`` over ``dataset`` (its -d/-r/... options), the responses written to ``path``
+    in AMBER's ``{id, response}`` form."""
+    written = write_json(path, [{"id": int(k), "response": v} for k, v in responses.items()])
+    return ["eval", "--responses", str(written), *dataset]
+
+
 def test_eval_a_responses_file_in_amber_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = write_amber(tmp_path)
-    responses = write_json(
-        tmp_path / "answers.json", [{"id": int(k), "response": v} for k, v in AMBER_RESPONSES.items()]
-    )
-    code = main(
-        [
-            "eval",
-            "--responses",
-            str(responses),
-            "-d",
-            "amber",
-            "-r",
-            str(data),
-            "--queries",
-            "query_all.json",
-            "--method",
-            "fallback",
-        ]
-    )
+    amber = ("-d", "amber", "-r", str(data), "--queries", "query_all.json", "--method", "fallback")
+    code = main(_eval_responses(tmp_path / "answers.json", AMBER_RESPONSES, *amber))
     out = capsys.readouterr().out
     assert code == 0
     assert "CHAIR 33.3  Cover 85.7  Hal 66.7  Cog 33.3" in out
@@ -171,20 +162,8 @@ def test_run_and_eval_take_a_config_file(
 
 def test_eval_scores_under_the_protocol_asked_for(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = write_amber(tmp_path)
-    responses = write_json(
-        tmp_path / "answers.json", [{"id": int(k), "response": v} for k, v in AMBER_RESPONSES.items()]
-    )
-    base = [
-        "eval",
-        "--responses",
-        str(responses),
-        "-d",
-        "amber",
-        "-r",
-        str(data),
-        "--queries",
-        "query_all.json",
-    ]
+    amber = ("-d", "amber", "-r", str(data), "--queries", "query_all.json")
+    base = _eval_responses(tmp_path / "answers.json", AMBER_RESPONSES, *amber)
     assert main([*base, "--method", "fallback", "--protocol", "official"]) == 0
     out = capsys.readouterr().out
     # AMBER's script counts only an answer exactly "Yes" or "No": of the five ("Yes, there is.", "No.", "Yes",
@@ -201,21 +180,9 @@ def test_eval_on_an_id_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     from tests.data.fixtures import COCO_RESPONSES, write_coco
 
     files = write_coco(tmp_path)
-    responses = write_json(
-        tmp_path / "r.json", [{"id": int(k), "response": v} for k, v in COCO_RESPONSES.items()]
-    )
-    base = [
-        "eval",
-        "--responses",
-        str(responses),
-        "-d",
-        "coco",
-        "-r",
-        str(files["root"]),
-        "--method",
-        "fallback",
-    ]
-    base += ["--captions", str(files["captions"]), "--instances", str(files["instances"])]
+    coco = ("-d", "coco", "-r", str(files["root"]), "--method", "fallback")
+    coco += ("--captions", str(files["captions"]), "--instances", str(files["instances"]))
+    base = _eval_responses(tmp_path / "r.json", COCO_RESPONSES, *coco)
     (tmp_path / "ids.txt").write_text("22\n33\n", encoding="utf-8")
     assert main([*base, "--ids", str(tmp_path / "ids.txt")]) == 0
     assert "CHAIR (2 captions" in capsys.readouterr().out
