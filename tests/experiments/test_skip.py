@@ -27,6 +27,7 @@ from tests.experiments.conftest import make_image
 FAMILIES = sorted(TINY_BUILDERS)
 PROMPTS = ("describe the image", "what color is the heart on the left ?")
 N_NEW = 6
+NEW_TOKENS = TraceOptions.from_flat(max_new_tokens=N_NEW)  # the options of every generation here
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -103,19 +104,17 @@ def test_skipping_nothing_reproduces_the_trace(family: str, tiny_models) -> None
     traces = lvlm.trace(
         images=images,
         prompts=prompts,
-        options=TraceOptions.from_flat(max_new_tokens=N_NEW),
+        options=NEW_TOKENS,
         keep_hidden_states=False,
     )
     for method in ("hook", "rebuild"):
-        gens = generate_skipped(
-            lvlm, images, prompts, (), method=method, options=TraceOptions.from_flat(max_new_tokens=N_NEW)
-        )
+        gens = generate_skipped(lvlm, images, prompts, (), method=method, options=NEW_TOKENS)
         for trace, gen in zip(traces, gens, strict=True):
             assert gen.token_ids == _without_eos(trace.generated_ids.tolist(), lvlm)
             assert gen.text == trace.text and gen.stop_reason == trace.stop_reason
     with skip_layers(lvlm, []) as skip:
         assert skip == ()
-        again = lvlm.trace(images[0], prompts[0], options=TraceOptions.from_flat(max_new_tokens=N_NEW))
+        again = lvlm.trace(images[0], prompts[0], options=NEW_TOKENS)
     assert torch.equal(again.generated_ids, traces[0].generated_ids)
 
 
@@ -157,9 +156,7 @@ def test_cached_generation_matches_no_cache_reference(family: str, tiny_models) 
             _without_eos(_greedy_no_cache(lvlm, image, prompt, skip, N_NEW), lvlm)
             for image, prompt in zip(images, prompts, strict=True)
         ]
-        hooked = generate_skipped(
-            lvlm, images, prompts, skip, method="hook", options=TraceOptions.from_flat(max_new_tokens=N_NEW)
-        )
+        hooked = generate_skipped(lvlm, images, prompts, skip, method="hook", options=NEW_TOKENS)
         assert [g.token_ids for g in hooked] == references, (family, "hook", skip)
         reason = rebuild_unsupported(lvlm, skip)
         if reason is not None:
@@ -170,7 +167,7 @@ def test_cached_generation_matches_no_cache_reference(family: str, tiny_models) 
                     prompts,
                     skip,
                     method="rebuild",
-                    options=TraceOptions.from_flat(max_new_tokens=N_NEW),
+                    options=NEW_TOKENS,
                 )
             continue
         gens = generate_skipped(
@@ -179,7 +176,7 @@ def test_cached_generation_matches_no_cache_reference(family: str, tiny_models) 
             prompts,
             skip,
             method="rebuild",
-            options=TraceOptions.from_flat(max_new_tokens=N_NEW),
+            options=NEW_TOKENS,
         )
         assert [g.token_ids for g in gens] == references, (family, "rebuild", skip)
         rebuilt += 1
@@ -202,16 +199,12 @@ def test_padded_batches_equal_single_items(family: str, method: str, tiny_models
                 prompts,
                 (2,),
                 method=method,
-                options=TraceOptions.from_flat(max_new_tokens=N_NEW),
+                options=NEW_TOKENS,
             )
         return
-    batch = generate_skipped(
-        lvlm, images, prompts, skip, method=method, options=TraceOptions.from_flat(max_new_tokens=N_NEW)
-    )
+    batch = generate_skipped(lvlm, images, prompts, skip, method=method, options=NEW_TOKENS)
     singles = [
-        generate_skipped(
-            lvlm, [i], [p], skip, method=method, options=TraceOptions.from_flat(max_new_tokens=N_NEW)
-        )[0]
+        generate_skipped(lvlm, [i], [p], skip, method=method, options=NEW_TOKENS)[0]
         for i, p in zip(images, prompts, strict=True)
     ]
     assert batch == singles
@@ -368,7 +361,7 @@ def test_rebuild_renumbers_cross_attention_layers(tiny_models) -> None:
         list(PROMPTS),
         skip,
         method="rebuild",
-        options=TraceOptions.from_flat(max_new_tokens=N_NEW),
+        options=NEW_TOKENS,
     )
     for prompt, gen in zip(PROMPTS, gens, strict=True):
         assert gen.token_ids == _without_eos(_greedy_no_cache(lvlm, None, prompt, skip, N_NEW), lvlm)
@@ -448,7 +441,7 @@ def test_run_skip_report(tiny_models, tmp_path) -> None:
         mutation=[3],
         layers={"mid": [2]},
         annotations=ann,
-        options=TraceOptions.from_flat(max_new_tokens=N_NEW),
+        options=NEW_TOKENS,
         item_ids=["a", "b"],
     )
     assert [r.item_id for r in report.results] == ["a", "b"]
@@ -460,9 +453,7 @@ def test_run_skip_report(tiny_models, tmp_path) -> None:
     # every variant is what generate_skipped gives for its skip set, compared with the original
     original = first.variant("original")
     for v in first.variants[1:]:
-        gen = generate_skipped(
-            lvlm, images[0], prompts[0], v.skipped, options=TraceOptions.from_flat(max_new_tokens=N_NEW)
-        )[0]
+        gen = generate_skipped(lvlm, images[0], prompts[0], v.skipped, options=NEW_TOKENS)[0]
         assert v.token_ids == gen.token_ids and v.ran
         assert v.hallucination == count_hallucinations(v.text, ann, original=original.text)
         equal = sum(op.a_end - op.a_start for op in v.diff if op.tag == "equal")
@@ -488,12 +479,12 @@ def test_run_skip_presets_from_detection(tiny_models, monkeypatch) -> None:
 
     lvlm = tiny_models("llama")
     n = lvlm.n_layers
-    report = run_skip(lvlm, None, "describe the image", options=TraceOptions.from_flat(max_new_tokens=N_NEW))
+    report = run_skip(lvlm, None, "describe the image", options=NEW_TOKENS)
     result = report.results[0]
     trace = lvlm.trace(
         None,
         "describe the image",
-        options=TraceOptions.from_flat(max_new_tokens=N_NEW),
+        options=NEW_TOKENS,
         keep_hidden_states=False,
     )
     assert result.layers == item_layers(analyze_trace(trace))
@@ -507,9 +498,7 @@ def test_run_skip_presets_from_detection(tiny_models, monkeypatch) -> None:
     # A detection with layers (critical 1, mutation 3 of 4) gives the paper's three skip sets, each generated.
     found = ItemLayers(n, 1, (3,))
     monkeypatch.setattr(plans_module, "item_layers", lambda analysis, min_fraction: found)
-    result = run_skip(
-        lvlm, None, "describe the image", options=TraceOptions.from_flat(max_new_tokens=N_NEW)
-    ).results[0]
+    result = run_skip(lvlm, None, "describe the image", options=NEW_TOKENS).results[0]
     assert result.layers == found
     assert {v.name: v.skipped for v in result.variants[1:]} == {"skip1": (2,), "skip2": (3,), "skip3": (2, 3)}
     for v in result.variants[1:]:
@@ -521,6 +510,6 @@ def test_run_skip_presets_from_detection(tiny_models, monkeypatch) -> None:
                 None,
                 "describe the image",
                 v.skipped,
-                options=TraceOptions.from_flat(max_new_tokens=N_NEW),
+                options=NEW_TOKENS,
             )[0].token_ids
         )
