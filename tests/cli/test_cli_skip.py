@@ -122,3 +122,81 @@ def test_config_file_sets_skip_and_detector_options(tiny_run, tmp_path: Path, ca
     report = SkipReport.load(tmp_path / "res" / "skip.json")
     assert report.settings["params"]["spike_ratio"] == 7
     assert [v.name for v in report.results[0].variants] == ["original", "layers 3"]
+
+
+@pytest.fixture(scope="module")
+def toy_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny exported toy test set: 2 typical + 2 atypical scenes, 32 items (captions, yes/no, one-word)."""
+    from evolens import toy
+
+    return toy.export_testset(tmp_path_factory.mktemp("toy") / "set", n_typical=2, n_atypical=2)
+
+
+def test_skip_on_the_toy_judges_every_task(toy_set: Path, tmp_path: Path, capsys) -> None:
+    from evolens import toy
+    from evolens.hallucination.skip_judged import SkipJudged
+
+    out = tmp_path / "out"
+    code, stdout, err = run(
+        capsys, "skip", toy.model_dir(), "-d", "toy", "-r", toy_set, "--max-new-tokens", "6", "--show", "1",
+        "-f", "png", "-o", out,
+    )  # fmt: skip
+    assert code == 0, err
+    report = SkipReport.load(out / "skip.json")
+    judged = SkipJudged.load(out / "skip_judged.json")
+    assert judged.variants == ["original", "skip1", "skip2", "skip3"]
+    assert judged.tasks == ["amber-generative", "amber-discriminative", "vqa", "all"]
+    assert judged.row("original").quality.n_judged == len(report.results) == 32
+    assert judged.row("original", "vqa").quality.n_prior > 0  # colour of an atypical heart or moon
+    for variant in judged.variants[1:]:
+        for task in judged.tasks:
+            row = judged.row(variant, task)
+            c = row.comparison
+            assert c is not None and c.n_pairs == row.quality.n_judged and c.difference is not None
+            assert c.corrected - c.broken == round(c.difference * c.n_pairs)
+        assert judged.row(variant).n_ran == sum(r.variant(variant).ran for r in report.results)
+    results = {r.item_id: r for r in report.results}
+    for change in judged.changed:  # an item judged differently has a different text
+        assert change.text == results[change.item_id].variant(change.variant).text != change.original
+    assert judged.settings["protocol"] == "evolens" and judged.settings["dataset"]["name"] == "toy"
+    assert "judged against the truth (32 items, evolens protocol)" in stdout
+    assert any(line.split()[:2] == ["skip3", "vqa"] for line in stdout.splitlines())
+    assert (out / "skip_judged.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_skip_judges_under_the_protocol_asked_for(toy_set: Path, tmp_path: Path, capsys) -> None:
+    from evolens import toy
+    from evolens.hallucination.skip_judged import SkipJudged
+
+    code, _, err = run(
+        capsys, "skip", toy.model_dir(), "-d", "toy", "-r", toy_set, "--data-option", "tasks=amber", "--limit", "8",
+        "--preset", "skip3", "--protocol", "official", "--max-new-tokens", "3", "-f", "png", "-o", tmp_path,
+    )  # fmt: skip
+    assert code == 0, err
+    judged = SkipJudged.load(tmp_path / "skip_judged.json")
+    assert judged.settings["protocol"] == "official" and judged.tasks == [
+        "amber-generative",
+        "amber-discriminative",
+        "all",
+    ]
+    # AMBER's own script counts an answer that is not exactly "Yes" or "No" wrong; the toy answers lower-case
+    assert judged.row("original", "amber-discriminative").quality.accuracy == 0.0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--data-option", "bogus=1"], "has no option --data-option bogus"),
+        (["--data-option", "tasks=vqa,nope"], "tasks must be 'amber' and/or 'vqa'"),
+        (["-p", "hello"], "has no option --prompt"),
+        (["--protocol", "lenient"], "unknown benchmark protocol 'lenient'"),
+        (["-d", "nosuch"], "unknown dataset kind 'nosuch'"),
+    ],
+)
+def test_bad_dataset_input_exits_2(toy_set: Path, tmp_path: Path, capsys, argv, message) -> None:
+    from evolens import toy
+
+    args = ["-d", "toy", *argv] if "-d" not in argv else argv
+    result = run(capsys, "skip", toy.model_dir(), *args, "-r", toy_set, "-o", tmp_path / "out")
+    assert_user_error(result, message)
+    assert not (tmp_path / "out").exists()

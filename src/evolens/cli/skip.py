@@ -16,6 +16,8 @@ from evolens.api import LoadOptions, TraceOptions
 from evolens.cli.common import ConfigOption, app, err_console, examples, out, quiet_transformers
 from evolens.cli.dataset import (
     CaptionsOpt,
+    DataOptionOpt,
+    IdsOpt,
     ImagesOpt,
     InstancesOpt,
     JsonlOpt,
@@ -37,12 +39,15 @@ from evolens.cli.options import (
     say,
     spinner,
 )
+from evolens.data import READERS
+from evolens.data.protocols import DEFAULT_PROTOCOL, check_protocol
 from evolens.errors import EvolensError, SettingsError
 from evolens.files import check_writable, make_directory
 
 if TYPE_CHECKING:
     from evolens.data import AnnotatedItems, Dataset
     from evolens.experiments.skip import SkipReport, SkipResult
+    from evolens.hallucination.skip_judged import JudgeOptions, SkipJudged
 
 ALL_PRESETS = ("skip1", "skip2", "skip3")
 
@@ -88,6 +93,13 @@ MaxCharsOpt = Annotated[int, typer.Option(help="Characters of each printed text 
 MaxTokensOpt = Annotated[int, typer.Option(help="Tokens of each text in the figure (0: all)", min=0)]
 MarkChangesOpt = Annotated[bool, typer.Option(help="Mark in blue where a variant departs from the original")]
 FigureImagesOpt = Annotated[bool, typer.Option(help="Show the images in the figure")]
+ProtocolOpt = Annotated[
+    str,
+    typer.Option(
+        help="With --dataset: judge every variant's answers under official (the benchmarks' own scripts) or "
+        "evolens scoring (README: Benchmark protocols)"
+    ),
+]
 
 
 def parse_presets(spec: str | None, *, have_layers: bool) -> tuple[str, ...]:
@@ -281,6 +293,55 @@ def print_summary(report: SkipReport) -> None:
     )
 
 
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def judged_rows(judged: SkipJudged) -> list[list[str]]:
+    """The judged table's rows: variant, task, items (ran), accuracy %, Δ vs original in points [interval],
+    corrected, broken, prior-driven corrected/broken, McNemar p (``–`` for the original's comparison columns)."""
+    rows = []
+    for r in judged.rows:
+        q, c = r.quality, r.comparison
+        row = [r.variant, r.task, f"{q.n_judged} ({r.n_ran})", _pct(q.accuracy)]
+        if c is None or c.difference is None:
+            row += ["–"] * 5
+        else:
+            interval = (
+                f" [{100 * c.low:+.1f}, {100 * c.high:+.1f}]"
+                if c.low is not None and c.high is not None
+                else ""
+            )
+            row += [
+                f"{100 * c.difference:+.1f}{interval}",
+                str(c.corrected),
+                str(c.broken),
+                f"{c.prior_corrected}/{c.prior_broken}",
+                f"{c.mcnemar_p:.3g}",
+            ]
+        rows.append(row)
+    return rows
+
+
+def print_judged(judged: SkipJudged, saved: Path) -> None:
+    """Every variant judged on every task against the truth, compared with the original item by item."""
+    settings = judged.settings
+    level = round(100 * float(settings["level"]))
+    columns = ["variant", "task", "items (ran)", "accuracy %", f"Δ vs original, points [{level}% CI]"]
+    columns += ["corrected", "broken", "prior corr./broken", "McNemar p"]
+    table = new_table(
+        f"judged against the truth ({settings['n_judged']} items, {settings['protocol']} protocol)", columns
+    )
+    for row in judged_rows(judged):
+        table.add_row(*cells(*row))
+    out.print(table)
+    say(
+        "corrected: wrong in the original, right in the variant; broken: the reverse; prior: of those, the ones "
+        "whose wrong answer was the prior's; items (ran): judged items (where the variant generated, not reused)"
+    )
+    say(f"wrote {saved}")
+
+
 def run_items(lvlm: Any, inputs: AnnotatedItems, dataset_info: dict[str, Any], **options: Any) -> SkipReport:
     """:func:`~evolens.experiments.run_skip_chunked` over ``inputs`` in chunks of ``options["options"].batch_size`` items
     (:func:`~evolens.run_skip`'s options), with a progress bar (a spinner for a single item); ``dataset_info``
@@ -345,9 +406,7 @@ def skip(
     hallu: HalluOpt = None,
     dataset: Annotated[
         str | None,
-        typer.Option(
-            "--dataset", "-d", help="Run on a dataset's items instead: folder | amber | pope | coco"
-        ),
+        typer.Option("--dataset", "-d", help=f"Run on a dataset's items instead: {' | '.join(READERS)}"),
     ] = None,
     root: Annotated[Path | None, typer.Option("--root", "-r", help="Dataset root (with --dataset)")] = None,
     jsonl: JsonlOpt = None,
@@ -358,7 +417,10 @@ def skip(
     captions: CaptionsOpt = None,
     instances: InstancesOpt = None,
     synonyms: SynonymsOpt = None,
+    data_option: DataOptionOpt = None,
+    ids: IdsOpt = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N dataset items", min=1)] = None,
+    protocol: ProtocolOpt = DEFAULT_PROTOCOL,
     show: ShowOpt = 4,
     max_chars: MaxCharsOpt = 160,
     max_tokens: MaxTokensOpt = 0,
@@ -375,28 +437,26 @@ def skip(
 
     Presets come from each item's detected critical and mutation layers (or --critical/--mutation). Writes
     OUT/skip.json (SkipReport) and the Fig. 5 table as OUT/skip.png and .svg. With --dataset the items (and their
-    annotations: AMBER truth/hallu, COCO instance categories, JSON Lines truth/hallu fields) come from a dataset.
+    annotations: AMBER truth/hallu, COCO instance categories, JSON Lines truth/hallu fields) come from a dataset,
+    and every variant's answers are judged against its truth on every task (AMBER, POPE, CHAIR, VQA; --protocol)
+    and compared with the original item by item: OUT/skip_judged.json and the figure OUT/skip_judged.png/.svg.
     """
+    from evolens.hallucination.skip_judged import JudgeOptions
     from evolens.viz import skip_report_figure
 
     check_writable(out_dir, directory=True)  # before the model loads and the variants run
     plan = skip_plan(preset, layers, critical, mutation)
+    judge = JudgeOptions(protocol=check_protocol(protocol))
+    data: Dataset | None = None
     if dataset is None:
         inputs, dataset_info = image_items(image, prompt, truth, hallu), dict[str, Any]()
     else:
         root = dataset_root(image, prompt, truth, hallu, root)
+        flags: dict[str, Any] = {"jsonl": jsonl, "queries": queries, "images": images, "questions": questions}
+        flags |= {"template": template, "captions": captions, "instances": instances, "synonyms": synonyms}
+        prompt_flag = prompt[0] if prompt else None
         data = parse_dataset_options(
-            dataset,
-            root,
-            prompt=prompt[0] if prompt else None,
-            jsonl=jsonl,
-            queries=queries,
-            images=images,
-            questions=questions,
-            template=template,
-            captions=captions,
-            instances=instances,
-            synonyms=synonyms,
+            dataset, root, data_option=data_option, ids=ids, prompt=prompt_flag, **flags
         ).open()
         inputs, dataset_info = dataset_items(data, root, limit)
     quiet_transformers()
@@ -417,3 +477,23 @@ def skip(
         title=f"layer skipping: {lvlm.loaded.source}",
     )
     figure_output.write(fig, out_dir / "skip")
+    if data is not None:
+        judge_report(report, data, judge, out_dir, figure_output)
+
+
+def judge_report(
+    report: SkipReport, data: Dataset, options: JudgeOptions, out_dir: Path, figure_output: FigureOutput
+) -> None:
+    """Judge every variant of ``report`` against ``data``'s truth; write, print and draw it (or say that no item
+    has an evaluator)."""
+    from evolens.hallucination.skip_judged import judge_skip
+    from evolens.viz.skip import skip_judged_figure
+
+    with spinner("judging every variant against the truth"):
+        judged = judge_skip(report, data, options)
+    if not judged.rows:
+        say("not judged: no item of the dataset has an evaluator (a task annotation)")
+        return
+    saved = judged.save(out_dir / "skip_judged.json")
+    print_judged(judged, saved)
+    figure_output.write(skip_judged_figure(judged), out_dir / "skip_judged")

@@ -1,10 +1,11 @@
 """The layer-skipping comparison table (paper Fig. 5): the original output next to each variant's, tokens marked
-hallucinated (red) or corrected (green)."""
+hallucinated (red) or corrected (green); and the variants judged against the truth (:func:`skip_judged_figure`):
+items each corrected and broke, per task."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -13,7 +14,17 @@ from matplotlib.font_manager import FontProperties
 from evolens.errors import SettingsError
 from evolens.viz.style import new_figure, styled
 
+if TYPE_CHECKING:
+    from evolens.hallucination.skip_judged import SkipJudged
+
 FLAG_COLORS: dict[str, str] = {"hallucinated": "#d62728", "corrected": "#2ca02c"}
+#: Bars of the judged figure: items corrected and broken, and the prior-driven ones among them (darker).
+JUDGED_COLORS: dict[str, str] = {
+    "corrected": "#98df8a",
+    "prior corrected": "#2ca02c",
+    "broken": "#ff9896",
+    "prior broken": "#d62728",
+}
 TEXT_COLOR = "#1a1a1a"
 
 
@@ -205,4 +216,65 @@ def skip_table_figure(
         ax.axhline(top, color="#bbbbbb", linewidth=0.6)
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)
+    return fig
+
+
+def _difference_label(difference: float, low: float | None, high: float | None) -> str:
+    """An accuracy difference in points, with its interval on a second line when there is one."""
+    interval = f"\n[{100 * low:+.1f}, {100 * high:+.1f}]" if low is not None and high is not None else ""
+    return f"{100 * difference:+.1f}{interval}"
+
+
+@styled
+def skip_judged_figure(judged: SkipJudged, *, title: str | None = None) -> Figure:
+    """Items each skip variant corrected (up) and broke (down) against the original, one panel per task and one
+    over all tasks; the prior-driven ones among them darker, and the accuracy difference in points with its
+    interval above each variant.
+
+    Args:
+        judged: :func:`~evolens.hallucination.skip_judged.judge_skip`'s result.
+        title: Figure title (default: says what is drawn).
+
+    Raises:
+        SettingsError: ``judged`` has no rows or no variant besides the original.
+    """
+    variants = [v for v in judged.variants if any(r.comparison for r in judged.rows if r.variant == v)]
+    if not variants:
+        raise SettingsError("nothing to draw: no skip variant was judged against the original")
+    tasks = judged.tasks
+    fig = new_figure(max(3.2, 0.9 + 0.75 * len(variants)) * len(tasks), 3.8)
+    axes = fig.subplots(1, len(tasks), sharey=True, squeeze=False)[0]
+    x = np.arange(len(variants))
+    comparisons = {task: [judged.row(v, task).comparison for v in variants] for task in tasks}
+    counts = {
+        task: {
+            key: np.array([getattr(c, key) if c is not None else 0 for c in row], dtype=float)
+            for key in ("corrected", "prior_corrected", "broken", "prior_broken")
+        }
+        for task, row in comparisons.items()
+    }
+    high = max(1.0, *(c["corrected"].max() for c in counts.values()))
+    low = -max(1.0, *(c["broken"].max() for c in counts.values()))
+    for ax, task in zip(axes, tasks, strict=True):
+        n = counts[task]
+        ax.bar(x, n["corrected"], color=JUDGED_COLORS["corrected"], label="corrected")
+        ax.bar(x, n["prior_corrected"], color=JUDGED_COLORS["prior corrected"], label="… prior-driven")
+        ax.bar(x, -n["broken"], color=JUDGED_COLORS["broken"], label="broken")
+        ax.bar(x, -n["prior_broken"], color=JUDGED_COLORS["prior broken"], label="… prior-driven")
+        ax.axhline(0, color="#444444", linewidth=0.8)
+        for i, c in enumerate(comparisons[task]):
+            if c is not None and c.difference is not None:
+                ax.text(
+                    i, 0.98, _difference_label(c.difference, c.low, c.high), transform=ax.get_xaxis_transform(),
+                    ha="center", va="top", fontsize=7, parse_math=False,
+                )  # fmt: skip
+        ax.set_title(
+            f"{task} ({judged.row(judged.variants[0], task).quality.n_judged} items)", parse_math=False
+        )
+        ax.set_xticks(x, variants)
+        ax.set_ylim(1.1 * low, high + 0.45 * (high - low))  # room for the labels above the bars
+    axes[0].set_ylabel("items: corrected (up), broken (down)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=4, fontsize=8)
+    fig.suptitle(title or "layer skipping judged against the truth (accuracy Δ vs original, points)")
     return fig
