@@ -8,7 +8,8 @@ Files, as in AMBER's repository (``data/``)::
                                     {"id": 1, "type": "generative", "truth": [objects], "hallu": [objects]}
                                     {"id": 1005, "type": "discriminative-...", "truth": "yes" | "no"}
                                     (evolens reads an optional "prior": "yes" | "no" too — the answer a language
-                                    prior suggests instead of the truth; not AMBER's, kept on the item)
+                                    prior suggests instead of the truth; not AMBER's, kept on the item — and an
+                                    optional "atypical": true | false, the image's group, as the toy writes it)
     relation.json                   {object: [related words]} — the object vocabulary and its near-synonyms
     safe_words.txt                  words never counted as hallucinations, one per line
     image/AMBER_1.jpg ...           the images (downloaded separately)
@@ -48,6 +49,15 @@ DIMENSIONS = {
     "discriminative-attribute-number": "attribute",
     "discriminative-attribute-action": "attribute",
 }
+
+
+def _atypical(entry: dict[str, Any], at: str) -> dict[str, bool]:
+    """The entry's optional ``atypical`` flag (not AMBER's: the toy's image group), checked, as item annotations."""
+    if "atypical" not in entry:
+        return {}
+    if not isinstance(entry["atypical"], bool):
+        raise DatasetError(f"{at}: 'atypical' must be true or false, got {entry['atypical']!r}")
+    return {"atypical": entry["atypical"]}
 
 
 def dimension_of(annotation_type: str) -> str:
@@ -91,6 +101,7 @@ class Amber(Dataset):
             "type": "discriminative: AMBER's question type ('discriminative-attribute-state' ...)",
             "dimension": "discriminative: existence, attribute or relation",
             "prior": "discriminative, when given: the answer a language prior suggests",
+            "atypical": "when given: whether the image is an atypical one (the built-in toy's groups)",
         }
     )
 
@@ -196,7 +207,7 @@ class Amber(Dataset):
                         "looks every annotated object up there)"
                     )
                 lists[key] = list(words)
-            return {"task": GENERATIVE, "amber_id": amber_id, **lists}
+            return {"task": GENERATIVE, "amber_id": amber_id, **lists, **_atypical(entry, at)}
         if isinstance(kind, str) and (kind.startswith("discriminative") or kind == "relation"):
             truth = entry.get("truth")
             if truth not in ("yes", "no"):
@@ -213,6 +224,7 @@ class Amber(Dataset):
                 "dimension": dimension_of(kind),
                 "truth": truth,
                 **({"prior": prior} if prior is not None else {}),
+                **_atypical(entry, at),
             }
         raise DatasetError(
             f"{at}: unknown annotation type {kind!r} (expected 'generative' or 'discriminative-...')"

@@ -45,13 +45,26 @@ def _amber_files(scenes: Sequence[Scene], items: Sequence[tuple[int, Question]])
     for i, scene in enumerate(scenes):
         generative.append({"id": i + 1, "image": image_name(i), "query": "describe the image ."})
         absent = [s for s in SHAPES if s not in scene.shapes]
-        annotations.append({"id": i + 1, "type": "generative", "truth": scene.shapes, "hallu": absent})
+        annotations.append(
+            {
+                "id": i + 1,
+                "type": "generative",
+                "truth": scene.shapes,
+                "hallu": absent,
+                "atypical": scene.atypical,
+            }
+        )
     next_id = len(scenes) + 1
     for scene_idx, q in items:
         if q.kind not in YES_NO_TYPES:
             continue
         discriminative.append({"id": next_id, "image": image_name(scene_idx), "query": q.text})
-        entry: dict[str, Any] = {"id": next_id, "type": YES_NO_TYPES[q.kind], "truth": q.answer}
+        entry: dict[str, Any] = {
+            "id": next_id,
+            "type": YES_NO_TYPES[q.kind],
+            "truth": q.answer,
+            "atypical": scenes[scene_idx].atypical,
+        }
         if q.prior_yes_no is not None:
             entry["prior"] = q.prior_yes_no
         annotations.append(entry)
