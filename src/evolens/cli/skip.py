@@ -307,18 +307,9 @@ def judged_rows(judged: SkipJudged) -> list[list[str]]:
         if c is None or c.difference is None:
             row += ["–"] * 5
         else:
-            interval = (
-                f" [{100 * c.low:+.1f}, {100 * c.high:+.1f}]"
-                if c.low is not None and c.high is not None
-                else ""
-            )
-            row += [
-                f"{100 * c.difference:+.1f}{interval}",
-                str(c.corrected),
-                str(c.broken),
-                f"{c.prior_corrected}/{c.prior_broken}",
-                f"{c.mcnemar_p:.3g}",
-            ]
+            ci = "" if c.low is None or c.high is None else f" [{100 * c.low:+.1f}, {100 * c.high:+.1f}]"
+            row += [f"{100 * c.difference:+.1f}{ci}", str(c.corrected), str(c.broken)]
+            row += [f"{c.prior_corrected}/{c.prior_broken}", f"{c.mcnemar_p:.3g}"]
         rows.append(row)
     return rows
 
@@ -387,6 +378,7 @@ def print_report(report: SkipReport, saved: Path, show: int, max_chars: int) -> 
         "evolens skip MODEL -i dog.jpg -p 'Describe.' --preset skip2 --critical 18 --mutation 27,28 -o runs/skip",
         "evolens skip MODEL -i dog.jpg -p 'Describe.' --truth dog,beach --hallu water,frisbee -o runs/skip",
         "evolens skip MODEL -d amber -r AMBER/data --images AMBER/image --limit 50 -o runs/amber_skip",
+        "evolens skip MODEL -d toy -r toy_set --protocol official -o runs/toy_skip   # every task judged",
     ),
 )
 @experiment_options
