@@ -478,11 +478,11 @@ def judge_report(
 ) -> None:
     """Judge every variant of ``report`` against ``data``'s truth; write, print and draw it (or say that no item
     has an evaluator)."""
-    from evolens.hallucination.skip_judged import judge_skip
+    from evolens.hallucination.skip_judged import judge_skip, variant_names
     from evolens.viz.skip import skip_judged_figure
 
-    with spinner("judging every variant against the truth"):
-        judged = judge_skip(report, data, options)
+    with progress_bar("judging the variants against the truth", len(variant_names(report))) as advance:
+        judged = judge_skip(report, data, options, on_variant=lambda _: advance(1))
     if not judged.rows:
         say("not judged: no item of the dataset has an evaluator (a task annotation)")
         return
