@@ -125,3 +125,11 @@ def test_other_settings_are_refused_and_other_judging_reuses_the_cells(
     with pytest.raises(SettingsError, match="out of range"):
         run_compress(tiny_llava, toy_set, tmp_path / "k", options=replace(OPTIONS, ks=(3,)), trace=TRACE)
     assert not (tmp_path / "k" / "settings.json").exists()  # nothing written for a refused run
+
+
+def test_mcnemar_of_a_toy_scale_cell_does_not_overflow() -> None:
+    # a broken random draw of the toy's 3,200 items had 2,300 discordant pairs; 2.0 ** n overflowed past 1,023
+    from evolens.hallucination.outcomes import mcnemar_exact
+
+    assert 0.0 < mcnemar_exact(600, 900) < 1e-10 and mcnemar_exact(1000, 1001) == 1.0
+    assert mcnemar_exact(28, 2328) == 0.0  # below the smallest float: rounds to 0, no error
