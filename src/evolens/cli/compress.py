@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 KOpt = Annotated[
     str | None,
-    typer.Option("--k", help="Layers to remove, e.g. 1,2,4 or 1-3 [default: 1 .. the stage's length]"),
+    typer.Option("--k", help="Layers to remove, e.g. 1,2,4 or 1-3 (default: 1 .. the stage's length)"),
 ]
 DrawsOpt = Annotated[
     int, typer.Option(help="Random draws of k layers per k (averaged, with their spread)", min=1)
@@ -41,7 +41,7 @@ MethodOpt = Annotated[
     Literal["rebuild", "hook"] | None,
     typer.Option(
         help="rebuild (a shorter stack: saves compute) or hook (identity hooks: every family, saves none) "
-        "[default: rebuild where the family supports it, else hook with a note]"
+        "(default: rebuild where the family supports it, else hook with a note)"
     ),
 ]
 StageOpt = Annotated[
