@@ -59,8 +59,12 @@ def test_online_detection_equals_the_offline_detectors(toy_items) -> None:
     images, prompts = [str(i) for i, _ in toy_items], [p for _, p in toy_items]
     recording = Recording()
     options = TraceOptions.from_flat(max_new_tokens=24, batch_size=len(prompts), keep_hidden_states=False)
-    traces = toy.trace(images=images, prompts=prompts, options=TraceOptions.from_flat(options, decoding=recording))
-    plain = toy.trace(images=images, prompts=prompts, options=TraceOptions.from_flat(options, decoding=Greedy()))
+    traces = toy.trace(
+        images=images, prompts=prompts, options=TraceOptions.from_flat(options, decoding=recording)
+    )
+    plain = toy.trace(
+        images=images, prompts=prompts, options=TraceOptions.from_flat(options, decoding=Greedy())
+    )
     assert [t.text for t in traces] == [t.text for t in plain]
     n_mutations = 0
     for row, trace in enumerate(traces):

@@ -169,8 +169,8 @@ def mcnemar_exact(corrected: int, broken: int) -> float:
     if n == 0:
         return 1.0
     k = min(corrected, broken)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n
-    return min(1.0, 2.0 * tail)
+    tail = sum(math.comb(n, i) for i in range(k + 1))
+    return min(1.0, 2 * tail / 2**n)  # integers: 2.0**n overflows a float past n = 1023 discordant pairs
 
 
 def paired_interval(
