@@ -217,3 +217,28 @@ def test_the_result_round_trips(decoded: Path) -> None:
     assert again == result
     assert result.model["family"] == "llava" and result.model["source"]
     assert result.dataset["n_items"] == 32 and result.dataset["name"] == "toy"
+
+
+def test_unjudged_items_and_untrusted_strings(tiny_llava: LVLM, tmp_path: Path) -> None:
+    """An image folder has no judged task: the paired columns are empty, not made up; the prompt and file names of
+    the dataset reach the report escaped."""
+    from evolens.data import ImageFolder
+    from tests.data.fixtures import write_image
+
+    for i in range(3):
+        write_image(tmp_path / "images" / f"<b>pic{i}.png", seed=i)
+    prompt = "<script>alert(1)</script> describe"
+    out = tmp_path / "cmp"
+    result = decode(
+        tiny_llava, ImageFolder(tmp_path / "images", prompt=prompt), out, STRATEGIES, finalize=FINALIZE,
+        options=DecodeOptions(n_bootstrap=50, reports=False), progress=False,
+    )  # fmt: skip
+    short = result.strategy("one-token")
+    assert short.quality.n_judged == 0 and short.quality.accuracy is None and short.scores == []
+    assert short.paired is not None and short.paired.n_pairs == 0 and short.paired.difference is None
+    columns, rows = mitigation_table(result)
+    row = dict(zip(columns, rows[2], strict=True))
+    assert row["accuracy"] == "n/a" and row["Δ accuracy (pts, CI)"] == "n/a" and row["McNemar p"] == "1"
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "<script>alert(1)" not in html and "<b>pic" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;b&gt;pic0" in html
