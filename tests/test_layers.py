@@ -19,7 +19,7 @@ STAGES: tuple[frozenset[str], ...] = tuple(
         "trace",
         "api",
         "analysis",
-        "experiments geometry",
+        "experiments geometry decoding",
         "data",
         "hallucination",
         "store",

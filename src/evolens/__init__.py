@@ -43,7 +43,7 @@ from evolens.analysis import (
     analyze_trace,
     summarize,
 )
-from evolens.api import LVLM, LoadOptions, TraceOptions, load
+from evolens.api import LVLM, Decoding, LoadOptions, TraceOptions, load
 from evolens.capture.generate import GenerationSettings
 from evolens.data import (
     Amber,
@@ -57,6 +57,7 @@ from evolens.data import (
     evaluate_dataset,
     open_dataset,
 )
+from evolens.decoding import parse_strategies
 from evolens.errors import (
     DatasetError,
     EvolensError,
@@ -107,6 +108,7 @@ __all__ = [
     "DataItem",
     "Dataset",
     "DatasetError",
+    "Decoding",
     "DetectorParams",
     "Evaluation",
     "EvolensError",
@@ -161,6 +163,7 @@ __all__ = [
     "load",
     "multi_image_map",
     "open_dataset",
+    "parse_strategies",
     "register_family",
     "run",
     "run_skip",

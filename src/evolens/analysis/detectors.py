@@ -222,6 +222,14 @@ def critical_layer_from_jsd(jsd: Curve, params: DetectorParams | None = None) ->
     return cp.layer
 
 
+def stage_critical_layer(crit_prob: int, crit_jsd: int, params: DetectorParams | None = None) -> int:
+    """The critical layer the stages use: the ``params.stage_critical`` one (``"jsd"``: ``crit_jsd``, else
+    ``crit_prob``), or the other when it was not found (``-1``) and ``params.stage_fallback`` allows it."""
+    params = params or DetectorParams()
+    primary, other = (crit_jsd, crit_prob) if params.stage_critical == "jsd" else (crit_prob, crit_jsd)
+    return int(primary if primary != NOT_FOUND or not params.stage_fallback else other)
+
+
 def spike_threshold(jsd: Curve, critical: int, params: DetectorParams | None = None) -> tuple[float, float]:
     """``(threshold, level)`` of JSD spikes after ``critical``: ``level`` = median of ``jsd[critical:]``, scale =
     1.4826 * MAD, threshold = ``max(spike_ratio * level, level + spike_mads * scale, spike_min_bits)`` (the last

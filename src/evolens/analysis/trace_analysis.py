@@ -14,6 +14,7 @@ from evolens.analysis.detectors import (
     critical_layer_from_jsd,
     critical_layer_from_prob,
     mutation_layers,
+    stage_critical_layer,
     stage_of_layers,
 )
 from evolens.analysis.io import JsonResult
@@ -261,7 +262,7 @@ def _detect_steps(
     for t in range(n_steps):
         crit_prob[t] = critical_layer_from_prob(probs[:, t], params)
         crit_jsd[t] = critical_layer_from_jsd(jsd[:, t], params)
-        crit[t] = c = _stage_critical(int(crit_prob[t]), int(crit_jsd[t]), params)
+        crit[t] = c = stage_critical_layer(int(crit_prob[t]), int(crit_jsd[t]), params)
         if c == NOT_FOUND:
             mutations.append([])
             continue
@@ -312,13 +313,6 @@ def _layer_baseline(
     if int((~is_eos).sum()) >= params.baseline_min_tokens:
         return np.median(jsd[:, ~is_eos], axis=1)
     return None
-
-
-def _stage_critical(crit_prob: int, crit_jsd: int, params: DetectorParams) -> int:
-    """The critical layer the stages use: the ``params.stage_critical`` one, or the other when it was not found
-    and ``params.stage_fallback`` allows it."""
-    primary, other = (crit_jsd, crit_prob) if params.stage_critical == "jsd" else (crit_prob, crit_jsd)
-    return int(primary if primary != NOT_FOUND or not params.stage_fallback else other)
 
 
 def _stage_medians(jsd: np.ndarray, critical: int, first: int, n_layers: int) -> tuple[float, float]:

@@ -74,7 +74,8 @@ def capture_batch(
     GPU the analysis follows the generation on a side stream."""
     model, tokenizer, roles = loaded.model, loaded.tokenizer, loaded.roles
     stream = None
-    if analyse_during_generation(model, lens):
+    rule = None if options.decoding is None else options.decoding.rule(lens)
+    if rule is None and analyse_during_generation(model, lens):
         stream = MetricsStream(
             lens,
             k=options.topk,
@@ -82,7 +83,7 @@ def capture_batch(
             chunk_steps=options.chunk_steps,
             max_chunk_bytes=options.max_chunk_bytes,
         )
-    n_items = int(inputs["input_ids"].shape[0])
+    n_items = int(inputs["input_ids"].shape[0]) // (2 if rule is not None and rule.contrast else 1)
     captured = generate_with_capture(
         model,
         roles.decoder_layers,
@@ -96,6 +97,7 @@ def capture_batch(
         storage_device=None,
         listener=None if stream is None else stream.add,
         listen_every=max(1, STREAM_ROWS // n_items),
+        rule=rule,
     )
     if stream is not None:
         return captured, stream.finish([item.generated_ids for item in captured])
@@ -109,6 +111,14 @@ def capture_batch(
         max_chunk_bytes=options.max_chunk_bytes,
     )
     return captured, metrics
+
+
+def _decoding_record(options: TraceOptions, item: CapturedItem) -> dict[str, Any] | None:
+    """What a trace records of its decoding strategy: the strategy and the steps at which it chose another token
+    than the final layer's arg-max (``[step, that arg-max]``); ``None`` for plain decoding."""
+    if options.decoding is None:
+        return None
+    return {"strategy": options.decoding.to_dict(), "overridden": [list(p) for p in item.overridden]}
 
 
 def build_traces(
@@ -153,6 +163,7 @@ def build_traces(
                 model=info,
                 vocab=vocab_strings(tokenizer, metrics_token_ids(item_metrics), vocab_cache),
                 item_id=item_id,
+                decoding=_decoding_record(options, item),
             )
         )
     return traces

@@ -346,7 +346,22 @@ class LVLM:
         info: ModelInfo,
     ) -> list[Trace]:
         pil = [img[0] for img in images if img is not None]
-        inputs = self.encode(rendered, pil or None)
+        decoding = options.decoding
+        if decoding is not None and decoding.contrast:
+            # each item's contrast row follows the items, with the same image (a strategy may distort it)
+            contrast = [
+                decoding.contrast_prompt(p)
+                if options.raw_prompt
+                else self.render_prompt(
+                    decoding.contrast_prompt(p), image=img is not None, system=options.system_prompt
+                )
+                for p, img in zip(prompts, images, strict=True)
+            ]
+            inputs = decoding.contrast_inputs(
+                self.encode(rendered + contrast, (pil + pil) or None), len(prompts)
+            )
+        else:
+            inputs = self.encode(rendered, pil or None)
         captured, all_metrics = capture_batch(self.loaded, inputs, options, lens, tracked)
         batch = BatchItems(rendered, images, prompts, item_ids)
         return build_traces(batch, captured, all_metrics, self.tokenizer, options, info, self._vocab)

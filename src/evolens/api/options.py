@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from evolens.api.decoding import Decoding
 from evolens.capture.generate import GenerationSettings
 from evolens.errors import SettingsError, check_positive_int
 from evolens.lens.logit_lens import check_lens_mode, lens_dtype_of, metrics_dtype_of
@@ -46,6 +47,8 @@ class TraceOptions:
         batch_size: Items per generate call [8].
         raw_prompt: Send the prompt as is, without the chat template [False].
         system_prompt: A system turn for chat templates that accept one [None].
+        decoding: A decoding strategy that reads the lens while generating (:mod:`evolens.decoding`, e.g.
+            ``evolens.decoding.Dola()``); it decodes greedily, so it refuses ``do_sample`` [None: plain decoding].
     """
 
     generation: GenerationSettings = field(default_factory=GenerationSettings)
@@ -63,9 +66,15 @@ class TraceOptions:
     batch_size: int = 8
     raw_prompt: bool = False
     system_prompt: str | None = None
+    decoding: Decoding | None = None
 
     def __post_init__(self) -> None:
         check_lens_mode(self.lens)
+        if self.decoding is not None and self.generation.do_sample:
+            raise SettingsError(
+                f"decoding strategy {self.decoding.name!r} chooses tokens greedily; it cannot combine with "
+                "do_sample (drop one of them)"
+            )
         if (
             metrics_dtype_of(self.metrics_dtype) == torch.float64
             and lens_dtype_of(self.lens_dtype) is not None
@@ -98,8 +107,9 @@ class TraceOptions:
     def run_config(self) -> dict[str, Any]:
         """The options that change a run's results, as ``run.json → config.trace`` records them.
 
-        ``metrics_dtype`` is recorded only when it is not the default (float32), so that a run directory written
-        before the option existed resumes with the default options (its configuration has no such key)."""
+        ``metrics_dtype`` is recorded only when it is not the default (float32), and ``decoding`` only when a
+        strategy is set, so that a run directory written before these options existed resumes with the default
+        options (its configuration has no such key)."""
         wide = metrics_dtype_of(self.metrics_dtype) != torch.float32
         return {
             **self.generation.to_dict(),
@@ -110,4 +120,5 @@ class TraceOptions:
             "raw_prompt": self.raw_prompt,
             "system_prompt": self.system_prompt,
             **({"metrics_dtype": dtype_name(metrics_dtype_of(self.metrics_dtype))} if wide else {}),
+            **({"decoding": self.decoding.to_dict()} if self.decoding is not None else {}),
         }

@@ -5,13 +5,14 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from evolens.capture.hooks import Placement, ResidualRecording, record_residual_stream
+from evolens.capture.rules import RuleRecord, StepRule, StepSession, rule_processor
 from evolens.errors import CaptureError, SettingsError, check_positive_int
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,9 @@ class CapturedItem:
         prompt_hidden_states: ``[n_layers + 1, n_prompt, d_model]`` when prompt positions were kept, else ``None``.
         image_token_positions: ``[n_image_tokens]`` indices into ``prompt_ids`` of the image placeholder tokens.
         stop_reason: ``"eos"`` or ``"max_new_tokens"``.
+        overridden: ``(step, token)`` of each step at which a decoding rule chose another token than the arg-max
+            of the scores it was given (``token``: that arg-max); empty without a rule
+            (:mod:`evolens.capture.rules`).
     """
 
     hidden_states: torch.Tensor
@@ -83,6 +87,7 @@ class CapturedItem:
     prompt_hidden_states: torch.Tensor | None
     image_token_positions: torch.Tensor
     stop_reason: StopReason
+    overridden: list[tuple[int, int]] = field(default_factory=list)
 
 
 def eos_token_ids(model: nn.Module, tokenizer: Any) -> tuple[int, ...]:
@@ -188,6 +193,7 @@ def generate_with_capture(
     max_device_bytes: int | None = None,
     listener: StepsListener | None = None,
     listen_every: int = 16,
+    rule: StepRule | None = None,
 ) -> list[CapturedItem]:
     """Run ``model.generate`` on a (left-padded) batch and return one :class:`CapturedItem` per row.
 
@@ -213,11 +219,18 @@ def generate_with_capture(
             new steps, and once more after it with the rest: an analysis can follow the generation (``None``:
             nothing is called).
         listen_every: Steps between two calls of ``listener``.
+        rule: A decoding rule applied at every step (:mod:`evolens.capture.rules`); with a contrast rule the
+            batch's second half are the contrast rows, and only the first half's items are returned.
     """
     batch, input_ids, attention_mask = _model_inputs(model, inputs)
+    n_items = input_ids.shape[0] // (2 if rule is not None and rule.contrast else 1)
+    if rule is not None and rule.contrast and (input_ids.shape[0] % 2 or listener is not None):
+        raise CaptureError(
+            "a contrast rule needs an even batch (items, then their contrast rows) and no listener"
+        )
     config = generation_config(model, settings, eos=eos_ids, pad=pad_id, suppress=suppress_ids)
     check_positive_int("listen_every", listen_every)
-    sequences, rec = _generate_recording(
+    sequences, rec, record = _generate_recording(
         model,
         layers,
         batch,
@@ -229,12 +242,15 @@ def generate_with_capture(
         max_device_bytes=max_device_bytes,
         listener=listener,
         listen_every=listen_every,
+        rule=rule,
+        n_items=n_items,
     )
     return _captured_items(
-        sequences,
+        sequences[:n_items],
         rec,
         input_ids,
         attention_mask,
+        record,
         eos_ids=eos_ids,
         image_token_id=image_token_id,
         keep_prompt=keep_prompt,
@@ -263,6 +279,7 @@ def _captured_items(
     rec: ResidualRecording,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
+    record: RuleRecord | None,
     *,
     eos_ids: Sequence[int],
     image_token_id: int | None,
@@ -271,7 +288,8 @@ def _captured_items(
     storage_dtype: torch.dtype | None,
 ) -> list[CapturedItem]:
     """One :class:`CapturedItem` per row of a finished generation: ``sequences`` (prompt and new tokens, on the
-    host) matched to the recording ``rec``, which must hold one decoder call per generated token."""
+    host; the item rows only) matched to the recording ``rec``, which must hold one decoder call per generated
+    token, with what a decoding rule changed (``record``, or ``None`` without one)."""
     new_tokens = sequences[:, input_ids.shape[1] :]
     n_calls = rec.n_calls
     if n_calls != new_tokens.shape[1]:
@@ -285,7 +303,7 @@ def _captured_items(
         stacked = stacked.to(device=storage_device, dtype=storage_dtype or stacked.dtype)
     eos_set = torch.tensor(sorted(set(eos_ids)), dtype=torch.long)
     prompt = rec.prompt if keep_prompt else None
-    return [
+    items = [
         _row_item(
             row,
             new_tokens[row],
@@ -300,6 +318,10 @@ def _captured_items(
         )
         for row in range(sequences.shape[0])
     ]
+    if record is not None:
+        for row, item in enumerate(items):
+            item.overridden = record.overridden(row, item.generated_ids.shape[0])
+    return items
 
 
 def _generate_recording(
@@ -315,12 +337,15 @@ def _generate_recording(
     max_device_bytes: int | None,
     listener: StepsListener | None,
     listen_every: int,
-) -> tuple[torch.Tensor, ResidualRecording]:
+    rule: StepRule | None,
+    n_items: int,
+) -> tuple[torch.Tensor, ResidualRecording, RuleRecord | None]:
     """Run ``model.generate`` once with the residual stream recorded around ``layers`` and return the sequences
     (prompt and new tokens, on the host) and the closed recording. Sampling draws from an RNG forked for the call
     and seeded with ``settings.seed``, so the caller's global RNG is left as it was; the ``listener``, if any, is
-    fed by a stopping criterion during generation and once more after it with the steps left."""
-    from transformers import StoppingCriteriaList
+    fed by a stopping criterion during generation and once more after it with the steps left; the ``rule``, if
+    any, by a logits processor (:func:`~evolens.capture.rules.rule_processor`), whose record is returned."""
+    from transformers import LogitsProcessorList, StoppingCriteriaList
 
     param = next(model.parameters())
     devices = [param.device.index or 0] if param.device.type == "cuda" else []
@@ -336,15 +361,21 @@ def _generate_recording(
     ):
         torch.manual_seed(settings.seed)
         feed = None if listener is None else _StepFeed(rec, listener, prompt_len, listen_every)
+        processors, record = LogitsProcessorList(), None
+        if rule is not None:
+            rule.start(StepSession(model, layers, batch, prompt_len, n_items, rec.paused))
+            processor, record = rule_processor(rec, rule, n_items)
+            processors.append(processor)
         with torch.inference_mode():
             out = model.generate(  # type: ignore[operator]
                 **batch,
                 generation_config=config,
                 stopping_criteria=None if feed is None else StoppingCriteriaList([feed]),
+                logits_processor=processors,
             )
             if feed is not None:  # the rest (a count that disagrees with the tokens is refused by the caller)
                 feed.feed(out.sequences, min(rec.n_calls, out.sequences.shape[1] - prompt_len))
-    return out.sequences.cpu(), rec
+    return out.sequences.cpu(), rec, record
 
 
 def _stop_step(generated: torch.Tensor, eos_set: torch.Tensor) -> tuple[int, StopReason]:

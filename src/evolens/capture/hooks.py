@@ -109,6 +109,7 @@ class ResidualRecording:
     _next: int = 0  # the boundary the current call writes next
     _row: tuple[torch.Tensor, ...] = field(default=(), repr=False)  # the current call's [batch, 1, d] slots
     _spilled: bool = False
+    _paused: bool = False
 
     def __post_init__(self) -> None:
         if self.placement not in PLACEMENTS:
@@ -135,7 +136,19 @@ class ResidualRecording:
             raise CaptureError("no forward call went through the decoder layers; nothing was recorded")
         return self.buffer[:, : self._calls, :, 0]
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Within the block, forward calls through the layers are not recorded (a decoding rule's extra passes)."""
+        self.finish_call()
+        self._paused = True
+        try:
+            yield
+        finally:
+            self._paused = False
+
     def _record(self, boundary: int, hidden: torch.Tensor) -> None:
+        if self._paused:
+            return
         if hidden.dim() != 3:
             raise CaptureError(
                 f"expected hidden states [batch, positions, d_model], got shape {tuple(hidden.shape)}"

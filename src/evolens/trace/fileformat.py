@@ -134,6 +134,7 @@ def _manifest(trace: TraceRecord, *, hidden_states: bool) -> dict[str, Any]:
         "hidden_states_saved": bool(hidden_states and trace.hidden_states is not None),
         "prompt_hidden_states_saved": bool(hidden_states and trace.prompt_hidden_states is not None),
         "vocab": {str(k): v for k, v in sorted(trace.vocab.items())},
+        **({"decoding": trace.decoding} if trace.decoding is not None else {}),
     }
 
 
@@ -242,4 +243,7 @@ def read_trace_fields(directory: str | Path) -> dict[str, Any]:
         model=ModelInfo.from_dict(manifest["model"]),
         vocab={int(k): v for k, v in manifest["vocab"].items()},
         item_id=manifest["item_id"],
+        decoding=manifest.get(
+            "decoding"
+        ),  # absent from plain-decoding traces and from traces before strategies
     )

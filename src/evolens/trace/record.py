@@ -7,6 +7,7 @@ adds the accessors.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -67,6 +68,9 @@ class TraceRecord:
         model: Which model produced the trace.
         vocab: Id -> display string for every token id the metrics mention (so figures need no tokenizer).
         item_id: Name of the item within a run.
+        decoding: The decoding strategy that read the lens while generating, as ``{"strategy": {name and
+            hyper-parameters}, "overridden": [[step, token], ...]}`` (the steps at which it chose another token
+            than the final layer's arg-max, with that arg-max), or ``None`` for plain decoding.
     """
 
     text: str
@@ -86,3 +90,4 @@ class TraceRecord:
     model: ModelInfo
     vocab: dict[int, str]
     item_id: str = "0"
+    decoding: dict[str, Any] | None = None

@@ -1,0 +1,324 @@
+"""The step rules of evolens's decoding strategies (:class:`~evolens.capture.rules.StepRule`): what each does to the
+scores of one generation step, from the final layer's scores and every layer's state seen through the lens.
+
+Every distribution is a log-softmax in float32 of the lens's logits (the final layer's: the model's own scores, after
+Hugging Face's processors). Layer numbers are state indices (0 = embeddings, ``l`` = output of decoder layer ``l``).
+The per-step detectors are evolens's own (:mod:`evolens.analysis.detectors`) applied to the step's curves, with the
+spike baseline of a trace replaced by the median JSD curve of the item's previous steps (once there are
+``baseline_min_tokens`` of them): a strategy cannot see the steps to come.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from evolens.analysis.detectors import (
+    critical_layer_from_jsd,
+    critical_layer_from_prob,
+    mutation_layers,
+    stage_critical_layer,
+)
+from evolens.analysis.params import NOT_FOUND, DetectorParams
+from evolens.capture.rules import StepSession
+from evolens.errors import SettingsError
+from evolens.lens.base import Lens
+from evolens.metrics.divergence import jsd_bits
+
+NEG_INF = -math.inf
+
+
+def lens_logprobs(lens: Lens, states: torch.Tensor, boundaries: Sequence[int] | None = None) -> torch.Tensor:
+    """``[n, rows, vocab]`` float32 log-probabilities of ``states`` (``[L + 1, rows, d_model]``) at ``boundaries``
+    (default: all), on the lens's device."""
+    index = torch.arange(states.shape[0]) if boundaries is None else torch.tensor(list(boundaries))
+    picked = states.to(lens.device)[index.to(lens.device)]
+    return torch.log_softmax(lens.logits(picked, index).float(), dim=-1)
+
+
+def contrast_scores(
+    final: torch.Tensor, other: torch.Tensor, *, keep: float, alpha: float, beta: float
+) -> torch.Tensor:
+    """``keep * final - alpha * other`` (log-probabilities ``[rows, vocab]``) on the tokens that pass the adaptive
+    plausibility constraint ``p_final(x) >= beta * max p_final``, ``-inf`` elsewhere (DoLa's and VCD's)."""
+    plausible = final >= final.max(dim=-1, keepdim=True).values + math.log(beta)
+    return torch.where(plausible, keep * final - alpha * other, torch.full_like(final, NEG_INF))
+
+
+class PassRule:
+    """Greedy decoding: the scores as given."""
+
+    contrast = False
+
+    def start(self, session: StepSession) -> None:
+        return None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        return scores
+
+
+def dola_candidates(n_layers: int, bucket: str, tied: bool) -> list[int]:
+    """DoLa's candidate premature layers (Chuang et al., 2024; as Hugging Face implements ``dola_layers``): even
+    states of the lower (``"low"``) or upper (``"high"``) half, from state 2 when the embeddings are tied to the head
+    (state 0 would contrast the head with itself), at most the 20 nearest to the middle/top for deep models."""
+    start = 2 if tied and n_layers > 2 else 0
+    if bucket == "low":
+        if start == n_layers // 2:
+            return [start]
+        return list(range(start, n_layers // 2, 2)) if n_layers <= 40 else list(range(start, 20, 2))
+    if bucket == "high":
+        return (
+            list(range(n_layers // 2, n_layers, 2))
+            if n_layers <= 40
+            else list(range(n_layers - 20, n_layers, 2))
+        )
+    raise SettingsError(f"dola layers must be 'low' or 'high', got {bucket!r}")
+
+
+def _tied(model: nn.Module) -> bool:
+    config = getattr(model, "config", None)
+    text = config.get_text_config() if config is not None and hasattr(config, "get_text_config") else config
+    return bool(getattr(text, "tie_word_embeddings", False) or getattr(config, "tie_word_embeddings", False))
+
+
+class DolaRule:
+    """DoLa: contrast the final layer with the candidate layer farthest from it in JSD, per row and step."""
+
+    contrast = False
+
+    def __init__(self, lens: Lens, bucket: str, beta: float) -> None:
+        self.lens, self.bucket, self.beta = lens, bucket, beta
+        self.candidates: list[int] = []
+
+    def start(self, session: StepSession) -> None:
+        self.candidates = dola_candidates(self.lens.n_layers, self.bucket, _tied(session.model))
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        final = torch.log_softmax(scores.float(), dim=-1)
+        candidates = lens_logprobs(self.lens, states, self.candidates).to(final.device)
+        farthest = jsd_bits(final.expand_as(candidates), candidates).argmax(dim=0)  # [rows]
+        premature = candidates[farthest, torch.arange(final.shape[0], device=final.device)]
+        return contrast_scores(final, premature, keep=1.0, alpha=1.0, beta=self.beta)
+
+
+class StepDetector:
+    """Evolens's per-token detectors applied to one generation step of each row, with a running spike baseline."""
+
+    def __init__(self, lens: Lens, params: DetectorParams) -> None:
+        self.lens, self.params = lens, params
+        self.history: dict[int, list[np.ndarray]] = {}
+
+    def curves(self, scores: torch.Tensor, states: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The step's lens ``logp`` ``[L + 1, rows, vocab]``, its JSD curve ``[L, rows]`` in bits, the top-1 ids
+        and probabilities ``[L + 1, rows]`` and the probability at every state ``[L + 1, rows]`` of the token the
+        final ``scores`` choose (the one greedy decoding would emit)."""
+        logp = lens_logprobs(self.lens, states).to(scores.device)
+        top = logp.max(dim=-1)
+        chosen = scores.argmax(dim=-1)
+        return {
+            "logp": logp,
+            "jsd": jsd_bits(logp[:-1], logp[1:]),
+            "top1_ids": top.indices,
+            "top1_probs": top.values.exp(),
+            "chosen_probs": logp.gather(-1, chosen[None, :, None].expand(logp.shape[0], -1, 1))[..., 0].exp(),
+        }
+
+    def detect(self, row: int, curves: dict[str, np.ndarray]) -> tuple[int, list[Any]]:
+        """The row's critical layer and mutation layers at this step (``curves``: this row's numpy curves)."""
+        params = self.params
+        probs = curves["chosen_probs"] if params.prob_curve == "generated" else curves["top1_probs"]
+        critical = stage_critical_layer(
+            critical_layer_from_prob(probs, params), critical_layer_from_jsd(curves["jsd"], params), params
+        )
+        past = self.history.setdefault(row, [])
+        baseline = np.median(np.stack(past), axis=0) if len(past) >= params.baseline_min_tokens else None
+        past.append(curves["jsd"])
+        if critical == NOT_FOUND:
+            return critical, []
+        found = mutation_layers(
+            curves["jsd"],
+            critical,
+            params,
+            top1_ids=curves["top1_ids"],
+            top1_probs=curves["top1_probs"],
+            baseline=baseline,
+        )
+        return critical, found
+
+    def rows(
+        self, curves: dict[str, torch.Tensor], n_rows: int
+    ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        host = {
+            k: v.double().cpu().numpy() if k != "top1_ids" else v.cpu().numpy() for k, v in curves.items()
+        }
+        for row in range(n_rows):
+            yield row, {k: v[:, row] for k, v in host.items() if k != "logp"}
+
+
+class CriticalContrastRule:
+    """Contrast the final layer with the step's critical layer (evolens's detector) under DoLa's plausibility
+    constraint; a row whose step has no critical layer keeps its scores."""
+
+    contrast = False
+
+    def __init__(self, lens: Lens, params: DetectorParams, beta: float) -> None:
+        self.detector, self.beta = StepDetector(lens, params), beta
+
+    def start(self, session: StepSession) -> None:
+        return None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        curves = self.detector.curves(scores, states)
+        logp = curves["logp"]
+        out = scores.clone()
+        for row, host in self.detector.rows(curves, scores.shape[0]):
+            critical, _ = self.detector.detect(row, host)
+            if critical != NOT_FOUND and critical < logp.shape[0] - 1:
+                final = torch.log_softmax(scores[row : row + 1].float(), dim=-1)
+                out[row] = contrast_scores(
+                    final, logp[critical, row : row + 1], keep=1.0, alpha=1.0, beta=self.beta
+                )[0].to(out.dtype)
+        return out
+
+
+class MutationRule:
+    """When the token that was top-1 through the stabilisation stage (the top-1 just before the first mutation
+    layer) is displaced at the last layer, emit it (``"emit"``) or recompute the step with the step's mutation
+    layers acting as the identity (``"recompute"``)."""
+
+    contrast = False
+
+    def __init__(self, lens: Lens, params: DetectorParams, mode: str) -> None:
+        if mode not in ("emit", "recompute"):
+            raise SettingsError(f"mutation-skip mode must be 'emit' or 'recompute', got {mode!r}")
+        self.detector, self.mode = StepDetector(lens, params), mode
+        self.session: StepSession | None = None
+
+    def start(self, session: StepSession) -> None:
+        self.session = session
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        curves = self.detector.curves(scores, states)
+        final = scores.argmax(dim=-1).tolist()
+        out = scores.clone()
+        recompute: dict[int, list[int]] = {}
+        for row, host in self.detector.rows(curves, scores.shape[0]):
+            _, found = self.detector.detect(row, host)
+            if not found:
+                continue
+            first = found[0].layer
+            stable = int(host["top1_ids"][first - 1])
+            if stable == final[row] or not math.isfinite(float(scores[row, stable])):
+                continue
+            if self.mode == "emit":
+                out[row, stable] = scores[row].max() + 1.0
+            else:
+                recompute[row] = [m.layer for m in found]
+        if recompute:
+            redone = self._recompute(input_ids, recompute).to(scores.device, scores.dtype)
+            for row in recompute:
+                out[row] = torch.where(torch.isinf(scores[row]) & (scores[row] < 0), scores[row], redone[row])
+        return out
+
+    def _recompute(self, input_ids: torch.Tensor, skip: dict[int, list[int]]) -> torch.Tensor:
+        """``[rows, vocab]`` final logits of the sequences so far, each row in ``skip`` run with its layers
+        (1-based decoder layers = the states they produce) as the identity; one forward pass without the cache,
+        not recorded."""
+        session = self.session
+        if session is None:
+            raise SettingsError("the mutation rule was not started")
+        model: Any = session.model
+        with session.paused(), row_identity(session.layers, skip, input_ids.shape[0], input_ids.device):
+            kwargs = grown_inputs(model, session.inputs, input_ids.shape[1] - session.prompt_len)
+            return model(input_ids=input_ids, use_cache=False, **kwargs).logits[:, -1].float()
+
+
+def grown_inputs(model: Any, inputs: Mapping[str, Any], n_new: int) -> dict[str, Any]:
+    """The model inputs besides ``input_ids`` for a forward pass without the cache over the prompt and ``n_new``
+    generated tokens, as ``generate`` grows them: position ids from the attention mask (the family's own rule, e.g.
+    Qwen's M-RoPE), then one step of the family's ``_update_model_kwargs_for_generation`` per generated token
+    (attention mask, position ids, token type ids)."""
+    kwargs = {k: v for k, v in inputs.items() if k != "input_ids"}
+    accepts = "position_ids" in inspect.signature(model.forward).parameters
+    if accepts and kwargs.get("position_ids") is None:
+        kwargs["position_ids"] = model._prepare_position_ids_for_generation(inputs["input_ids"], dict(inputs))
+    for _ in range(n_new):
+        kwargs = model._update_model_kwargs_for_generation({}, kwargs, is_encoder_decoder=False)
+    kwargs.pop("past_key_values", None)
+    return kwargs
+
+
+@contextmanager
+def row_identity(
+    layers: nn.ModuleList, skip: dict[int, list[int]], n_rows: int, device: torch.device
+) -> Iterator[None]:
+    """Within the block, decoder layer ``l`` (1-based) returns its input for the rows ``r`` with ``l`` in
+    ``skip[r]``, its output for the others."""
+    masks: dict[int, torch.Tensor] = {}
+    for row, found in skip.items():
+        for layer in found:
+            masks.setdefault(layer, torch.zeros(n_rows, dtype=torch.bool, device=device))[row] = True
+    handles = []
+    stash: dict[int, torch.Tensor] = {}
+
+    def make_pre(layer: int) -> Any:
+        def pre(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            hidden = args[0] if args else kwargs.get("hidden_states")
+            stash[layer] = _first_tensor(hidden).clone()
+
+        return pre
+
+    def make_post(layer: int) -> Any:
+        def post(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
+            before = stash.pop(layer)
+            after = _first_tensor(output)
+            mixed = torch.where(masks[layer][:, None, None], before, after)
+            return mixed if isinstance(output, torch.Tensor) else (mixed, *output[1:])
+
+        return post
+
+    try:
+        for layer in masks:
+            handles.append(layers[layer - 1].register_forward_pre_hook(make_pre(layer), with_kwargs=True))
+            handles.append(layers[layer - 1].register_forward_hook(make_post(layer)))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _first_tensor(value: Any) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, tuple) and value and isinstance(value[0], torch.Tensor):
+        return value[0]
+    raise SettingsError(
+        f"cannot replace a decoder layer's {type(value).__name__} output; mutation-recompute supports layers "
+        "returning a tensor or a tuple starting with the hidden states"
+    )
+
+
+class ContrastRowRule:
+    """VCD / ICD: contrast each item's final scores with its contrast row's (a distorted image or a disturbing
+    instruction): ``(1 + alpha) log p - alpha log p_contrast`` on the plausible tokens."""
+
+    contrast = True
+
+    def __init__(self, alpha: float, beta: float) -> None:
+        self.alpha, self.beta = alpha, beta
+
+    def start(self, session: StepSession) -> None:
+        self.n_items = session.n_items
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        n = self.n_items
+        logp = torch.log_softmax(scores.float(), dim=-1)
+        mixed = contrast_scores(logp[:n], logp[n:], keep=1.0 + self.alpha, alpha=self.alpha, beta=self.beta)
+        return torch.cat([mixed, mixed]).to(scores.dtype)
