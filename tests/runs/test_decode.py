@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from evolens import toy
 from evolens.api import LVLM, TraceOptions
+from evolens.decoding import Greedy
 from evolens.errors import SettingsError, StoreError
 from evolens.hallucination.decode_results import DecodeResult, mitigation_table, scores_table
 from evolens.runs import FinalizeOptions
@@ -25,7 +27,9 @@ FINALIZE = FinalizeOptions(figures=False, n_bootstrap=50)
 QUICK = DecodeOptions(n_bootstrap=200, figures=False, report=False, reports=False)
 STRATEGIES = [
     DecodeStrategy("greedy", TRACE),
-    DecodeStrategy("greedy-again", TRACE),
+    DecodeStrategy(
+        "greedy-again", replace(TRACE, decoding=Greedy())
+    ),  # the strategy object: plain greedy again
     DecodeStrategy("one-token", SHORT),
 ]
 
@@ -109,7 +113,7 @@ def test_costs_tables_and_outputs(decoded: Path) -> None:
     assert all(len(r) == len(columns) for r in rows)
     again = dict(zip(columns, rows[1], strict=True))
     assert again["corrected"] == "0" and again["broken"] == "0" and again["McNemar p"] == "1"
-    assert again["Δ accuracy (pts, CI)"] == "+0.0 [+0.0, +0.0]" and again["items changed"] == "0/32"
+    assert again["Δ acc., pts [CI]"] == "+0.0 [+0.0, +0.0]" and again["items changed"] == "0/32"
     score_columns, score_rows = scores_table(result)
     assert score_columns == ("score", "greedy", "greedy-again", "one-token")
     assert any(r[0] == "VQA: accuracy" for r in score_rows)
@@ -238,7 +242,7 @@ def test_unjudged_items_and_untrusted_strings(tiny_llava: LVLM, tmp_path: Path) 
     assert short.paired is not None and short.paired.n_pairs == 0 and short.paired.difference is None
     columns, rows = mitigation_table(result)
     row = dict(zip(columns, rows[2], strict=True))
-    assert row["accuracy"] == "n/a" and row["Δ accuracy (pts, CI)"] == "n/a" and row["McNemar p"] == "1"
+    assert row["accuracy"] == "n/a" and row["Δ acc., pts [CI]"] == "n/a" and row["McNemar p"] == "1"
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "<script>alert(1)" not in html and "<b>pic" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;b&gt;pic0" in html

@@ -27,8 +27,8 @@ DECODE_FILE = Envelope(what="decoding comparison", schema=1, kinds=("evolens.dec
 #: What the measured time per token includes (recorded with every cost).
 COST_INCLUDES = (
     "wall clock of tracing the strategy's items (generation with the residual-stream capture, the lens and every "
-    "metric of each step, writing each item) divided by the tokens generated (EOS included); model loading and "
-    "the merge are left out, and so are the items of a call that was interrupted"
+    "metric of each step, writing each item) divided by the tokens generated (EOS included), after one untimed "
+    "warm-up trace; model loading and the merge are left out, and so are the items of a call that was interrupted"
 )
 
 
@@ -124,14 +124,7 @@ class StrategyResult:
     examples: list[ChangeExample] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            **{k: v for k, v in asdict(self).items() if k not in ("quality", "paired", "cost", "changes")},
-            "quality": self.quality.to_dict(),
-            "paired": self.paired.to_dict() if self.paired is not None else None,
-            "cost": self.cost.to_dict(),
-            "changes": self.changes.to_dict() if self.changes is not None else None,
-            "examples": [e.to_dict() for e in self.examples],
-        }
+        return asdict(self)  # the nested records are plain dataclasses: their dicts are their to_dict()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StrategyResult:
@@ -225,7 +218,7 @@ def _ratio(numerator: int, denominator: int) -> str:
 
 def _delta(p: PairedComparison | None) -> str:
     if p is None:
-        return "(baseline)"
+        return "—"
     if p.difference is None:
         return "n/a"
     interval = (
@@ -252,10 +245,10 @@ MITIGATION_COLUMNS = (
     "typical",
     "atypical",
     "prior answers",
-    "Δ accuracy (pts, CI)",
+    "Δ acc., pts [CI]",
     "corrected",
     "broken",
-    "prior corrected",
+    "prior corr.",
     "prior broken",
     "McNemar p",
     "ms/token",

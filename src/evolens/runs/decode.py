@@ -27,17 +27,19 @@ import logging
 import re
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from evolens.analysis.params import DetectorParams
 from evolens.api import LVLM, LoadOptions, TraceOptions
 from evolens.data.items import DataItem, Dataset
 from evolens.envelope import Envelope
-from evolens.errors import DatasetError, SettingsError, StoreError, check_positive_int
+from evolens.errors import DatasetError, ImageError, SettingsError, StoreError, check_positive_int
 from evolens.files import check_writable
 from evolens.hallucination.decode_results import DECODE_JSON, DecodeResult
+from evolens.parallel import dist_info
 from evolens.runs.decode_table import RunTiming, decode_result, timing_path
 from evolens.runs.options import FinalizeOptions
 from evolens.runs.run import run
@@ -48,6 +50,7 @@ from evolens.store.run import RunDirectory, config_differences, dataset_fingerpr
 logger = logging.getLogger(__name__)
 
 DECODE_RUN = "decode-run.json"
+BASELINE = "greedy"
 RUNS, REPORTS, FIGURES = "runs", "reports", "figures"
 _SETTINGS_FILE = Envelope(what="decoding comparison's settings", schema=1, kinds=("evolens.decode-run",))
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
@@ -118,6 +121,26 @@ class _Labelled:
         self.inner.close()
 
 
+def decode_strategies(
+    names: str | Sequence[str], params: Sequence[str] = (), *, trace: TraceOptions | None = None
+) -> list[DecodeStrategy]:
+    """The strategies named (comma-separated, or a list; parameters as ``"vcd.alpha=0.5"``:
+    :func:`evolens.decoding.parse_strategies`), each tracing with ``trace`` and its decoding strategy, greedy first —
+    added when not named, since it is the baseline of the paired comparisons.
+
+    Raises:
+        SettingsError: An unknown or repeated name, a bad parameter, or greedy alone (nothing to compare).
+    """
+    from evolens.decoding import parse_strategies
+
+    base = trace or TraceOptions()
+    parsed = parse_strategies(names, params)
+    if not any(s.name == BASELINE for s in parsed):
+        parsed = [*parse_strategies(BASELINE), *parsed]
+    ordered = sorted(parsed, key=lambda s: s.name != BASELINE)  # stable: greedy first, the others as named
+    return check_strategies([DecodeStrategy(s.name, replace(base, decoding=s)) for s in ordered])
+
+
 def check_strategies(strategies: Sequence[DecodeStrategy]) -> list[DecodeStrategy]:
     """The strategies as a list, refused when empty, alone (nothing to compare) or with a repeated name."""
     chosen = list(strategies)
@@ -169,6 +192,11 @@ def decode(
         StoreError: ``out_dir`` holds a comparison with other settings, or files that are not one.
     """
     chosen = check_strategies(strategies)
+    if dist_info().world_size > 1:
+        raise SettingsError(
+            f"evolens decode runs in one process, not under torchrun ({dist_info().world_size} processes); "
+            "launch it once, without torchrun"
+        )
     options = options or DecodeOptions()
     finalize = finalize or FinalizeOptions()
     finalize.check_method()
@@ -179,9 +207,9 @@ def decode(
         raise DatasetError(f"the dataset {dataset!r} has no items")
     root = check_writable(out_dir, directory=True)
     settings = _settings(chosen, dataset, items, limit, finalize, options)
-    _open_decode_dir(root, settings)
+    created = _check_decode_dir(root, settings)
     lvlm: LVLM | None = model if isinstance(model, LVLM) else None
-    reporter: Progress = TqdmProgress() if progress is True else progress if progress else _Silent()
+    reporter: Progress | None = TqdmProgress() if progress is True else progress or None
     for index, strategy in enumerate(chosen, 1):
         run_dir = root / RUNS / strategy.name
         if _finished(run_dir):
@@ -189,6 +217,13 @@ def decode(
             continue
         if lvlm is None:
             lvlm = (load or LoadOptions()).open(model)  # type: ignore[arg-type]
+        _warm_up(
+            lvlm, items[0], strategy.trace
+        )  # also refuses a strategy this model cannot run, with its reason
+        if not created:  # only now: a model that does not load leaves no directory behind
+            root.mkdir(parents=True, exist_ok=True)
+            _SETTINGS_FILE.write(root / DECODE_RUN, "evolens.decode-run", settings)
+            created = True
         _run_strategy(
             lvlm,
             dataset,
@@ -196,23 +231,12 @@ def decode(
             strategy,
             finalize,
             limit,
-            _Labelled(reporter, strategy.name, index, len(chosen)),
+            _Labelled(reporter, strategy.name, index, len(chosen)) if reporter is not None else False,
         )
     result = decode_result(root / RUNS, [s.name for s in chosen], settings, options)
     result.save(root / DECODE_JSON)
     _write_outputs(root, result, options)
     return result
-
-
-class _Silent:
-    def start(self, total: int, completed: int, description: str) -> None:
-        pass
-
-    def advance(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def _settings(
@@ -239,13 +263,15 @@ def _settings(
             "method": finalize.method,
             "protocol": finalize.protocol,
             "drop_unfinished": finalize.drop_unfinished,
+            "detector_params": (finalize.detector_params or DetectorParams()).to_dict(),
         },
         "comparison": options.comparison(),
     }
 
 
-def _open_decode_dir(root: Path, settings: dict[str, Any]) -> None:
-    """Create ``root`` with its settings, or check the settings of the comparison it holds."""
+def _check_decode_dir(root: Path, settings: dict[str, Any]) -> bool:
+    """Whether ``root`` holds the comparison of ``settings`` already; refuse one with other settings, and a
+    non-empty directory that holds none."""
     path = root / DECODE_RUN
     if path.is_file():
         stored = _SETTINGS_FILE.read(path)
@@ -255,13 +281,12 @@ def _open_decode_dir(root: Path, settings: dict[str, Any]) -> None:
                 f"{root} holds a decoding comparison with other settings (stored -> requested): "
                 f"{'; '.join(differences[:6])}{' ...' if len(differences) > 6 else ''}. Use another output directory"
             )
-        return
+        return True
     if root.is_dir() and any(root.iterdir()):
         raise StoreError(
             f"{root} is not empty and holds no decoding comparison ({DECODE_RUN}); give a new directory"
         )
-    root.mkdir(parents=True, exist_ok=True)
-    _SETTINGS_FILE.write(path, "evolens.decode-run", settings)
+    return False
 
 
 def _finished(run_dir: Path) -> bool:
@@ -279,7 +304,7 @@ def _run_strategy(
     strategy: DecodeStrategy,
     finalize: FinalizeOptions,
     limit: int | None,
-    progress: Progress,
+    progress: Progress | bool,
 ) -> None:
     """Run (or resume) one strategy; add the time of its tracing and the tokens it generated to its timing."""
     run_dir = root / RUNS / strategy.name
@@ -293,6 +318,17 @@ def _run_strategy(
     timing = RunTiming.read(timing_path(root, strategy.name))
     timing = timing.plus(summary.elapsed_s, len(new), sum(_n_steps(run_dir, i) for i in new))
     timing.write(timing_path(root, strategy.name))
+
+
+def _warm_up(lvlm: LVLM, item: DataItem, trace: TraceOptions) -> None:
+    """One untimed trace of one item (two tokens) under the strategy's options, so that its timed run does not pay
+    a first call's set-up (allocator, kernels, the strategy's buffers), and a strategy the model's family cannot
+    run is refused before anything is written. An item whose image does not load is left to the run to record."""
+    options = TraceOptions.from_flat(trace, max_new_tokens=2, batch_size=1, keep_hidden_states=False)
+    try:
+        lvlm.trace(images=[item.image], prompts=[item.prompt], item_ids=[item.item_id], options=options)
+    except ImageError as err:
+        logger.warning("no warm-up: the first item's image does not load (%s)", err)
 
 
 def _done(run_dir: Path) -> set[str]:
@@ -330,4 +366,12 @@ def _write_outputs(root: Path, result: DecodeResult, options: DecodeOptions) -> 
             )
 
 
-__all__ = ["DECODE_RUN", "DecodeOptions", "DecodeStrategy", "check_strategies", "decode"]
+__all__ = [
+    "BASELINE",
+    "DECODE_RUN",
+    "DecodeOptions",
+    "DecodeStrategy",
+    "check_strategies",
+    "decode",
+    "decode_strategies",
+]
