@@ -12,7 +12,7 @@ from matplotlib.ticker import MaxNLocator
 from evolens.errors import SettingsError
 from evolens.hallucination.decode_results import DecodeResult, StrategyResult
 from evolens.viz.layout import panel_grid
-from evolens.viz.style import plain_text, styled
+from evolens.viz.style import cmap_hex, plain_text, styled
 
 CORRECTED, BROKEN = "tab:green", "tab:red"
 
@@ -78,19 +78,21 @@ def _delta_panel(ax: Axes, others: list[StrategyResult], baseline: str) -> None:
 
 
 def _cost_panel(ax: Axes, result: DecodeResult) -> None:
-    for s in result.strategies:
+    colours = cmap_hex("tab10", 10)
+    for i, s in enumerate(result.strategies):
         multiple = 1.0 if s.paired is None else s.cost.multiple
         accuracy = s.quality.accuracy
         if multiple is None or accuracy is None:
             continue
         marker = "s" if s.paired is None else "o"
-        ax.plot([multiple], [100 * accuracy], marker=marker, color="tab:purple", linestyle="none")
-        ax.annotate(plain_text(s.name), (multiple, 100 * accuracy), textcoords="offset points", xytext=(4, 3),
-                    fontsize="x-small")  # fmt: skip
+        ax.plot([multiple], [100 * accuracy], marker=marker, color=colours[i % 10], linestyle="none",
+                label=plain_text(s.name))  # fmt: skip
     ax.axvline(1.0, color="0.5", linewidth=0.8, linestyle=":")
     ax.set_xlabel(plain_text(f"time per token (× {result.baseline})"))
     ax.set_ylabel("accuracy of judged answers (%)")
     ax.set_title("accuracy vs cost", parse_math=False)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(frameon=False, fontsize="x-small", loc="best")
 
 
 __all__ = ["decode_figure"]
