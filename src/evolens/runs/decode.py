@@ -17,8 +17,10 @@ never mixes configurations. The directory:
 ``DIR/reports/<name>.html``    each strategy's own run report (with ``reports=True``)
 =============================  =====================================================================================
 
-The first strategy is the baseline of the paired comparisons (the command line puts greedy first); the result is
-computed from the stored runs only (:mod:`evolens.runs.decode_table`).
+The first strategy is the baseline of the paired comparisons (:func:`decode_strategies` puts greedy first); the result
+is computed from the stored runs only (:mod:`evolens.runs.decode_table`). Before a strategy's run traces anything,
+one untimed trace of the first item warms the model up under that strategy (so the first strategy does not pay the
+set-up in its time per token) and refuses a strategy the model cannot run before anything is written.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Any
 from evolens.analysis.params import DetectorParams
 from evolens.api import LVLM, LoadOptions, TraceOptions
 from evolens.data.items import DataItem, Dataset
+from evolens.decoding import parse_strategies
 from evolens.envelope import Envelope
 from evolens.errors import DatasetError, ImageError, SettingsError, StoreError, check_positive_int
 from evolens.files import check_writable
@@ -131,8 +134,6 @@ def decode_strategies(
     Raises:
         SettingsError: An unknown or repeated name, a bad parameter, or greedy alone (nothing to compare).
     """
-    from evolens.decoding import parse_strategies
-
     base = trace or TraceOptions()
     parsed = parse_strategies(names, params)
     if not any(s.name == BASELINE for s in parsed):
@@ -192,19 +193,9 @@ def decode(
         StoreError: ``out_dir`` holds a comparison with other settings, or files that are not one.
     """
     chosen = check_strategies(strategies)
-    if dist_info().world_size > 1:
-        raise SettingsError(
-            f"evolens decode runs in one process, not under torchrun ({dist_info().world_size} processes); "
-            "launch it once, without torchrun"
-        )
     options = options or DecodeOptions()
     finalize = finalize or FinalizeOptions()
-    finalize.check_method()
-    if limit is not None:
-        check_positive_int("limit", limit)
-    items = list(islice(iter(dataset), limit))
-    if not items:
-        raise DatasetError(f"the dataset {dataset!r} has no items")
+    items = _items(dataset, limit, finalize)
     root = check_writable(out_dir, directory=True)
     settings = _settings(chosen, dataset, items, limit, finalize, options)
     created = _check_decode_dir(root, settings)
@@ -217,9 +208,7 @@ def decode(
             continue
         if lvlm is None:
             lvlm = (load or LoadOptions()).open(model)  # type: ignore[arg-type]
-        _warm_up(
-            lvlm, items[0], strategy.trace
-        )  # also refuses a strategy this model cannot run, with its reason
+        _warm_up(lvlm, items[0], strategy.trace)  # also refuses a strategy this model cannot run
         if not created:  # only now: a model that does not load leaves no directory behind
             root.mkdir(parents=True, exist_ok=True)
             _SETTINGS_FILE.write(root / DECODE_RUN, "evolens.decode-run", settings)
@@ -237,6 +226,25 @@ def decode(
     result.save(root / DECODE_JSON)
     _write_outputs(root, result, options)
     return result
+
+
+def _items(
+    dataset: Dataset | Iterable[DataItem], limit: int | None, finalize: FinalizeOptions
+) -> list[DataItem]:
+    """The items every strategy traces; refuses, before any work, torchrun, a bad limit or text-tools method, and an
+    empty dataset."""
+    if dist_info().world_size > 1:
+        raise SettingsError(
+            f"evolens decode runs in one process, not under torchrun ({dist_info().world_size} processes); "
+            "launch it once, without torchrun"
+        )
+    finalize.check_method()
+    if limit is not None:
+        check_positive_int("limit", limit)
+    items = list(islice(iter(dataset), limit))
+    if not items:
+        raise DatasetError(f"the dataset {dataset!r} has no items")
+    return items
 
 
 def _settings(
