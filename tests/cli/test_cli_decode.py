@@ -21,7 +21,7 @@ def toy_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _argv(model: Path, data: Path, out: Path, strategies: str, *more: str) -> list[str | Path]:
     return [
         "decode", model, "-d", "toy", "-r", data, "-o", out, "--strategies", strategies, "--max-new-tokens", "2",
-        "--limit", "8", "--device", "cpu", "--bootstrap", "50", "--no-reports", "--no-figures", *more,
+        "--limit", "8", "--device", "cpu", "--bootstrap", "50", "--cost-rounds", "1", "--no-reports", "--no-figures", *more,
     ]  # fmt: skip
 
 

@@ -30,12 +30,14 @@ if TYPE_CHECKING:
 
 
 def _comparison(
-    bootstrap: int = 2000, level: float = 0.95, examples: int = 5, reports: bool = True
+    bootstrap: int = 2000, level: float = 0.95, examples: int = 5, reports: bool = True, cost_rounds: int = 3
 ) -> DecodeOptions:
-    return DecodeOptions(n_bootstrap=bootstrap, level=level, n_examples=examples, reports=reports)
+    return DecodeOptions(
+        n_bootstrap=bootstrap, level=level, n_examples=examples, reports=reports, cost_rounds=cost_rounds
+    )
 
 
-#: ``--bootstrap``, ``--level``, ``--examples``, ``--reports``: how the strategies are compared, into ``comparison``.
+#: ``--bootstrap``, ``--level``, ``--examples``, ``--reports``, ``--cost-rounds``: how the strategies are compared, into ``comparison``.
 comparison_options = option_group(
     [
         OptionSpec("bootstrap", int, 2000, "Paired item-bootstrap draws of each accuracy difference", min=1),
@@ -49,6 +51,13 @@ comparison_options = option_group(
             True,
             "Also write each strategy's run report, DIR/reports/<name>.html",
             negatable=True,
+        ),
+        OptionSpec(
+            "cost_rounds",
+            int,
+            3,
+            "Rounds of the interleaved cost sample (every strategy on the first batch, in turn; 0: none)",
+            min=0,
         ),
     ],
     "comparison",

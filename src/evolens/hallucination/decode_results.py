@@ -41,7 +41,11 @@ class Cost(JsonRecord):
         n_items: Items those calls traced.
         n_tokens: Tokens those items generated (EOS included).
         s_per_token: ``seconds / n_tokens`` (``None`` without a measured token).
-        multiple: ``s_per_token`` over the baseline's (``None`` when either is unknown).
+        multiple: ``s_per_token`` over the baseline's (``None`` when either is unknown). The strategies' runs are
+            timed one after the other, so this multiple drifts with the machine's load.
+        sample_s_per_token: Time per token in the interleaved cost sample (every strategy on the same batch, in
+            turn, the median of a few rounds; ``None`` without a sample).
+        sample_multiple: ``sample_s_per_token`` over the baseline's — the steadier multiple.
     """
 
     seconds: float
@@ -49,6 +53,8 @@ class Cost(JsonRecord):
     n_tokens: int
     s_per_token: float | None
     multiple: float | None
+    sample_s_per_token: float | None = None
+    sample_multiple: float | None = None
 
 
 @dataclass(frozen=True)
@@ -233,10 +239,11 @@ def _p_value(p: PairedComparison | None) -> str:
     return f"{p.mcnemar_p:.3g}"
 
 
-def _cost(c: Cost) -> tuple[str, str]:
+def _cost(c: Cost) -> tuple[str, str, str]:
     per_token = "n/a" if c.s_per_token is None else f"{1000 * c.s_per_token:.2f}"
     multiple = "n/a" if c.multiple is None else f"{c.multiple:.2f}x"
-    return per_token, multiple
+    sampled = "n/a" if c.sample_multiple is None else f"{c.sample_multiple:.2f}x"
+    return per_token, multiple, sampled
 
 
 MITIGATION_COLUMNS = (
@@ -253,6 +260,7 @@ MITIGATION_COLUMNS = (
     "McNemar p",
     "ms/token",
     "× baseline",
+    "× baseline, interleaved",
     "items changed",
     "similarity",
 )
@@ -261,11 +269,12 @@ MITIGATION_COLUMNS = (
 def mitigation_table(result: DecodeResult) -> tuple[tuple[str, ...], list[list[str]]]:
     """The mitigation table as text cells: per strategy its accuracy (all judged answers, typical, atypical), the
     prior-driven answers, the paired comparison with the baseline (accuracy difference in points with its
-    bootstrap interval, corrected, broken, McNemar p), the cost per token and the share of items that changed."""
+    bootstrap interval, corrected, broken, McNemar p), the cost per token (in the runs; the multiple of the baseline
+    in the runs and in the interleaved sample) and the share of items that changed."""
     rows = []
     for s in result.strategies:
         q, p, c = s.quality, s.paired, s.changes
-        per_token, multiple = _cost(s.cost)
+        per_token, multiple, sampled = _cost(s.cost)
         rows.append(
             [
                 s.name,
@@ -281,6 +290,7 @@ def mitigation_table(result: DecodeResult) -> tuple[tuple[str, ...], list[list[s
                 _p_value(p),
                 per_token,
                 multiple,
+                sampled,
                 "—" if c is None else f"{c.n_changed}/{c.n_pairs}",
                 "—" if c is None or c.mean_similarity is None else f"{c.mean_similarity:.3f}",
             ]

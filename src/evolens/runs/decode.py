@@ -11,6 +11,7 @@ never mixes configurations. The directory:
                                ``DIR`` with other settings is refused
 ``DIR/runs/<name>/``           each strategy's run directory (``evolens eval``, ``evolens report`` read it as usual)
 ``DIR/timing/<name>.json``     the measured tracing time of each strategy (summed over completed calls)
+``DIR/cost-sample.json``       the interleaved cost sample (:mod:`evolens.runs.decode_cost`)
 ``DIR/decode.json``            the result (:class:`~evolens.hallucination.decode_results.DecodeResult`)
 ``DIR/figures/decode.*``       the figure (:func:`evolens.viz.decode.decode_figure`), PNG and SVG
 ``DIR/report.html``            the report: the tables and figure, the baseline's items with every strategy's answer
@@ -28,7 +29,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
@@ -43,6 +44,7 @@ from evolens.errors import DatasetError, ImageError, SettingsError, StoreError, 
 from evolens.files import check_writable
 from evolens.hallucination.decode_results import DECODE_JSON, DecodeResult
 from evolens.parallel import dist_info
+from evolens.runs.decode_cost import SAMPLE, CostSample, sample_costs, sample_items
 from evolens.runs.decode_table import RunTiming, decode_result, timing_path
 from evolens.runs.options import FinalizeOptions
 from evolens.runs.run import run
@@ -86,6 +88,7 @@ class DecodeOptions:
         figures: Draw ``DIR/figures/decode.*`` (PNG, SVG).
         report: Write ``DIR/report.html``.
         reports: Also write each strategy's own run report, ``DIR/reports/<name>.html``.
+        cost_rounds: Rounds of the interleaved cost sample (:mod:`evolens.runs.decode_cost`; 0: none).
     """
 
     n_bootstrap: int = 2000
@@ -95,6 +98,7 @@ class DecodeOptions:
     figures: bool = True
     report: bool = True
     reports: bool = True
+    cost_rounds: int = 3
 
     def __post_init__(self) -> None:
         check_positive_int("n_bootstrap", self.n_bootstrap)
@@ -102,6 +106,8 @@ class DecodeOptions:
             raise SettingsError(f"level must lie in (0, 1), got {self.level}")
         if self.n_examples < 0:
             raise SettingsError(f"n_examples must be >= 0, got {self.n_examples}")
+        if self.cost_rounds < 0:
+            raise SettingsError(f"cost_rounds must be >= 0, got {self.cost_rounds}")
 
     def comparison(self) -> dict[str, Any]:
         """The settings that change the numbers of the comparison."""
@@ -199,29 +205,27 @@ def decode(
     root = check_writable(out_dir, directory=True)
     settings = _settings(chosen, dataset, items, limit, finalize, options)
     created = _check_decode_dir(root, settings)
-    lvlm: LVLM | None = model if isinstance(model, LVLM) else None
+    loaded: list[LVLM] = [model] if isinstance(model, LVLM) else []
+
+    def lvlm() -> LVLM:  # loaded once, only when something is left to trace
+        if not loaded:
+            loaded.append((load or LoadOptions()).open(model))  # type: ignore[arg-type]
+        return loaded[0]
+
     reporter: Progress | None = TqdmProgress() if progress is True else progress or None
     for index, strategy in enumerate(chosen, 1):
         run_dir = root / RUNS / strategy.name
         if _finished(run_dir):
             logger.info("strategy %s: finished before, reused", strategy.name)
             continue
-        if lvlm is None:
-            lvlm = (load or LoadOptions()).open(model)  # type: ignore[arg-type]
-        _warm_up(lvlm, items[0], strategy.trace)  # also refuses a strategy this model cannot run
+        _warm_up(lvlm(), items[0], strategy.trace)  # also refuses a strategy this model cannot run
         if not created:  # only now: a model that does not load leaves no directory behind
             root.mkdir(parents=True, exist_ok=True)
             _SETTINGS_FILE.write(root / DECODE_RUN, "evolens.decode-run", settings)
             created = True
-        _run_strategy(
-            lvlm,
-            dataset,
-            root,
-            strategy,
-            finalize,
-            limit,
-            _Labelled(reporter, strategy.name, index, len(chosen)) if reporter is not None else False,
-        )
+        label = _Labelled(reporter, strategy.name, index, len(chosen)) if reporter is not None else False
+        _run_strategy(lvlm(), dataset, root, strategy, finalize, limit, label)
+    _cost_sample(root, chosen, items, options.cost_rounds, lvlm)
     result = decode_result(root / RUNS, [s.name for s in chosen], settings, options)
     result.save(root / DECODE_JSON)
     _write_outputs(root, result, options)
@@ -337,6 +341,28 @@ def _warm_up(lvlm: LVLM, item: DataItem, trace: TraceOptions) -> None:
         lvlm.trace(images=[item.image], prompts=[item.prompt], item_ids=[item.item_id], options=options)
     except ImageError as err:
         logger.warning("no warm-up: the first item's image does not load (%s)", err)
+
+
+def _cost_sample(
+    root: Path,
+    chosen: Sequence[DecodeStrategy],
+    items: Sequence[DataItem],
+    rounds: int,
+    lvlm: Callable[[], LVLM],
+) -> None:
+    """Take the interleaved cost sample on the baseline's first batch, unless the one stored matches."""
+    path = root / SAMPLE
+    if not rounds:
+        path.unlink(missing_ok=True)
+        return
+    sampled = sample_items(items, chosen[0].trace.batch_size)
+    stored = CostSample.read(path)
+    names, ids = [s.name for s in chosen], [i.item_id for i in sampled]
+    if stored is not None and (stored.strategies, stored.item_ids, stored.rounds) == (names, ids, rounds):
+        return
+    if sampled:
+        logger.info("interleaved cost sample: %d items, %d rounds", len(sampled), rounds)
+        sample_costs(lvlm(), sampled, chosen, rounds).write(path)
 
 
 def _done(run_dir: Path) -> set[str]:

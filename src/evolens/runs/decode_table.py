@@ -21,6 +21,7 @@ from evolens.hallucination.decode_results import (
     TokenChanges,
 )
 from evolens.hallucination.outcomes import ItemOutcome, Quality, compare_outcomes, item_outcomes
+from evolens.runs.decode_cost import SAMPLE, CostSample
 from evolens.store.results import RunResults, generated_ids
 from evolens.trace.fileformat import read_manifest
 
@@ -118,12 +119,13 @@ def decode_result(
     base = runs[base_name]
     timing_root = runs_root.parent
     base_per_token = RunTiming.read(timing_path(timing_root, base_name)).s_per_token
+    sample = CostSample.read(timing_root / SAMPLE)
+    if sample is not None and sample.strategies != list(names):
+        sample = None  # taken for other strategies (a sample of 0 rounds was asked for since)
     rows = []
     for name, run in runs.items():
         is_base = name == base_name
         timing = RunTiming.read(timing_path(timing_root, name))
-        per_token = timing.s_per_token
-        multiple = per_token / base_per_token if per_token is not None and base_per_token else None
         summary = run.results.summary()
         rows.append(
             StrategyResult(
@@ -144,7 +146,7 @@ def decode_result(
                     level=options.level,
                     seed=options.seed,
                 ),
-                cost=Cost(timing.seconds, timing.n_items, timing.n_tokens, per_token, multiple),
+                cost=_cost(timing, base_per_token, sample, name, base_name),
                 changes=None if is_base else token_changes(base.answers, run.answers),
                 examples=[] if is_base else _examples(base, run, options.n_examples),
             )
@@ -158,8 +160,29 @@ def decode_result(
         baseline=base_name,
         model=model,
         dataset=dict(settings["dataset"]),
-        settings={**settings["evaluation"], **settings["comparison"], "n_examples": options.n_examples},
+        settings={
+            **settings["evaluation"],
+            **settings["comparison"],
+            "n_examples": options.n_examples,
+            "cost_sample": {"n_items": len(sample.item_ids), "rounds": sample.rounds} if sample else None,
+        },
         strategies=rows,
+    )
+
+
+def _cost(
+    timing: RunTiming, base_per_token: float | None, sample: CostSample | None, name: str, base_name: str
+) -> Cost:
+    """A strategy's cost: its run's time per token and multiple of the baseline's, and the interleaved sample's."""
+    per_token = timing.s_per_token
+    return Cost(
+        seconds=timing.seconds,
+        n_items=timing.n_items,
+        n_tokens=timing.n_tokens,
+        s_per_token=per_token,
+        multiple=per_token / base_per_token if per_token is not None and base_per_token else None,
+        sample_s_per_token=sample.s_per_token(name) if sample is not None else None,
+        sample_multiple=sample.multiple(name, base_name) if sample is not None else None,
     )
 
 

@@ -21,7 +21,8 @@ CORRECTED, BROKEN = "tab:green", "tab:red"
 def decode_figure(result: DecodeResult) -> Figure:
     """Three panels: the answers each strategy corrected and broke against the baseline (the prior-driven ones
     hatched), its accuracy difference in points with the paired bootstrap interval, and accuracy against the
-    measured time per token as a multiple of the baseline's.
+    measured time per token as a multiple of the baseline's (the interleaved sample's when there is one, else the
+    runs').
 
     Raises:
         SettingsError: The result has no strategy besides the baseline.
@@ -40,9 +41,11 @@ def decode_figure(result: DecodeResult) -> Figure:
         totals = [getattr(s.paired, key) for s in others]
         priors = [getattr(s.paired, prior_key) for s in others]
         counts_ax.bar(x + offset, totals, width, color=colour, alpha=0.8, label=label)
-        counts_ax.bar(x + offset, priors, width, color="none", edgecolor="0.2", hatch="//", linewidth=0.0)
+        counts_ax.bar(x + offset, priors, width, color="none", edgecolor="0.15", hatch="///", linewidth=0.6)
     handles, _ = counts_ax.get_legend_handles_labels()
-    hatched = Patch(facecolor="none", edgecolor="0.2", hatch="//", label="of them prior-driven")
+    hatched = Patch(
+        facecolor="none", edgecolor="0.15", hatch="///", linewidth=0.6, label="of them prior-driven"
+    )
     counts_ax.set_xticks(x, names, rotation=30, ha="right")
     counts_ax.set_xlim(-0.6, len(others) - 0.4)
     counts_ax.set_ylim(
@@ -79,8 +82,9 @@ def _delta_panel(ax: Axes, others: list[StrategyResult], baseline: str) -> None:
 
 def _cost_panel(ax: Axes, result: DecodeResult) -> None:
     colours = cmap_hex("tab10", 10)
+    sampled = all(s.cost.sample_multiple is not None for s in result.strategies)
     for i, s in enumerate(result.strategies):
-        multiple = 1.0 if s.paired is None else s.cost.multiple
+        multiple = s.cost.sample_multiple if sampled else 1.0 if s.paired is None else s.cost.multiple
         accuracy = s.quality.accuracy
         if multiple is None or accuracy is None:
             continue
@@ -88,7 +92,8 @@ def _cost_panel(ax: Axes, result: DecodeResult) -> None:
         ax.plot([multiple], [100 * accuracy], marker=marker, color=colours[i % 10], linestyle="none",
                 label=plain_text(s.name))  # fmt: skip
     ax.axvline(1.0, color="0.5", linewidth=0.8, linestyle=":")
-    ax.set_xlabel(plain_text(f"time per token (× {result.baseline})"))
+    how = "interleaved sample" if sampled else "the runs"
+    ax.set_xlabel(plain_text(f"time per token (× {result.baseline}, {how})"))
     ax.set_ylabel("accuracy of judged answers (%)")
     ax.set_title("accuracy vs cost", parse_math=False)
     if ax.get_legend_handles_labels()[0]:
