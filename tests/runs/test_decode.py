@@ -109,12 +109,12 @@ def test_costs_tables_and_outputs(decoded: Path) -> None:
         assert s.cost.n_tokens == n_tokens
     assert result.strategy("greedy").cost.multiple == 1.0
     sample = json.loads((decoded / "cost-sample.json").read_text())
-    assert sample["strategies"] == [s.name for s in STRATEGIES] and sample["rounds"] == 3
-    assert len(sample["item_ids"]) == 8 and all(len(v) == 3 for v in sample["seconds"].values())
+    assert sample["strategies"] == [s.name for s in STRATEGIES] and sample["rounds"] == 5
+    assert len(sample["item_ids"]) == 8 and all(len(v) == 5 for v in sample["seconds"].values())
     assert sample["n_tokens"]["one-token"] == 8  # one token for each of the batch's items
     assert result.strategy("greedy").cost.sample_multiple == 1.0
     assert all(s.cost.sample_multiple is not None and s.cost.sample_multiple > 0 for s in result.strategies)
-    assert result.settings["cost_sample"] == {"n_items": 8, "rounds": 3}
+    assert result.settings["cost_sample"] == {"n_items": 8, "rounds": 5}
     columns, rows = mitigation_table(result)
     assert [r[0] for r in rows] == ["greedy", "greedy-again", "one-token"]
     assert all(len(r) == len(columns) for r in rows)

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 
 def _comparison(
-    bootstrap: int = 2000, level: float = 0.95, examples: int = 5, reports: bool = True, cost_rounds: int = 3
+    bootstrap: int = 2000, level: float = 0.95, examples: int = 5, reports: bool = True, cost_rounds: int = 5
 ) -> DecodeOptions:
     return DecodeOptions(
         n_bootstrap=bootstrap, level=level, n_examples=examples, reports=reports, cost_rounds=cost_rounds
@@ -55,7 +55,7 @@ comparison_options = option_group(
         OptionSpec(
             "cost_rounds",
             int,
-            3,
+            5,
             "Rounds of the interleaved cost sample (every strategy on the first batch, in turn; 0: none)",
             min=0,
         ),

@@ -98,7 +98,7 @@ class DecodeOptions:
     figures: bool = True
     report: bool = True
     reports: bool = True
-    cost_rounds: int = 3
+    cost_rounds: int = 5
 
     def __post_init__(self) -> None:
         check_positive_int("n_bootstrap", self.n_bootstrap)
