@@ -11,27 +11,13 @@ from evolens.api import TraceOptions
 from evolens.capture.generate import eos_token_ids, generate_with_capture
 from evolens.decoding import CriticalContrast, Dola, Greedy, Icd, MutationSkip, Vcd
 from evolens.decoding.rules import MutationRule
-from evolens.testing import TINY_BUILDERS, tiny_unavailable
-from tests.experiments.conftest import make_image
+from evolens.testing import TINY_BUILDERS
+from tests.experiments.conftest import load_family, make_image
 
 FAMILIES = sorted(TINY_BUILDERS)
 PROMPTS = ("describe the image", "what color is the heart on the left ?")
 N_NEW = 5
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _load(family: str, tiny_models):
-    reason = tiny_unavailable(family)
-    if reason is not None:
-        pytest.skip(reason)
-    return tiny_models(family)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _texts(lvlm, decoding) -> list[list[int]]:
@@ -43,7 +29,7 @@ def _texts(lvlm, decoding) -> list[list[int]]:
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_strategies_that_reduce_to_greedy_equal_it(family: str, tiny_models) -> None:
-    lvlm = _load(family, tiny_models)
+    lvlm = load_family(family, tiny_models)
     greedy = _texts(lvlm, Greedy())
     assert _texts(lvlm, None) == greedy
     # beta = 1 keeps only the final arg-max plausible; alpha = 0 removes the contrast term
@@ -72,7 +58,7 @@ class _RecomputeProbe(MutationRule):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_uncached_recompute_reproduces_the_cached_step(family: str, tiny_models) -> None:
-    lvlm = _load(family, tiny_models)
+    lvlm = load_family(family, tiny_models)
     images = [make_image(i) for i in range(2)] if lvlm.is_vlm else None
     rendered = [lvlm.render_prompt(p, image=images is not None) for p in PROMPTS]
     probe = _RecomputeProbe(lvlm.lens(), MutationSkip().params, "recompute")

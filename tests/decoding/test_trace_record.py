@@ -77,3 +77,13 @@ def test_contrast_rows_do_not_become_items(tiny_llava) -> None:
         t.hidden_states is not None and t.hidden_states.shape[1] == len(t.generated_ids) for t in traces
     )
     assert torch.isfinite(traces[0].metrics.jsd_bits).all()
+
+
+def test_the_report_says_what_a_strategy_changed(tiny_llava, tmp_path) -> None:
+    from evolens.report import write_report
+
+    forced = _trace(tiny_llava, Force(step=1, token=5), n=1)[0]
+    forced.tokens[1] = "<b>x</b>"  # a model's string: escaped in the page
+    page = write_report(tmp_path / "r.html", [forced]).read_text()
+    expected = "force: 1 token(s) changed" if forced.decoding["overridden"] else "every token is the final"
+    assert expected in page and "<b>x</b>" not in page

@@ -36,3 +36,23 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory):
         return cache[family]
 
     return get
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads; with pytest-xdist workers on a shared machine they only
+    contend (a test runs several times slower). Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def load_family(family: str, tiny_models):
+    """The loaded tiny model of ``family`` (``tiny_models``: the fixture), or a skip when it cannot be built here."""
+    from evolens.testing import tiny_unavailable
+
+    reason = tiny_unavailable(family)
+    if reason is not None:
+        pytest.skip(reason)
+    return tiny_models(family)

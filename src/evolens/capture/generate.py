@@ -223,11 +223,7 @@ def generate_with_capture(
             batch's second half are the contrast rows, and only the first half's items are returned.
     """
     batch, input_ids, attention_mask = _model_inputs(model, inputs)
-    n_items = input_ids.shape[0] // (2 if rule is not None and rule.contrast else 1)
-    if rule is not None and rule.contrast and (input_ids.shape[0] % 2 or listener is not None):
-        raise CaptureError(
-            "a contrast rule needs an even batch (items, then their contrast rows) and no listener"
-        )
+    n_items = _item_rows(input_ids.shape[0], rule, listener)
     config = generation_config(model, settings, eos=eos_ids, pad=pad_id, suppress=suppress_ids)
     check_positive_int("listen_every", listen_every)
     sequences, rec, record = _generate_recording(
@@ -257,6 +253,18 @@ def generate_with_capture(
         storage_device=storage_device,
         storage_dtype=storage_dtype,
     )
+
+
+def _item_rows(n_rows: int, rule: StepRule | None, listener: StepsListener | None) -> int:
+    """How many of a batch's ``n_rows`` are items: half of them under a contrast rule (which needs an even batch,
+    items then their contrast rows, and no listener), else all."""
+    if rule is None or not rule.contrast:
+        return n_rows
+    if n_rows % 2 or listener is not None:
+        raise CaptureError(
+            "a contrast rule needs an even batch (items, then their contrast rows) and no listener"
+        )
+    return n_rows // 2
 
 
 def _model_inputs(

@@ -32,7 +32,16 @@ def families(config: ConfigOption = None) -> None:
 
 
 @app.command()
-@trace_options("max_new_tokens", "lens", "lens_dtype", "metrics_dtype", "topk", "prompt_positions")
+@trace_options(
+    "max_new_tokens",
+    "lens",
+    "lens_dtype",
+    "metrics_dtype",
+    "topk",
+    "prompt_positions",
+    "decoding",
+    "decoding_param",
+)
 @load_options
 def trace(
     model: Annotated[
@@ -52,6 +61,8 @@ def trace(
     """Trace one generation through every layer and save it.
 
     Example: evolens trace llava-hf/llava-1.5-7b-hf -i dog.jpg -p "Please describe this image in detail." -o runs/dog
+
+    With a decoding strategy: evolens trace MODEL -i dog.jpg -p "..." -o runs/dog-dola --decoding dola
     """
     import evolens
     from evolens.files import check_replaceable, check_writable
@@ -70,6 +81,13 @@ def trace(
     result.save(out_dir, overwrite=overwrite)
     out.print(f"text: {result.text!r}", markup=False, highlight=False)  # model text: never rich markup
     out.print(f"{result.n_steps} tokens x {result.n_layers + 1} layers written to {out_dir}", markup=False)
+    if result.decoding is not None:
+        changed = result.decoding["overridden"]
+        out.print(
+            f"decoding {result.decoding['strategy']['name']}: {len(changed)} of {result.n_steps} tokens differ from "
+            "the final layer's arg-max at their step",
+            markup=False,
+        )
 
 
 @app.command(

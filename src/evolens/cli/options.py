@@ -172,8 +172,40 @@ TRACE_SPECS: dict[str, OptionSpec] = {
         OptionSpec(
             "prompt_positions", bool, False, "Keep every prompt position's states (for evolens patches)"
         ),
+        OptionSpec(
+            "decoding",
+            str | None,
+            None,
+            "Decoding strategy that reads the lens while generating: greedy, mutation-skip, mutation-recompute, "
+            "critical-contrast, dola, vcd or icd (README Mitigation decoding); default plain decoding",
+        ),
+        OptionSpec(
+            "decoding_param",
+            list[str] | None,
+            None,
+            "A strategy hyper-parameter as NAME.KEY=VALUE, e.g. dola.layers=low (repeat for several)",
+        ),
     )
 }
+
+
+def build_trace_options(**values: Any) -> Any:
+    """:class:`~evolens.api.TraceOptions` from the tracing options' values, ``decoding`` (a strategy's name) and
+    ``decoding_param`` turned into the strategy (:func:`evolens.decoding.parse_strategies`)."""
+    from evolens.api import TraceOptions
+    from evolens.decoding import parse_strategies
+
+    name = values.pop("decoding", None)
+    params = values.pop("decoding_param", None) or []
+    if name is None and params:
+        raise SettingsError("--decoding-param needs --decoding (the strategy it is for)")
+    if name is not None:
+        if "," in name:
+            raise SettingsError(
+                f"--decoding takes one strategy, got {name!r} (evolens decode compares several)"
+            )
+        values["decoding"] = parse_strategies(name, params)[0]
+    return TraceOptions.from_flat(**values)
 
 
 def experiment_options(func: F) -> F:
@@ -185,9 +217,7 @@ def experiment_options(func: F) -> F:
 
 def trace_options(*names: str) -> Callable[[F], F]:
     """The tracing options ``names`` (keys of :data:`TRACE_SPECS`), into a ``trace: TraceOptions`` parameter."""
-    from evolens.api import TraceOptions
-
-    return option_group([TRACE_SPECS[n] for n in names], "trace", "Tracing", TraceOptions.from_flat)
+    return option_group([TRACE_SPECS[n] for n in names], "trace", "Tracing", build_trace_options)
 
 
 # --------------------------------------------------------------------------------------------- progress

@@ -115,7 +115,17 @@ def _detector_params(entries: Sequence[str], base: DetectorParams | None = None)
 @app.command("run")
 @dataset_options(required=True, limit=True)
 @merge_options
-@trace_options("max_new_tokens", "lens", "lens_dtype", "metrics_dtype", "topk", "seed", "batch_size")
+@trace_options(
+    "max_new_tokens",
+    "lens",
+    "lens_dtype",
+    "metrics_dtype",
+    "topk",
+    "seed",
+    "batch_size",
+    "decoding",
+    "decoding_param",
+)
 @load_options
 def run_command(
     model: Annotated[str, typer.Argument(help="Local model directory or hub id")],

@@ -114,6 +114,23 @@ def _image_block(trace: Trace, item_extras: Mapping[str, Any], image_root: Path 
     return f'<figure class="item-image"><img alt="input image" src="{uri}"><figcaption>{caption}</figcaption></figure>'
 
 
+def decoding_line(trace: Trace, shown: int = 8) -> str:
+    """What a decoding strategy changed in ``trace``: its name and the steps whose token is not the final layer's
+    arg-max, with the token it replaced (plain text; the caller escapes it)."""
+    record = trace.decoding or {}
+    name = str(record.get("strategy", {}).get("name", "?"))
+    changed = record.get("overridden", [])
+    if not changed:
+        return f"{name}: every token is the final layer's arg-max"
+    pieces = [
+        f"step {step}: {trace.tokens[step]!r} instead of {trace.vocab.get(token, f'id {token}')!r}"
+        for step, token in changed[:shown]
+        if 0 <= step < len(trace.tokens)
+    ]
+    more = f", and {len(changed) - shown} more" if len(changed) > shown else ""
+    return f"{name}: {len(changed)} token(s) changed — " + "; ".join(pieces) + more
+
+
 def item_section(
     index: int,
     trace: Trace,
@@ -131,6 +148,8 @@ def item_section(
         ("lens", trace.lens_mode),
         ("tokens", f"{trace.n_steps} (stopped by {trace.stop_reason})"),
     ]
+    if trace.decoding is not None:
+        meta.append(("decoding", decoding_line(trace)))
     meta_html = "".join(f"<dt>{text(k)}</dt><dd>{text(v)}</dd>" for k, v in meta)
     notes = data.notes + ex.notes(item_extras.get("notes", []), f"extras[{trace.item_id!r}].notes")
     notes_html = "".join(f'<p class="note">{text(n)}</p>' for n in notes)
