@@ -84,7 +84,7 @@ def test_bad_parameter_and_directory_exit_2(
     out = tmp_path / "cmp"
     model = tmp_path / "no-model"
     assert_user_error(
-        run(capsys, *_argv(model, toy_set, out, "dola", "--strategy-param", "vcd.alpha=1")), "not among"
+        run(capsys, *_argv(model, toy_set, out, "dola", "--decoding-param", "vcd.alpha=1")), "not among"
     )
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "mine.txt").write_text("keep")

@@ -71,7 +71,7 @@ comparison_options = option_group(
     epilog=examples(
         'evolens decode "$(evolens toy path)" -d toy -r toy_test -o runs/decode --strategies mutation-skip,dola,vcd',
         "evolens decode MODEL -d pope -r val2014 --questions pope.jsonl -o runs/pope-decode "
-        "--strategies greedy,critical-contrast,icd --strategy-param icd.alpha=0.5",
+        "--strategies greedy,critical-contrast,icd --decoding-param icd.alpha=0.5",
     ),
 )
 @dataset_options(required=True, limit=True)
@@ -89,7 +89,7 @@ def decode_command(
             "critical-contrast, dola, vcd, icd (greedy, the baseline, is added when not named)"
         ),
     ],
-    strategy_param: Annotated[
+    decoding_param: Annotated[
         list[str] | None,
         typer.Option(help="A strategy's hyper-parameter, NAME.KEY=VALUE (repeat; e.g. vcd.alpha=0.5)"),
     ] = None,
@@ -111,7 +111,7 @@ def decode_command(
     from evolens.files import check_writable
     from evolens.runs.decode import decode, decode_strategies
 
-    chosen = decode_strategies(strategies, tuple(strategy_param or ()), trace=trace)
+    chosen = decode_strategies(strategies, tuple(decoding_param or ()), trace=trace)
     check_writable(out_dir, directory=True)
     finalize = merge.options()
     quiet_transformers()
