@@ -19,7 +19,7 @@ from evolens.errors import EvolensError
 from evolens.cli import core  # noqa: F401  isort: skip
 from evolens.cli import run  # noqa: F401  isort: skip
 from evolens.cli import viz  # noqa: F401  isort: skip
-from evolens.cli import analyze, compare, contrast, detect, embed, patches, skip  # noqa: F401  isort: skip
+from evolens.cli import analyze, compare, contrast, decode, detect, embed, patches, skip  # noqa: F401  isort: skip
 from evolens.cli import compress  # noqa: F401  isort: skip
 from evolens.cli import toy  # noqa: F401  isort: skip
 
