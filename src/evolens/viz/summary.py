@@ -72,7 +72,7 @@ def layer_histogram_figure(
         frameon=False,
         loc="lower left",
         bbox_to_anchor=(0.0, 1.0),
-        ncols=len(named),
+        ncols=min(len(named), 2),  # three long labels in a row are wider than the figure
         fontsize="small",
         borderaxespad=0.1,
         handlelength=1.0,
