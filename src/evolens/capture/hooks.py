@@ -16,7 +16,7 @@ device when it fits in a share of that device's free memory (:func:`buffer_place
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -45,6 +45,57 @@ def _hidden_from(value: Any) -> torch.Tensor:
         if isinstance(hidden, torch.Tensor):
             return hidden
     raise CaptureError(f"cannot find the hidden states in a decoder layer's {type(value).__name__} output")
+
+
+@contextmanager
+def identity_layers(layers: nn.ModuleList, rows_of: Mapping[int, torch.Tensor | None]) -> Iterator[None]:
+    """Within the block, decoder layer ``l`` (1-based, a key of ``rows_of``) returns its input instead of its output
+    for the batch rows ``rows_of[l]`` marks (a ``[batch]`` bool tensor; ``None``: every row); removed on exit.
+
+    A pre-hook keeps a copy of the layer's input hidden states (so an in-place update inside the layer cannot leak
+    into it); the forward hook returns it, mixed row by row with the output, in the output's structure (a tensor, or
+    a tuple starting with the hidden states). Register this before any recording hook so recordings see the
+    identity.
+
+    Raises:
+        CaptureError: A layer's output is neither a tensor nor such a tuple.
+    """
+    handles: list[torch.utils.hooks.RemovableHandle] = []
+    stash: dict[int, torch.Tensor] = {}
+
+    def make_pre(layer: int) -> Any:
+        def pre(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            hidden = args[0] if args else kwargs.get("hidden_states")
+            stash[layer] = _hidden_from(hidden).clone()
+
+        return pre
+
+    def make_post(layer: int) -> Any:
+        def post(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
+            before, rows = stash.pop(layer), rows_of[layer]
+            if isinstance(output, torch.Tensor):
+                after: torch.Tensor = output
+            elif isinstance(output, tuple) and output and isinstance(output[0], torch.Tensor):
+                after = output[0]
+            else:
+                raise CaptureError(
+                    f"cannot replace the output of {type(module).__name__} ({type(output).__name__}); a layer must "
+                    "return a tensor or a tuple starting with the hidden states"
+                )
+            mixed = before if rows is None else torch.where(rows[:, None, None], before, after)
+            return mixed if isinstance(output, torch.Tensor) else (mixed, *output[1:])
+
+        return post
+
+    try:
+        for layer in rows_of:
+            handles.append(layers[layer - 1].register_forward_pre_hook(make_pre(layer), with_kwargs=True))
+            handles.append(layers[layer - 1].register_forward_hook(make_post(layer)))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        stash.clear()
 
 
 def free_device_bytes(device: torch.device) -> int | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from evolens.analysis.detectors import (
     stage_critical_layer,
 )
 from evolens.analysis.params import NOT_FOUND, DetectorParams
+from evolens.capture.hooks import identity_layers
 from evolens.capture.rules import StepSession
 from evolens.errors import SettingsError
 from evolens.lens.base import Lens
@@ -255,54 +256,18 @@ def grown_inputs(model: Any, inputs: Mapping[str, Any], n_new: int) -> dict[str,
     return kwargs
 
 
-@contextmanager
 def row_identity(
     layers: nn.ModuleList, skip: dict[int, list[int]], n_rows: int, device: torch.device
-) -> Iterator[None]:
+) -> AbstractContextManager[None]:
     """Within the block, decoder layer ``l`` (1-based) returns its input for the rows ``r`` with ``l`` in
-    ``skip[r]``, its output for the others."""
-    masks: dict[int, torch.Tensor] = {}
+    ``skip[r]``, its output for the others (:func:`~evolens.capture.hooks.identity_layers`)."""
+    masks: dict[int, torch.Tensor | None] = {}
     for row, found in skip.items():
         for layer in found:
-            masks.setdefault(layer, torch.zeros(n_rows, dtype=torch.bool, device=device))[row] = True
-    handles = []
-    stash: dict[int, torch.Tensor] = {}
-
-    def make_pre(layer: int) -> Any:
-        def pre(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            hidden = args[0] if args else kwargs.get("hidden_states")
-            stash[layer] = _first_tensor(hidden).clone()
-
-        return pre
-
-    def make_post(layer: int) -> Any:
-        def post(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
-            before = stash.pop(layer)
-            after = _first_tensor(output)
-            mixed = torch.where(masks[layer][:, None, None], before, after)
-            return mixed if isinstance(output, torch.Tensor) else (mixed, *output[1:])
-
-        return post
-
-    try:
-        for layer in masks:
-            handles.append(layers[layer - 1].register_forward_pre_hook(make_pre(layer), with_kwargs=True))
-            handles.append(layers[layer - 1].register_forward_hook(make_post(layer)))
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def _first_tensor(value: Any) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, tuple) and value and isinstance(value[0], torch.Tensor):
-        return value[0]
-    raise SettingsError(
-        f"cannot replace a decoder layer's {type(value).__name__} output; mutation-recompute supports layers "
-        "returning a tensor or a tuple starting with the hidden states"
-    )
+            mask = masks.setdefault(layer, torch.zeros(n_rows, dtype=torch.bool, device=device))
+            assert mask is not None
+            mask[row] = True
+    return identity_layers(layers, masks)
 
 
 class ContrastRowRule:

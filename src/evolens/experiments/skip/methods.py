@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from evolens.capture.generate import GenerationSettings, eos_token_ids, generate_with_capture
-from evolens.capture.hooks import _hidden_from
+from evolens.capture.hooks import identity_layers
 from evolens.errors import SettingsError
 from evolens.experiments.rebuild import rebuild_refusal, rebuilt_stack
 
@@ -114,46 +114,11 @@ def rebuild_unsupported(lvlm: LVLM, layers: Iterable[int]) -> str | None:
 # ---------------------------------------------------------------------------- hook method
 @contextmanager
 def identity_hooks(layers: nn.ModuleList, skip: Sequence[int]) -> Iterator[None]:
-    """Forward hooks making decoder layers ``skip`` (1-based) return their input; removed on exit.
-
-    A pre-hook keeps a copy of the layer's input hidden states (so an in-place update inside the layer cannot
-    leak into it); the forward hook returns it in the output's structure (a tensor, or the first element of a
-    tuple). Register this before any recording hook so recordings see the identity.
-    """
-    handles: list[torch.utils.hooks.RemovableHandle] = []
-    stash: dict[int, torch.Tensor] = {}
-
-    def make_pre(key: int) -> Any:
-        def pre(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            hidden = args[0] if args else kwargs.get("hidden_states")
-            stash[key] = _hidden_from(hidden).clone()
-
-        return pre
-
-    def make_post(key: int) -> Any:
-        def post(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Any:
-            hidden = stash.pop(key)
-            if isinstance(output, torch.Tensor):
-                return hidden
-            if isinstance(output, tuple) and output and isinstance(output[0], torch.Tensor):
-                return (hidden, *output[1:])
-            raise SettingsError(
-                f"cannot replace the output of {type(module).__name__} ({type(output).__name__}); the hook method "
-                "supports layers returning a tensor or a tuple starting with the hidden states"
-            )
-
-        return post
-
-    try:
-        for layer in skip:
-            module = layers[layer - 1]
-            handles.append(module.register_forward_pre_hook(make_pre(layer), with_kwargs=True))
-            handles.append(module.register_forward_hook(make_post(layer), with_kwargs=True))
+    """Forward hooks making decoder layers ``skip`` (1-based) return their input for every row; removed on exit
+    (:func:`~evolens.capture.hooks.identity_layers`). Register this before any recording hook so recordings see
+    the identity."""
+    with identity_layers(layers, dict.fromkeys(skip)):
         yield
-    finally:
-        for handle in handles:
-            handle.remove()
-        stash.clear()
 
 
 # ---------------------------------------------------------------------------- rebuild method
