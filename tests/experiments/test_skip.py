@@ -21,30 +21,14 @@ from evolens.experiments.skip import (
     run_skip,
     skip_layers,
 )
-from evolens.testing import TINY_BUILDERS, build_tiny, tiny_unavailable
-from tests.experiments.conftest import make_image
+from evolens.testing import TINY_BUILDERS, build_tiny
+from tests.experiments.conftest import load_family, make_image
 
 FAMILIES = sorted(TINY_BUILDERS)
 PROMPTS = ("describe the image", "what color is the heart on the left ?")
 N_NEW = 6
 NEW_TOKENS = TraceOptions.from_flat(max_new_tokens=N_NEW)  # the options of every generation here
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads; with pytest-xdist workers on a shared machine they only
-    contend (a test runs several times slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _load(family: str, tiny_models):
-    reason = tiny_unavailable(family)
-    if reason is not None:
-        pytest.skip(reason)
-    return tiny_models(family)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _items(lvlm, n: int = 1):
@@ -99,7 +83,7 @@ def _rebuildable(lvlm, candidates) -> tuple[int, ...] | None:
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_skipping_nothing_reproduces_the_trace(family: str, tiny_models) -> None:
-    lvlm = _load(family, tiny_models)
+    lvlm = load_family(family, tiny_models)
     images, prompts = _items(lvlm, 2)
     traces = lvlm.trace(
         images=images,
@@ -126,7 +110,7 @@ def test_skipped_layer_state_equals_its_input(family: str, tiny_models) -> None:
     gates start at zero, and without an image they do not run): "only there" is checked on the layers that change
     the stream in the baseline, and the skipped layers are chosen among those, so every check can fail.
     """
-    lvlm = _load(family, tiny_models)
+    lvlm = load_family(family, tiny_models)
     images, prompts = _items(lvlm)
     n_layers = lvlm.n_layers
     baseline = lvlm.trace(images[0], prompts[0], max_new_tokens=3).hidden_states
@@ -148,7 +132,7 @@ def test_skipped_layer_state_equals_its_input(family: str, tiny_models) -> None:
 def test_cached_generation_matches_no_cache_reference(family: str, tiny_models) -> None:
     """Both methods, on a left-padded batch with the KV cache, generate what full no-cache passes generate; where
     the rebuild cannot reproduce the model it refuses with the reason instead."""
-    lvlm = _load(family, tiny_models)
+    lvlm = load_family(family, tiny_models)
     images, prompts = _items(lvlm, 2)
     rebuilt = 0
     for skip in [(1,), (2, 3), (lvlm.n_layers,)]:
@@ -187,7 +171,7 @@ def test_cached_generation_matches_no_cache_reference(family: str, tiny_models) 
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("method", ["hook", "rebuild"])
 def test_padded_batches_equal_single_items(family: str, method: str, tiny_models) -> None:
-    lvlm = _load(family, tiny_models)
+    lvlm = load_family(family, tiny_models)
     images, prompts = _items(lvlm, 2)
     n = lvlm.n_layers
     skip = (2,) if method == "hook" else _rebuildable(lvlm, [(2,), (n - 1,), (n,)])
@@ -212,7 +196,7 @@ def test_padded_batches_equal_single_items(family: str, method: str, tiny_models
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_rebuilt_stack_restores_everything(family: str, tiny_models) -> None:
-    lvlm = _load(family, tiny_models)
+    lvlm = load_family(family, tiny_models)
     layers = lvlm.loaded.roles.decoder_layers
     model = lvlm.model
     text = model.config.get_text_config()
@@ -310,7 +294,7 @@ REFUSALS = {
 def test_rebuild_refuses_what_it_cannot_reproduce(family: str, tiny_models) -> None:
     """The features that tie something to a layer's position in the list are read from the config; the rebuild is
     refused exactly for the skip sets they affect, with the reason, and the hook method still works there."""
-    lvlm = _load(family, tiny_models)
+    lvlm = load_family(family, tiny_models)
     refused, rebuilt, words = REFUSALS[family]
     for skip in refused:
         reason = rebuild_unsupported(lvlm, skip)
@@ -348,7 +332,7 @@ def test_rebuild_refusals_are_data() -> None:
 def test_rebuild_renumbers_cross_attention_layers(tiny_models) -> None:
     """Mllama runs a cross-attention layer only when its *position* is listed in ``cross_attention_layers``; the
     rebuild renumbers that list (in the config and on the decoder), so a text-only prompt matches the reference."""
-    lvlm = _load("mllama", tiny_models)
+    lvlm = load_family("mllama", tiny_models)
     decoder = lvlm.model.model.language_model
     assert decoder.cross_attention_layers == [1, 3]
     skip = (3,)  # kept: 0, 1 (cross), 3 (cross) -> positions 0, 1, 2
