@@ -23,7 +23,7 @@ from evolens.cli.options import (
 )
 from evolens.cli.run import MergeChoices, merge_options
 from evolens.data import DatasetOptions
-from evolens.runs.decode import DecodeOptions
+from evolens.runs.options import DecodeOptions
 
 if TYPE_CHECKING:
     from evolens.hallucination.decode_results import DecodeResult

@@ -27,10 +27,9 @@ set-up in its time per token) and refuses a strategy the model cannot run before
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -46,7 +45,7 @@ from evolens.hallucination.decode_results import DECODE_JSON, DecodeResult
 from evolens.parallel import dist_info
 from evolens.runs.decode_cost import SAMPLE, CostSample, sample_costs, sample_items
 from evolens.runs.decode_table import RunTiming, decode_result, timing_path
-from evolens.runs.options import FinalizeOptions
+from evolens.runs.options import DecodeOptions, DecodeStrategy, FinalizeOptions
 from evolens.runs.run import run
 from evolens.runs.tracing import Progress, TqdmProgress
 from evolens.store.results import SUMMARY
@@ -58,60 +57,6 @@ DECODE_RUN = "decode-run.json"
 BASELINE = "greedy"
 RUNS, REPORTS, FIGURES = "runs", "reports", "figures"
 _SETTINGS_FILE = Envelope(what="decoding comparison's settings", schema=1, kinds=("evolens.decode-run",))
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
-
-
-@dataclass(frozen=True)
-class DecodeStrategy:
-    """One strategy of the comparison: its name (the run's directory name) and how its items are traced (the
-    decoding strategy travels in ``trace.decoding``; two strategies may also differ in any other tracing option)."""
-
-    name: str
-    trace: TraceOptions = field(default_factory=TraceOptions)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME.match(self.name):
-            raise SettingsError(
-                f"a strategy name must be 1-64 letters, digits or '_.+-' (it names a directory), got {self.name!r}"
-            )
-
-
-@dataclass(frozen=True)
-class DecodeOptions:
-    """How the comparison is computed and what is written.
-
-    Attributes:
-        n_bootstrap: Replicates of the paired item bootstrap of each accuracy difference.
-        level: Confidence level of the intervals.
-        seed: Seed of the bootstrap.
-        n_examples: Items with changed tokens shown per strategy (``decode.json``, the report).
-        figures: Draw ``DIR/figures/decode.*`` (PNG, SVG).
-        report: Write ``DIR/report.html``.
-        reports: Also write each strategy's own run report, ``DIR/reports/<name>.html``.
-        cost_rounds: Rounds of the interleaved cost sample (:mod:`evolens.runs.decode_cost`; 0: none).
-    """
-
-    n_bootstrap: int = 2000
-    level: float = 0.95
-    seed: int = 0
-    n_examples: int = 5
-    figures: bool = True
-    report: bool = True
-    reports: bool = True
-    cost_rounds: int = 5
-
-    def __post_init__(self) -> None:
-        check_positive_int("n_bootstrap", self.n_bootstrap)
-        if not 0.0 < self.level < 1.0:
-            raise SettingsError(f"level must lie in (0, 1), got {self.level}")
-        if self.n_examples < 0:
-            raise SettingsError(f"n_examples must be >= 0, got {self.n_examples}")
-        if self.cost_rounds < 0:
-            raise SettingsError(f"cost_rounds must be >= 0, got {self.cost_rounds}")
-
-    def comparison(self) -> dict[str, Any]:
-        """The settings that change the numbers of the comparison."""
-        return {"n_bootstrap": self.n_bootstrap, "level": self.level, "seed": self.seed}
 
 
 class _Labelled:

@@ -23,7 +23,7 @@ from evolens.files import atomic_write_text
 from evolens.models.inputs import load_image
 
 if TYPE_CHECKING:
-    from evolens.runs.decode import DecodeStrategy
+    from evolens.runs.options import DecodeStrategy
 
 SAMPLE = "cost-sample.json"
 

@@ -26,7 +26,7 @@ from evolens.store.results import RunResults, generated_ids
 from evolens.trace.fileformat import read_manifest
 
 if TYPE_CHECKING:
-    from evolens.runs.decode import DecodeOptions
+    from evolens.runs.options import DecodeOptions
 
 TIMING = "timing"
 

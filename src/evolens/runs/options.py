@@ -1,4 +1,5 @@
-"""The options of a dataset run that the run pipeline owns: how the run is merged.
+"""The options of a dataset run that the run pipeline owns: how the run is merged, and how ``evolens decode``
+compares its strategies.
 
 How the model loads is :class:`evolens.api.LoadOptions`, how items are traced :class:`evolens.api.TraceOptions` (decoding in its
 :class:`~evolens.capture.generate.GenerationSettings`); the detector's parameters are
@@ -9,12 +10,14 @@ How the model loads is :class:`evolens.api.LoadOptions`, how items are traced :c
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from evolens.analysis.params import DetectorParams
+from evolens.api import TraceOptions
 from evolens.data.protocols import DEFAULT_PROTOCOL, Protocol, check_protocol
 from evolens.data.text import MethodName, TextTools
 from evolens.errors import SettingsError, check_positive_int
@@ -113,3 +116,59 @@ def detector_from_spec(spec: str | None) -> DetectorChoice:
     if not callable(detector):
         raise SettingsError(f"{module_name} has no callable {attr!r}")
     return detector
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class DecodeStrategy:
+    """One strategy of the comparison: its name (the run's directory name) and how its items are traced (the
+    decoding strategy travels in ``trace.decoding``; two strategies may also differ in any other tracing option)."""
+
+    name: str
+    trace: TraceOptions = field(default_factory=TraceOptions)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise SettingsError(
+                f"a strategy name must be 1-64 letters, digits or '_.+-' (it names a directory), got {self.name!r}"
+            )
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How the comparison is computed and what is written.
+
+    Attributes:
+        n_bootstrap: Replicates of the paired item bootstrap of each accuracy difference.
+        level: Confidence level of the intervals.
+        seed: Seed of the bootstrap.
+        n_examples: Items with changed tokens shown per strategy (``decode.json``, the report).
+        figures: Draw ``DIR/figures/decode.*`` (PNG, SVG).
+        report: Write ``DIR/report.html``.
+        reports: Also write each strategy's own run report, ``DIR/reports/<name>.html``.
+        cost_rounds: Rounds of the interleaved cost sample (:mod:`evolens.runs.decode_cost`; 0: none).
+    """
+
+    n_bootstrap: int = 2000
+    level: float = 0.95
+    seed: int = 0
+    n_examples: int = 5
+    figures: bool = True
+    report: bool = True
+    reports: bool = True
+    cost_rounds: int = 5
+
+    def __post_init__(self) -> None:
+        check_positive_int("n_bootstrap", self.n_bootstrap)
+        if not 0.0 < self.level < 1.0:
+            raise SettingsError(f"level must lie in (0, 1), got {self.level}")
+        if self.n_examples < 0:
+            raise SettingsError(f"n_examples must be >= 0, got {self.n_examples}")
+        if self.cost_rounds < 0:
+            raise SettingsError(f"cost_rounds must be >= 0, got {self.cost_rounds}")
+
+    def comparison(self) -> dict[str, Any]:
+        """The settings that change the numbers of the comparison."""
+        return {"n_bootstrap": self.n_bootstrap, "level": self.level, "seed": self.seed}
