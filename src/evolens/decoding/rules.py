@@ -156,11 +156,15 @@ class StepDetector:
     def rows(
         self, curves: dict[str, torch.Tensor], n_rows: int
     ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """Each row's curves as numpy (float64; the ids as integers), one copy of the ``[L(+1), rows]`` curves to
+        the host per step — the ``[L + 1, rows, vocab]`` log-probabilities stay where they are."""
         host = {
-            k: v.double().cpu().numpy() if k != "top1_ids" else v.cpu().numpy() for k, v in curves.items()
+            k: v.double().cpu().numpy() if k != "top1_ids" else v.cpu().numpy()
+            for k, v in curves.items()
+            if k != "logp"
         }
         for row in range(n_rows):
-            yield row, {k: v[:, row] for k, v in host.items() if k != "logp"}
+            yield row, {k: v[:, row] for k, v in host.items()}
 
 
 class CriticalContrastRule:
@@ -178,13 +182,13 @@ class CriticalContrastRule:
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
         curves = self.detector.curves(scores, states)
         logp = curves["logp"]
+        final = torch.log_softmax(scores.float(), dim=-1)
         out = scores.clone()
         for row, host in self.detector.rows(curves, scores.shape[0]):
             critical, _ = self.detector.detect(row, host)
             if critical != NOT_FOUND and critical < logp.shape[0] - 1:
-                final = torch.log_softmax(scores[row : row + 1].float(), dim=-1)
                 out[row] = contrast_scores(
-                    final, logp[critical, row : row + 1], keep=1.0, alpha=1.0, beta=self.beta
+                    final[row : row + 1], logp[critical, row : row + 1], keep=1.0, alpha=1.0, beta=self.beta
                 )[0].to(out.dtype)
         return out
 
