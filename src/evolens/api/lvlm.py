@@ -284,12 +284,7 @@ class LVLM:
         if len(ids) != len(image_list) or len(set(ids)) != len(ids):
             raise PromptError("item_ids must be unique and one per item")
         loaded = [load_image(i) if i is not None else None for i in image_list]
-        rendered = [
-            p
-            if options.raw_prompt
-            else self.render_prompt(p, image=img is not None, system=options.system_prompt)
-            for p, img in zip(prompt_list, loaded, strict=True)
-        ]
+        rendered = self._rendered(prompt_list, loaded, options)
         info = self.model_info()
         results: dict[int, Trace] = {}
         # Items with and without an image go to the processor separately (processors do not mix them).
@@ -309,6 +304,18 @@ class LVLM:
                 )
                 results.update(zip(chunk, traces, strict=True))
         return [results[i] for i in range(len(image_list))]
+
+    def _rendered(
+        self, prompts: Sequence[str], images: Sequence[Any | None], options: TraceOptions
+    ) -> list[str]:
+        """The prompts as the processor gets them: as given with ``raw_prompt``, else through the chat template
+        (with an image turn for the items that have an image, and the options' system prompt)."""
+        if options.raw_prompt:
+            return list(prompts)
+        return [
+            self.render_prompt(p, image=img is not None, system=options.system_prompt)
+            for p, img in zip(prompts, images, strict=True)
+        ]
 
     def encode(self, rendered: Sequence[str], images: Sequence[Any] | None) -> Any:
         """Processor (or tokenizer) output for rendered prompts and PIL images, left-padded, as tensors."""
@@ -349,14 +356,7 @@ class LVLM:
         decoding = options.decoding
         if decoding is not None and decoding.contrast:
             # each item's contrast row follows the items, with the same image (a strategy may distort it)
-            contrast = [
-                decoding.contrast_prompt(p)
-                if options.raw_prompt
-                else self.render_prompt(
-                    decoding.contrast_prompt(p), image=img is not None, system=options.system_prompt
-                )
-                for p, img in zip(prompts, images, strict=True)
-            ]
+            contrast = self._rendered([decoding.contrast_prompt(p) for p in prompts], images, options)
             inputs = decoding.contrast_inputs(
                 self.encode(rendered + contrast, (pil + pil) or None), len(prompts)
             )
