@@ -62,12 +62,7 @@ class _Strategy:
         return dict(inputs)
 
     def to_dict(self) -> dict[str, Any]:
-        values = {
-            f.name: (v.to_dict() if isinstance(v, DetectorParams) else v)
-            for f in dataclasses.fields(self)  # type: ignore[arg-type]
-            for v in [getattr(self, f.name)]
-        }
-        return {"name": self.name, **values}
+        return {"name": self.name, **dataclasses.asdict(self)}  # type: ignore[call-overload]
 
 
 @dataclass(frozen=True)
