@@ -15,7 +15,11 @@ trace, generate, ...) and repeated (medians):
 * **analysis** — ``compute_batch_metrics`` on those states: lens + every metric of every item, on the GPU
   (the ``"whole"`` strategy); **analysis_blocked** the same with the CPU design (``"blocked"``), for comparison;
 * **trace** — ``lvlm.trace`` end to end (states kept, moved to the CPU once per batch; on the GPU the analysis
-  runs on a side stream while the batch generates); **trace_after** the same with the analysis after generation.
+  runs on a side stream while the batch generates); **trace_after** the same with the analysis after generation;
+* **generate_compiled** — plain ``generate`` with Hugging Face's static cache and compiled forward (inductor,
+  ``mode="reduce-overhead"``: CUDA graphs); **trace_compiled** — ``lvlm.trace`` with
+  ``TraceOptions(compile=CompileOptions())``, the same static cache and a compiled step that also returns the
+  states (``evolens.capture.compiled``). Their compiling happens in the untimed warm-up round of each length.
 
 Reported: each as a multiple of generate, tokens/s (and against the bandwidth bound of reading the weights once
 per decoding step), peak GPU memory above the model, CUDA kernel launches per generated token (``torch.profiler``,
@@ -26,6 +30,7 @@ after every configuration.
     .venv/bin/python bench/gpu.py                 # on a CUDA machine (about 12 minutes on an H200)
     .venv/bin/python bench/gpu.py --long-repeats 1 --variants capture analysis trace   # a shorter run
     .venv/bin/python bench/gpu.py --cpu-dry-run   # checks the script on CPU with a small model (no GPU numbers)
+    .venv/bin/python bench/gpu.py --tokens 128 --variants generate_compiled trace_compiled   # the compiled path
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ import common
 
 import evolens.api
 import models
+from evolens.api import TraceOptions
+from evolens.capture.compiled import CompileOptions
 from evolens.metrics import MetricsStrategy, compute_batch_metrics, compute_layer_metrics
 
 PROMPT = "Please describe this image in detail."
@@ -59,6 +66,8 @@ VARIANTS = (
     "analysis_blocked",
     "trace",
     "trace_after",
+    "generate_compiled",
+    "trace_compiled",
 )
 HBM_BYTES_PER_S = 4.8e12  # H200 datasheet; the bound is reported with the bandwidth used
 
@@ -234,6 +243,13 @@ def bench_config(
             evolens.api.batch.analyse_during_generation = during  # type: ignore[assignment]
         return sum(t.n_steps for t in traces)
 
+    compile_options = CompileOptions()
+
+    def trace_compiled() -> int:
+        options = TraceOptions.from_flat(max_new_tokens=n_tokens, batch_size=batch, compile=compile_options)
+        outputs["trace_compiled"] = lvlm.trace(images=images, prompts=prompts, options=options)
+        return sum(t.n_steps for t in outputs["trace_compiled"])
+
     def hf_peer() -> int:
         outputs["hf_peer"] = peers.hf()
         return sum(int(p.shape[1]) for p, *_ in outputs["hf_peer"])
@@ -253,6 +269,8 @@ def bench_config(
             "analysis_blocked": lambda: analysis("blocked"),
             "trace": trace,
             "trace_after": trace_after,
+            "generate_compiled": lambda: prepared.generate_compiled(compile_options),
+            "trace_compiled": trace_compiled,
         }
     )
     variants = {
@@ -306,7 +324,7 @@ def bench_config(
         "times_s": times,
         "median_s": med,
         "over_generate": {k: v / med["generate"] for k, v in med.items()},
-        "analysis_share_of_generation": med["analysis"] / med["generate"],
+        "analysis_share_of_generation": med["analysis"] / med["generate"] if "analysis" in med else None,
         "tokens_per_s": {k: tokens[k] / med[k] for k in med},
         "peak_gpu_bytes_above_model": peaks or None,
         "largest_difference_vs_peers": diffs,
@@ -318,6 +336,12 @@ def bench_config(
             if peer in outputs
         },
     }
+    if "trace_compiled" in outputs:
+        compiled_numbers = evolens_numbers(outputs["trace_compiled"])
+        result["compiled_vs_eager_trace"] = {
+            "largest_difference": largest_differences(compiled_numbers, ours),
+            "first_different_step": first_different_steps(compiled_numbers, ours),
+        }
     if profile_tokens:
         short = models.prepare_generation(lvlm, images, PROMPT, profile_tokens)
         profiled: dict[str, Callable[[], Any]] = {
@@ -329,6 +353,14 @@ def bench_config(
                 images=images, prompts=prompts, max_new_tokens=profile_tokens, batch_size=batch
             ),
         }
+        if "trace_compiled" in variants:  # CUDA graphs: the profiler sees the replayed graphs' kernels
+            profiled["trace_compiled"] = lambda: lvlm.trace(
+                images=images,
+                prompts=prompts,
+                options=TraceOptions.from_flat(
+                    max_new_tokens=profile_tokens, batch_size=batch, compile=compile_options
+                ),
+            )
         launches = {}
         for name, fn in profiled.items():
             n = kernel_launches(fn)
@@ -458,6 +490,13 @@ def summary(payload: dict[str, Any]) -> str:
                 for peer, steps in r.get("first_different_step_vs_peers", {}).items()
             )
         )
+        if "compiled_vs_eager_trace" in r:
+            c = r["compiled_vs_eager_trace"]
+            notes.append(
+                f"batch {r['batch']} x {r['max_new_tokens']} tokens, compiled trace vs eager trace: token prob "
+                f"{c['largest_difference']['token_prob']:.1e}, JSD {c['largest_difference']['jsd_bits']:.1e} bits; "
+                f"first differing token per item: {c['first_different_step']}"
+            )
     headers = [
         "batch",
         "tokens",

@@ -134,10 +134,28 @@ class PreparedGeneration:
             out = self.lvlm.model.generate(**self.on_device, generation_config=self.config)
         return int(out.sequences.shape[1] - ids.shape[1]) * int(ids.shape[0])
 
-    def capture(self, storage_device: str | None = "cpu") -> list[Any]:
+    def generate_compiled(self, options: Any) -> int:
+        """Plain ``model.generate`` with Hugging Face's own static cache and compiled forward, set up as evolens's
+        compiled trace sets it up (``options``: :class:`~evolens.capture.compiled.CompileOptions`); no hooks."""
+        import copy
+
+        from evolens.capture.compiled import static_generation_config
+
+        ids = self.on_device["input_ids"]
+        config = static_generation_config(
+            copy.deepcopy(self.config),
+            options,
+            prompt_len=int(ids.shape[1]),
+            max_new_tokens=self.settings.max_new_tokens,
+        )
+        with torch.inference_mode():
+            out = self.lvlm.model.generate(**self.on_device, generation_config=config)
+        return int(out.sequences.shape[1] - ids.shape[1]) * int(ids.shape[0])
+
+    def capture(self, storage_device: str | None = "cpu", compile_options: Any = None) -> list[Any]:
         """The same generation with evolens's residual-stream hooks; the states moved to ``storage_device`` once,
         or left where they were captured (``None``: on the model's device, as ``trace`` leaves them for its
-        analysis)."""
+        analysis); with ``compile_options`` the decoding steps run compiled."""
         from evolens.capture.generate import generate_with_capture
 
         roles = self.lvlm.loaded.roles
@@ -151,6 +169,7 @@ class PreparedGeneration:
             image_token_id=roles.image_token_id,
             suppress_ids=roles.suppressed_token_ids,
             storage_device=storage_device,
+            compile_options=compile_options,
         )
 
 

@@ -98,6 +98,7 @@ def capture_batch(
         listener=None if stream is None else stream.add,
         listen_every=max(1, STREAM_ROWS // n_items),
         rule=rule,
+        compile_options=options.compile,
     )
     if stream is not None:
         return captured, stream.finish([item.generated_ids for item in captured])

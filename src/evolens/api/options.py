@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from evolens.api.decoding import Decoding
+from evolens.capture.compiled import CompileOptions
 from evolens.capture.generate import GenerationSettings
 from evolens.errors import SettingsError, check_positive_int
 from evolens.lens.logit_lens import check_lens_mode, lens_dtype_of, metrics_dtype_of
@@ -49,6 +50,9 @@ class TraceOptions:
         system_prompt: A system turn for chat templates that accept one [None].
         decoding: A decoding strategy that reads the lens while generating (:mod:`evolens.decoding`, e.g.
             ``evolens.decoding.Dola()``); it decodes greedily, so it refuses ``do_sample`` [None: plain decoding].
+        compile: Decode with a static KV cache and a compiled decoding step (CUDA graphs on a GPU; a family that
+            cannot compile decodes eagerly, with a warning); the states are the same up to float rounding, as
+            with another batch size, so a run does not record it [None: eager decoding].
     """
 
     generation: GenerationSettings = field(default_factory=GenerationSettings)
@@ -67,6 +71,7 @@ class TraceOptions:
     raw_prompt: bool = False
     system_prompt: str | None = None
     decoding: Decoding | None = None
+    compile: CompileOptions | None = None
 
     def __post_init__(self) -> None:
         check_lens_mode(self.lens)

@@ -5,12 +5,20 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from evolens.capture.compiled import (
+    CompileOptions,
+    RecordedStep,
+    compile_unsupported,
+    compiled_decoding,
+    static_generation_config,
+)
 from evolens.capture.hooks import Placement, ResidualRecording, record_residual_stream
 from evolens.capture.rules import RuleRecord, StepRule, StepSession, rule_processor
 from evolens.errors import CaptureError, SettingsError, check_positive_int
@@ -194,6 +202,7 @@ def generate_with_capture(
     listener: StepsListener | None = None,
     listen_every: int = 16,
     rule: StepRule | None = None,
+    compile_options: CompileOptions | None = None,
 ) -> list[CapturedItem]:
     """Run ``model.generate`` on a (left-padded) batch and return one :class:`CapturedItem` per row.
 
@@ -221,6 +230,8 @@ def generate_with_capture(
         listen_every: Steps between two calls of ``listener``.
         rule: A decoding rule applied at every step (:mod:`evolens.capture.rules`); with a contrast rule the
             batch's second half are the contrast rows, and only the first half's items are returned.
+        compile_options: Decode with a static KV cache and a compiled step (:mod:`evolens.capture.compiled`);
+            a family that cannot compile decodes eagerly, with a warning (``None``: eager decoding).
     """
     batch, input_ids, attention_mask = _model_inputs(model, inputs)
     n_items = _item_rows(input_ids.shape[0], rule, listener)
@@ -240,6 +251,7 @@ def generate_with_capture(
         listen_every=listen_every,
         rule=rule,
         n_items=n_items,
+        compile_options=compile_options,
     )
     return _captured_items(
         sequences[:n_items],
@@ -347,12 +359,14 @@ def _generate_recording(
     listen_every: int,
     rule: StepRule | None,
     n_items: int,
+    compile_options: CompileOptions | None = None,
 ) -> tuple[torch.Tensor, ResidualRecording, RuleRecord | None]:
     """Run ``model.generate`` once with the residual stream recorded around ``layers`` and return the sequences
     (prompt and new tokens, on the host) and the closed recording. Sampling draws from an RNG forked for the call
     and seeded with ``settings.seed``, so the caller's global RNG is left as it was; the ``listener``, if any, is
     fed by a stopping criterion during generation and once more after it with the steps left; the ``rule``, if
-    any, by a logits processor (:func:`~evolens.capture.rules.rule_processor`), whose record is returned."""
+    any, by a logits processor (:func:`~evolens.capture.rules.rule_processor`), whose record is returned; with
+    ``compile_options`` the decoding steps run compiled (:func:`_decoding_steps`)."""
     from transformers import LogitsProcessorList, StoppingCriteriaList
 
     param = next(model.parameters())
@@ -374,7 +388,8 @@ def _generate_recording(
             rule.start(StepSession(model, layers, batch, prompt_len, n_items, rec.paused))
             processor, record = rule_processor(rec, rule, n_items)
             processors.append(processor)
-        with torch.inference_mode():
+        steps = _decoding_steps(model, rec, config, compile_options, prompt_len, settings.max_new_tokens)
+        with torch.inference_mode(), steps as compiled:
             out = model.generate(  # type: ignore[operator]
                 **batch,
                 generation_config=config,
@@ -383,7 +398,32 @@ def _generate_recording(
             )
             if feed is not None:  # the rest (a count that disagrees with the tokens is refused by the caller)
                 feed.feed(out.sequences, min(rec.n_calls, out.sequences.shape[1] - prompt_len))
+    if compiled is not None and compiled.calls == 0 and rec.n_calls > 1:
+        logger.warning(
+            "generate did not compile the decoding steps (Hugging Face's criteria); they ran eagerly"
+        )
     return out.sequences.cpu(), rec, record
+
+
+def _decoding_steps(
+    model: nn.Module,
+    rec: ResidualRecording,
+    config: Any,
+    options: CompileOptions | None,
+    prompt_len: int,
+    max_new_tokens: int,
+) -> AbstractContextManager[RecordedStep | None]:
+    """The context the decoding steps run in: compiled ones recorded into ``rec`` (``config`` set for a static
+    cache, :mod:`evolens.capture.compiled`) when ``options`` asks for them and the family can compile; else
+    nothing (eager steps, recorded by the hooks)."""
+    if options is None:
+        return nullcontext()
+    reason = compile_unsupported(model)
+    if reason is not None:
+        logger.warning("%s", reason)
+        return nullcontext()
+    static_generation_config(config, options, prompt_len=prompt_len, max_new_tokens=max_new_tokens)
+    return compiled_decoding(model, rec, options)
 
 
 def _stop_step(generated: torch.Tensor, eos_set: torch.Tensor) -> tuple[int, StopReason]:

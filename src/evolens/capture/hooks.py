@@ -6,6 +6,10 @@ layer — all *before* the final norm. A layer the decoder skips in a forward ca
 without an image) passes the stream through: its output state is its input. Hooks live only inside
 :func:`record_residual_stream`; they are removed on exit, also when the body raises.
 
+Under ``torch.compile`` (a compiled decoding step, :mod:`evolens.capture.compiled`) the same hooks are traced into
+the graph: instead of writing into the buffer from Python, which would break the graph, they hand the last position's
+states to the step that is being compiled (:func:`collect_compiled`), which returns them as one tensor.
+
 The states go into one preallocated buffer ``[L + 1, capacity, batch, 1, d_model]``, written with one copy per
 boundary per forward call and no other per-call tensor work, so that recording costs about as much as the copies
 themselves on an accelerator (where eager decoding is launch-bound) and on a CPU. The buffer lives on the model's
@@ -134,6 +138,45 @@ def buffer_placement(
     return torch.device("cpu")
 
 
+class _CompiledStates:
+    """The states a compiled forward call's hooks collect: boundary -> ``[batch, d_model]`` (``None`` when no
+    compiled call is running). One module-level object, so a compiled step's graph guards on nothing that changes
+    from one trace to the next."""
+
+    items: dict[int, torch.Tensor] | None = None
+
+
+_COMPILED = _CompiledStates()
+
+
+def _collect(boundary: int, hidden: torch.Tensor) -> None:
+    """A hook's work while dynamo traces it: keep the last position's state for the compiled step."""
+    if _COMPILED.items is not None:
+        _COMPILED.items[boundary] = hidden[:, -1]
+
+
+def collect_compiled(model: nn.Module, n_boundaries: int, kwargs: dict[str, Any]) -> tuple[Any, torch.Tensor]:
+    """One forward call of ``model`` meant to run under ``torch.compile``: its output and the ``[n_boundaries,
+    batch, d_model]`` states the recording hooks (:func:`record_residual_stream`) saw at the last position. A
+    layer that did not run passes the stream through, as in an eager call.
+
+    Raises:
+        CaptureError: No recording hook ran (the hooks are not installed, or the call is not being compiled).
+    """
+    _COMPILED.items = {}
+    output = model(**kwargs)
+    items, _COMPILED.items = _COMPILED.items, None
+    if 0 not in items:
+        raise CaptureError(
+            "a compiled forward call recorded no states; it must run under torch.compile inside "
+            "record_residual_stream"
+        )
+    rows = [items[0]]
+    for boundary in range(1, n_boundaries):
+        rows.append(items.get(boundary, rows[-1]))
+    return output, torch.stack(rows)
+
+
 @dataclass
 class ResidualRecording:
     """What the hooks saw: the last position's state at every boundary of every forward call.
@@ -196,6 +239,24 @@ class ResidualRecording:
             yield
         finally:
             self._paused = False
+
+    def record_call(self, states: torch.Tensor) -> None:
+        """Record a whole forward call at once: ``states`` ``[n_boundaries, batch, d_model]``, the last position's
+        state at every boundary (a compiled step's, :func:`collect_compiled`), with one copy.
+
+        Raises:
+            CaptureError: ``states`` has another number of boundaries.
+        """
+        if self._paused:
+            return
+        if states.dim() != 3 or states.shape[0] != self.n_boundaries:
+            raise CaptureError(
+                f"expected states [{self.n_boundaries}, batch, d_model], got shape {tuple(states.shape)}"
+            )
+        self._begin_call(states[0][:, None])
+        assert self.buffer is not None
+        self.buffer[:, self._calls - 1, :, 0].copy_(states, non_blocking=True)
+        self._next = self.n_boundaries
 
     def _record(self, boundary: int, hidden: torch.Tensor) -> None:
         if self._paused:
@@ -311,12 +372,19 @@ def record_residual_stream(
     record = recording._record
 
     def pre_hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        hidden = args[0] if args else kwargs.get("hidden_states")
-        record(0, _hidden_from(hidden))
+        hidden = _hidden_from(args[0] if args else kwargs.get("hidden_states"))
+        if torch.compiler.is_compiling():
+            _collect(0, hidden)
+        else:
+            record(0, hidden)
 
     def make_hook(boundary: int) -> Any:
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-            record(boundary, output if isinstance(output, torch.Tensor) else _hidden_from(output))
+            hidden = output if isinstance(output, torch.Tensor) else _hidden_from(output)
+            if torch.compiler.is_compiling():
+                _collect(boundary, hidden)
+            else:
+                record(boundary, hidden)
 
         return hook
 

@@ -39,6 +39,7 @@ def families(config: ConfigOption = None) -> None:
     "metrics_dtype",
     "topk",
     "prompt_positions",
+    "compile",
     "decoding",
     "decoding_param",
 )

@@ -173,6 +173,13 @@ TRACE_SPECS: dict[str, OptionSpec] = {
             "prompt_positions", bool, False, "Keep every prompt position's states (for evolens patches)"
         ),
         OptionSpec(
+            "compile",
+            bool,
+            False,
+            "Decode with a static KV cache and a compiled step (CUDA graphs on a GPU; README On a GPU); a family "
+            "that cannot compile decodes eagerly",
+        ),
+        OptionSpec(
             "decoding",
             str | None,
             None,
@@ -191,10 +198,13 @@ TRACE_SPECS: dict[str, OptionSpec] = {
 
 def build_trace_options(**values: Any) -> Any:
     """:class:`~evolens.api.TraceOptions` from the tracing options' values, ``decoding`` (a strategy's name) and
-    ``decoding_param`` turned into the strategy (:func:`evolens.decoding.parse_strategies`)."""
+    ``decoding_param`` turned into the strategy (:func:`evolens.decoding.parse_strategies`), ``compile`` into the
+    default :class:`~evolens.capture.compiled.CompileOptions` when set."""
     from evolens.api import TraceOptions
+    from evolens.capture.compiled import CompileOptions
     from evolens.decoding import parse_strategies
 
+    values["compile"] = CompileOptions() if values.pop("compile", False) else None
     name = values.pop("decoding", None)
     params = values.pop("decoding_param", None) or []
     if name is None and params:

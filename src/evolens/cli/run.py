@@ -123,6 +123,7 @@ def _detector_params(entries: Sequence[str], base: DetectorParams | None = None)
     "topk",
     "seed",
     "batch_size",
+    "compile",
     "decoding",
     "decoding_param",
 )
