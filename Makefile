@@ -54,6 +54,7 @@ bench: setup
 	$(PY) bench/geometry_speed.py --threads $(BENCH_THREADS) $(BENCH_ARGS)
 	$(PY) bench/dataset_throughput.py $(BENCH_ARGS)
 	$(PY) bench/dispatch_count.py --threads $(BENCH_THREADS) $(BENCH_ARGS)
+	$(PY) bench/compiled_decoding.py --threads $(BENCH_THREADS) $(BENCH_ARGS)
 	PYTHONPATH=src $(PY) bench/skip_speed.py --threads $(BENCH_THREADS) --layers 8 --hidden 256 --new-tokens 16 --repeats 2
 	PYTHONPATH=src $(PY) bench/decode.py --threads $(BENCH_THREADS) $(BENCH_ARGS)
 	@if $(PY) -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \

@@ -44,6 +44,7 @@ from evolens.analysis import (
     summarize,
 )
 from evolens.api import LVLM, Decoding, LoadOptions, TraceOptions, load
+from evolens.capture.compiled import CompileOptions
 from evolens.capture.generate import GenerationSettings
 from evolens.data import (
     Amber,
@@ -105,6 +106,7 @@ __all__ = [
     "Annotations",
     "Candidates",
     "Coco",
+    "CompileOptions",
     "DataItem",
     "Dataset",
     "DatasetError",
