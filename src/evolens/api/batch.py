@@ -30,17 +30,29 @@ class BatchItems:
     item_ids: list[str]
 
 
+#: Tokens of left context a piece is decoded with (:func:`token_pieces`): more than any decoder looks back (a
+#: character split over up to 4 byte tokens, a clean-up rule over a pair, SentencePiece's first-token space).
+PIECE_CONTEXT = 8
+
+
 def token_pieces(tokenizer: Any, ids: Sequence[int]) -> list[str]:
     """Display strings of generated ids that concatenate to their joint decoding (special tokens kept).
 
-    Each piece is the growth of the decoded prefix, so sub-word tokens and leading spaces come out as the
-    reader sees them; where the decoded prefix is not a prefix of the next (rare byte-level merges), the token
-    is decoded alone.
+    Each piece is the growth of the decoded text when its token is added, so sub-word tokens and leading spaces
+    come out as the reader sees them; where the decoded text before is not a prefix of the one after (rare
+    byte-level merges), the token is decoded alone. The text is decoded from a window that starts at least
+    :data:`PIECE_CONTEXT` tokens back (moved forward every :data:`PIECE_CONTEXT` tokens), not from the first
+    token, so a trace's pieces cost time linear in its length (decoding every prefix was quadratic: 26 ms for
+    512 tokens, 2 ms for 128, per item).
     """
     pieces: list[str] = []
-    previous = ""
+    start = 0  # first id of the decoded window
+    previous = ""  # the window decoded up to the token before
     for end in range(1, len(ids) + 1):
-        current = tokenizer.decode(list(ids[:end]), skip_special_tokens=False)
+        if end - 1 - start >= 2 * PIECE_CONTEXT:
+            start = end - 1 - PIECE_CONTEXT
+            previous = tokenizer.decode(list(ids[start : end - 1]), skip_special_tokens=False)
+        current = tokenizer.decode(list(ids[start:end]), skip_special_tokens=False)
         if current.startswith(previous):
             pieces.append(current[len(previous) :])
         else:
