@@ -77,7 +77,7 @@ comparison_options = option_group(
 @dataset_options(required=True, limit=True)
 @comparison_options
 @merge_options
-@trace_options("max_new_tokens", "lens", "lens_dtype", "metrics_dtype", "topk", "batch_size")
+@trace_options("max_new_tokens", "lens", "lens_dtype", "metrics_dtype", "topk", "batch_size", "compile")
 @load_options
 def decode_command(
     model: Annotated[str, typer.Argument(help="Local model directory or hub id")],
