@@ -12,6 +12,7 @@ import torch
 import evolens
 from evolens.api import TraceOptions
 from evolens.capture import compiled as compiled_module
+from evolens.capture import generate as generate_module
 from evolens.capture.compiled import CompileOptions, cache_length, compile_unsupported
 from evolens.capture.generate import GenerationSettings, eos_token_ids, generate_with_capture
 from evolens.capture.hooks import ResidualRecording, collect_compiled, record_residual_stream
@@ -72,9 +73,12 @@ def _assert_same(eager, compiled, atol: float = 1e-5) -> None:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_compiled_decoding_equals_eager_decoding(family: str, tiny_models, compiled_calls, caplog) -> None:
+def test_compiled_decoding_equals_eager_decoding(
+    family: str, tiny_models, compiled_calls, caplog, monkeypatch
+) -> None:
     lvlm = load_family(family, tiny_models)
     eager = _capture(lvlm, None)
+    monkeypatch.setattr(generate_module, "_WARNED_EAGER", set())
     with caplog.at_level(logging.WARNING, logger="evolens.capture.generate"):
         compiled = _capture(lvlm, CHECK)
     _assert_same(eager, compiled)

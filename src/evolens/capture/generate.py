@@ -405,6 +405,9 @@ def _generate_recording(
     return out.sequences.cpu(), rec, record
 
 
+_WARNED_EAGER: set[str] = set()
+
+
 def _decoding_steps(
     model: nn.Module,
     rec: ResidualRecording,
@@ -420,7 +423,9 @@ def _decoding_steps(
         return nullcontext()
     reason = compile_unsupported(model)
     if reason is not None:
-        logger.warning("%s", reason)
+        if type(model).__name__ not in _WARNED_EAGER:  # once per model class, not once per batch
+            _WARNED_EAGER.add(type(model).__name__)
+            logger.warning("%s", reason)
         return nullcontext()
     static_generation_config(config, options, prompt_len=prompt_len, max_new_tokens=max_new_tokens)
     return compiled_decoding(model, rec, options)
