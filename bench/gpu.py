@@ -11,7 +11,9 @@ trace, generate, ...) and repeated (medians):
   probabilities and adjacent-layer JSD (bits), on the GPU in float32, one item at a time;
 * **nnsight_peer** — nnsight (when installed): generation saving every layer's last-position output at every
   step, then the same analysis;
-* **capture** — generation with evolens's hooks, states left on the GPU (what ``trace`` does);
+* **capture** — generation with evolens's hooks, states left on the GPU (what ``trace`` does); **capture_spill**
+  the same with the capture buffer forced into pinned host memory (``placement="host"``: the path a trace takes
+  when its states would not fit on the device), every copy leaving the GPU as it is made;
 * **analysis** — ``compute_batch_metrics`` on those states: lens + every metric of every item, on the GPU
   (the ``"whole"`` strategy); **analysis_blocked** the same with the CPU design (``"blocked"``), for comparison;
 * **trace** — ``lvlm.trace`` end to end (states kept, moved to the CPU once per batch; on the GPU the analysis
@@ -62,6 +64,7 @@ VARIANTS = (
     "hf_peer",
     "nnsight_peer",
     "capture",
+    "capture_spill",
     "analysis",
     "analysis_blocked",
     "trace",
@@ -264,6 +267,9 @@ def bench_config(
     every.update(
         {
             "capture": make_capture(prepared),
+            "capture_spill": lambda: sum(
+                int(c.generated_ids.shape[0]) for c in prepared.capture(storage_device=None, placement="host")
+            ),
             "analysis": analysis,
             # the CPU design on the GPU (items one after another, cache-sized blocks): what it replaced
             "analysis_blocked": lambda: analysis("blocked"),

@@ -152,10 +152,13 @@ class PreparedGeneration:
             out = self.lvlm.model.generate(**self.on_device, generation_config=config)
         return int(out.sequences.shape[1] - ids.shape[1]) * int(ids.shape[0])
 
-    def capture(self, storage_device: str | None = "cpu", compile_options: Any = None) -> list[Any]:
+    def capture(
+        self, storage_device: str | None = "cpu", compile_options: Any = None, placement: Any = "auto"
+    ) -> list[Any]:
         """The same generation with evolens's residual-stream hooks; the states moved to ``storage_device`` once,
         or left where they were captured (``None``: on the model's device, as ``trace`` leaves them for its
-        analysis); with ``compile_options`` the decoding steps run compiled."""
+        analysis); with ``compile_options`` the decoding steps run compiled; ``placement="host"`` forces the
+        capture buffer into pinned host memory (the spill path)."""
         from evolens.capture.generate import generate_with_capture
 
         roles = self.lvlm.loaded.roles
@@ -170,6 +173,7 @@ class PreparedGeneration:
             suppress_ids=roles.suppressed_token_ids,
             storage_device=storage_device,
             compile_options=compile_options,
+            placement=placement,
         )
 
 
