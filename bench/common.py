@@ -125,6 +125,25 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
 
+def generation_timings(
+    batch: int, n_tokens: int, repeats: int, times: dict[str, list[float]], tokens: dict[str, int]
+) -> dict[str, Any]:
+    """The timings of interleaved generation variants (:func:`interleave`'s ``times`` and, as results, the tokens
+    each generated) as the GPU and compiled-decoding benchmarks report them: medians, each as a multiple of the
+    ``"generate"`` variant, and tokens/s."""
+    med = {k: median(v) for k, v in times.items()}
+    return {
+        "batch": batch,
+        "max_new_tokens": n_tokens,
+        "tokens": tokens,
+        "repeats": repeats,
+        "times_s": times,
+        "median_s": med,
+        "over_generate": {k: v / med["generate"] for k, v in med.items()},
+        "tokens_per_s": {k: tokens[k] / med[k] for k in med},
+    }
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain-text table (right-aligned numbers, left-aligned text)."""
 

@@ -92,16 +92,8 @@ def bench_config(lvlm: Any, batch: int, n_tokens: int, repeats: int) -> dict[str
         variants[name]()
         first_call_s[name] = time.perf_counter() - start
     times, tokens = common.interleave(variants, repeats, desc=f"batch {batch} x {n_tokens} tokens")
-    med = {k: common.median(v) for k, v in times.items()}
     return {
-        "batch": batch,
-        "max_new_tokens": n_tokens,
-        "tokens": tokens,
-        "repeats": repeats,
-        "times_s": times,
-        "median_s": med,
-        "over_generate": {k: v / med["generate"] for k, v in med.items()},
-        "tokens_per_s": {k: tokens[k] / med[k] for k in med},
+        **common.generation_timings(batch, n_tokens, repeats, times, tokens),
         "first_call_s": first_call_s,
         "compiled_vs_eager_trace": agreement(outputs["trace"], outputs["trace_compiled"]),
     }

@@ -323,15 +323,8 @@ def bench_config(
     }
     # the JSD the peers compute (from probabilities, float32) against evolens's definition on the same numbers
     result: dict[str, Any] = {
-        "batch": batch,
-        "max_new_tokens": n_tokens,
-        "tokens": tokens,
-        "repeats": repeats,
-        "times_s": times,
-        "median_s": med,
-        "over_generate": {k: v / med["generate"] for k, v in med.items()},
+        **common.generation_timings(batch, n_tokens, repeats, times, tokens),
         "analysis_share_of_generation": med["analysis"] / med["generate"] if "analysis" in med else None,
-        "tokens_per_s": {k: tokens[k] / med[k] for k in med},
         "peak_gpu_bytes_above_model": peaks or None,
         "largest_difference_vs_peers": diffs,
         "largest_difference_vs_peers_one_chunk_per_item": diffs_one_chunk,
