@@ -125,7 +125,7 @@ class ChunkStore:
                 shown = "; ".join(found[:4]) + (" ..." if len(found) > 4 else "")
                 raise SettingsError(
                     f"{root} holds the chunks of a skip run with other settings (stored -> requested: {shown}); "
-                    f"rerun with the same settings to resume, or give another output directory"
+                    f"rerun with the same settings to resume, or give another output directory (or delete {root})"
                 )
         else:
             _SETTINGS.write(make_directory(root) / SETTINGS_FILE, _SETTINGS.kinds[0], settings)
