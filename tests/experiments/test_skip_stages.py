@@ -10,7 +10,13 @@ from evolens.analysis.layers import ItemLayers
 from evolens.api import TraceOptions
 from evolens.errors import SettingsError
 from evolens.experiments import SkipReport, merge_reports, run_skip, run_skip_chunked
-from evolens.experiments.skip import Generation, compare_variants, plan_skips, summarize_variants
+from evolens.experiments.skip import (
+    Generation,
+    SkipOptions,
+    compare_variants,
+    plan_skips,
+    summarize_variants,
+)
 
 N = 8  # decoder layers of the plans below
 
@@ -98,17 +104,18 @@ def test_run_skip_chunked_equals_run_skip_per_chunk(tiny_models) -> None:
     lvlm = tiny_models("llama")
     prompts = ["describe the image", "what color is the sky ?", "a"]
     ann = [Annotations.of(["sky"], ["sea"]), None, None]
-    options = {"presets": (), "layers": {"mid": [2]}, "options": TraceOptions.from_flat(max_new_tokens=3)}
+    trace = TraceOptions.from_flat(max_new_tokens=3)
+    options = {"presets": (), "layers": {"mid": [2]}, "options": trace}
     done: list[int] = []
     report = run_skip_chunked(
         lvlm,
         [None] * 3,
         prompts,
+        SkipOptions(presets=(), layers={"mid": [2]}, trace=trace),
         chunk_size=2,
         annotations=ann,
         extra_settings={"items": 3},
         on_chunk=done.append,
-        **options,
     )
     assert done == [2, 1]
     first = run_skip(lvlm, [None] * 2, prompts[:2], annotations=ann[:2], item_ids=["0", "1"], **options)

@@ -46,10 +46,11 @@ from evolens.files import check_writable, make_directory
 
 if TYPE_CHECKING:
     from evolens.data import AnnotatedItems, Dataset
-    from evolens.experiments.skip import SkipReport, SkipResult
+    from evolens.experiments.skip import SkipOptions, SkipReport, SkipResult
     from evolens.hallucination.skip_judged import JudgeOptions, SkipJudged
 
 ALL_PRESETS = ("skip1", "skip2", "skip3")
+CHUNKS_DIR = "chunks"
 
 ImageOpt = Annotated[
     list[Path] | None, typer.Option("--image", "-i", help="Image file (repeat for several; omit: text only)")
@@ -132,23 +133,21 @@ def parse_skip_sets(specs: Sequence[str] | None) -> dict[str, tuple[int, ...]]:
 
 def skip_plan(
     preset: str | None, layers: Sequence[str] | None, critical: int | None, mutation: str | None
-) -> dict[str, Any]:
-    """``--preset``, ``--layers``, ``--critical`` and ``--mutation`` as :func:`~evolens.run_skip` arguments."""
+) -> SkipOptions:
+    """``--preset``, ``--layers``, ``--critical`` and ``--mutation`` as :class:`~evolens.experiments.skip.SkipOptions`
+    (the other options at their defaults)."""
+    from evolens.experiments.skip import SkipOptions
+
     presets = parse_presets(preset, have_layers=bool(layers))
     skip_sets = parse_skip_sets(layers)
     if not presets and not skip_sets:
         raise SettingsError("nothing to run: give --preset and/or --layers")
-    mutation_layers = list(parse_layers(mutation, "--mutation")) if mutation else None
+    mutation_layers = parse_layers(mutation, "--mutation") if mutation else None
     if mutation_layers is not None and critical is None:
         raise SettingsError("--mutation needs --critical too")
     if critical is not None and not presets:
         raise SettingsError("--critical/--mutation set the presets' layers; give --preset too")
-    return {
-        "presets": presets,
-        "layers": skip_sets or None,
-        "critical": critical,
-        "mutation": mutation_layers,
-    }
+    return SkipOptions(presets=presets, layers=skip_sets or None, critical=critical, mutation=mutation_layers)
 
 
 def image_items(
@@ -333,10 +332,16 @@ def print_judged(judged: SkipJudged, saved: Path) -> None:
     say(f"wrote {saved}")
 
 
-def run_items(lvlm: Any, inputs: AnnotatedItems, dataset_info: dict[str, Any], **options: Any) -> SkipReport:
-    """:func:`~evolens.experiments.run_skip_chunked` over ``inputs`` in chunks of ``options["options"].batch_size`` items
-    (:func:`~evolens.run_skip`'s options), with a progress bar (a spinner for a single item); ``dataset_info``
-    joins the report's settings."""
+def run_items(
+    lvlm: Any,
+    inputs: AnnotatedItems,
+    dataset_info: dict[str, Any],
+    skip: SkipOptions,
+    chunks_dir: Path | None = None,
+) -> SkipReport:
+    """:func:`~evolens.experiments.run_skip_chunked` over ``inputs`` in chunks of the trace's ``batch_size`` items,
+    with a progress bar (a spinner for a single item); ``dataset_info`` joins the report's settings, and with
+    ``chunks_dir`` finished chunks are kept there and reused (the run resumes)."""
     from evolens.experiments import run_skip_chunked
 
     n_items = len(inputs.prompts)
@@ -348,12 +353,13 @@ def run_items(lvlm: Any, inputs: AnnotatedItems, dataset_info: dict[str, Any], *
             lvlm,
             inputs.images,
             inputs.prompts,
+            skip,
             annotations=inputs.annotations,
             item_ids=inputs.item_ids,
-            chunk_size=options["options"].batch_size,
+            chunk_size=skip.trace_options.batch_size,
             extra_settings=dataset_info,
             on_chunk=advance,
-            **options,
+            chunks_dir=chunks_dir,
         )
 
 
@@ -385,7 +391,12 @@ def print_report(report: SkipReport, saved: Path, show: int, max_chars: int) -> 
 @figure_options
 def skip(
     model: Annotated[str, typer.Argument(help="Local model directory or hub id")],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory (skip.json and the figure)")],
+    out_dir: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="Output directory (skip.json, the figure; chunks/ of a resumable run)"
+        ),
+    ],
     image: ImageOpt = None,
     prompt: PromptsOpt = None,
     preset: PresetOpt = None,
@@ -432,6 +443,8 @@ def skip(
     annotations: AMBER truth/hallu, COCO instance categories, JSON Lines truth/hallu fields) come from a dataset,
     and every variant's answers are judged against its truth on every task (AMBER, POPE, CHAIR, VQA; --protocol)
     and compared with the original item by item: OUT/skip_judged.json and the figure OUT/skip_judged.png/.svg.
+    A dataset run (or items over several --batch-size batches) keeps each finished batch in OUT/chunks/ and
+    resumes: a rerun into the same OUT computes only the missing batches, and refuses other settings.
     """
     from evolens.hallucination.skip_judged import JudgeOptions
     from evolens.viz import skip_report_figure
@@ -453,10 +466,14 @@ def skip(
         inputs, dataset_info = dataset_items(data, root, limit)
     quiet_transformers()
     lvlm = load.open(model)
-    options = replace(trace, keep_hidden_states=False)
-    report = run_items(
-        lvlm, inputs, dataset_info, params=params, method=method, keep_last=keep_last, options=options, **plan
+    skip_options = replace(
+        plan,
+        params=params,
+        method=method,
+        keep_last=keep_last,
+        trace=replace(trace, keep_hidden_states=False),
     )
+    report = run_items(lvlm, inputs, dataset_info, skip_options, chunks_path(out_dir, data, inputs, trace))
     make_directory(out_dir)
     saved = report.save(out_dir / "skip.json")
     shown = print_report(report, saved, show, max_chars)
@@ -471,6 +488,16 @@ def skip(
     figure_output.write(fig, out_dir / "skip")
     if data is not None:
         judge_report(report, data, judge, out_dir, figure_output)
+
+
+def chunks_path(
+    out_dir: Path, data: Dataset | None, inputs: AnnotatedItems, trace: TraceOptions
+) -> Path | None:
+    """Where a resumable run keeps its finished chunks: ``OUT/chunks`` for a dataset, or items over more than one
+    batch (``None``: a single batch of ``--image`` items runs whole)."""
+    if data is None and len(inputs.prompts) <= trace.batch_size:
+        return None
+    return out_dir / CHUNKS_DIR
 
 
 def judge_report(

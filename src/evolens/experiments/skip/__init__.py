@@ -4,12 +4,15 @@ compared with the original output.
 The stages, one module each: :mod:`~evolens.experiments.skip.methods` (the skip set; the hook and rebuild
 methods), :mod:`~evolens.experiments.skip.generate` (generation with layers skipped),
 :mod:`~evolens.experiments.skip.plans` (each item's skip sets from its critical and mutation layers),
-:mod:`~evolens.experiments.skip.results` (variants compared with the original; ``skip.json``) and
+:mod:`~evolens.experiments.skip.results` (variants compared with the original; ``skip.json``),
+:mod:`~evolens.experiments.skip.options` (what runs: :class:`SkipOptions`),
+:mod:`~evolens.experiments.skip.chunks` (finished chunks on disk, so a run resumes) and
 :mod:`~evolens.experiments.skip.run` (the experiment: :func:`run_skip`).
 
 Layer numbers are 1-based decoder layers ``1..L`` (see :mod:`evolens.analysis.layers`).
 """
 
+from evolens.experiments.skip.chunks import ChunkStore
 from evolens.experiments.skip.generate import Generation, generate_skipped, generate_variants
 from evolens.experiments.skip.methods import (
     SkipMethod,
@@ -19,6 +22,7 @@ from evolens.experiments.skip.methods import (
     skip_layers,
     verify_rebuild,
 )
+from evolens.experiments.skip.options import SkipOptions
 from evolens.experiments.skip.plans import SkipPlan, SkipPlanner, plan_skips
 from evolens.experiments.skip.results import (
     ORIGINAL,
@@ -30,12 +34,14 @@ from evolens.experiments.skip.results import (
     merge_reports,
     summarize_variants,
 )
-from evolens.experiments.skip.run import run_skip, run_skip_chunked
+from evolens.experiments.skip.run import run_skip, run_skip_chunked, skip_items
 
 __all__ = [
     "ORIGINAL",
+    "ChunkStore",
     "Generation",
     "SkipMethod",
+    "SkipOptions",
     "SkipPlan",
     "SkipPlanner",
     "SkipReport",
@@ -52,6 +58,7 @@ __all__ = [
     "rebuild_unsupported",
     "run_skip",
     "run_skip_chunked",
+    "skip_items",
     "skip_layers",
     "summarize_variants",
     "verify_rebuild",

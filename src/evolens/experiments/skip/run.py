@@ -5,15 +5,18 @@ original."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evolens.analysis.compare import Annotations
 from evolens.analysis.params import DetectorParams
 from evolens.api import LVLM, TraceOptions
-from evolens.errors import PromptError, SettingsError
+from evolens.errors import PromptError, SettingsError, check_positive_int
 from evolens.experiments.items import pair_items
+from evolens.experiments.skip.chunks import ChunkStore, chunk_settings, items_digest
 from evolens.experiments.skip.generate import generate_variants, trace_generation
 from evolens.experiments.skip.methods import SkipMethod
+from evolens.experiments.skip.options import SkipOptions
 from evolens.experiments.skip.plans import SkipPlanner, plan_skips
 from evolens.experiments.skip.results import (
     SkipReport,
@@ -48,7 +51,9 @@ def run_skip(
     """The layer-skip experiment of the paper (Fig. 5) on one or more items.
 
     For each item: the original generation (traced, so its critical and mutation layers can be detected), then
-    one generation per variant with the same decoding settings.
+    one generation per variant with the same decoding settings. The keywords are those of
+    :class:`~evolens.experiments.skip.options.SkipOptions` (``options`` is its ``trace``), which
+    :func:`skip_items` takes whole.
 
     Args:
         lvlm: The model.
@@ -74,23 +79,54 @@ def run_skip(
         SettingsError: layers out of range, a skip set with every layer, ``critical`` not before ``mutation``, an
             unknown preset or variant names that collide.
     """
-    planner = plan_skips(
-        lvlm.n_layers,
-        presets,
-        layers,
+    skip = SkipOptions(
+        presets=presets,
+        layers=layers,
         critical=critical,
         mutation=mutation,
-        params=params,
+        params=params or DetectorParams(),
+        method=method,
         keep_last=keep_last,
         mutation_min_fraction=mutation_min_fraction,
+        trace=options,
+    )
+    return skip_items(
+        lvlm, images, prompts, skip, annotations=annotations, item_ids=item_ids, progress=progress
+    )
+
+
+def skip_items(
+    lvlm: LVLM,
+    images: Any,
+    prompts: str | Sequence[str],
+    skip: SkipOptions,
+    *,
+    annotations: Annotations | Sequence[Annotations | None] | None = None,
+    item_ids: Sequence[str] | None = None,
+    progress: bool = False,
+) -> SkipReport:
+    """:func:`run_skip` with its options as one :class:`~evolens.experiments.skip.options.SkipOptions`.
+
+    Raises:
+        SettingsError: As :func:`run_skip`.
+    """
+    planner = plan_skips(
+        lvlm.n_layers,
+        skip.presets,
+        skip.layers,
+        critical=skip.critical,
+        mutation=skip.mutation,
+        params=skip.params,
+        keep_last=skip.keep_last,
+        mutation_min_fraction=skip.mutation_min_fraction,
     )
     image_list, prompt_list, ids, ann_list = _paired(images, prompts, item_ids, annotations)
-    options = options or TraceOptions(keep_hidden_states=False)
+    options = skip.trace_options
     baselines = lvlm.trace(images=image_list, prompts=prompt_list, item_ids=ids, options=options)
     found = [planner.item_layers(trace) for trace in baselines]
     plans = [planner.plan(il) for il in found]
     outputs = generate_variants(
-        lvlm, image_list, prompt_list, plans, method, progress=progress, options=options
+        lvlm, image_list, prompt_list, plans, skip.method, progress=progress, options=options
     )
     results = [
         SkipResult(
@@ -98,50 +134,66 @@ def run_skip(
             prompt=prompt_list[i],
             image=_image_source(trace, image_list[i]),
             n_layers=planner.n_layers,
-            method=method,
+            method=skip.method,
             layers=found[i],
             variants=compare_variants(trace_generation(trace), plans[i], outputs[i], ann_list[i]),
             annotations=ann_list[i],
         )
         for i, trace in enumerate(baselines)
     ]
-    return SkipReport(results, summarize_variants(results), _settings(lvlm, method, planner, baselines[0]))
+    return SkipReport(
+        results, summarize_variants(results), _settings(lvlm, skip.method, planner, baselines[0])
+    )
 
 
 def run_skip_chunked(
     lvlm: LVLM,
     images: Sequence[Any],
     prompts: Sequence[str],
+    skip: SkipOptions,
     *,
     chunk_size: int,
     annotations: Sequence[Annotations | None] | None = None,
     item_ids: Sequence[str] | None = None,
     extra_settings: Mapping[str, Any] | None = None,
     on_chunk: Callable[[int], None] | None = None,
-    **options: Any,
+    chunks_dir: str | Path | None = None,
 ) -> SkipReport:
-    """:func:`run_skip` over consecutive chunks of ``chunk_size`` items (one image and prompt each), merged into
+    """:func:`skip_items` over consecutive chunks of ``chunk_size`` items (one image and prompt each), merged into
     one report (:func:`~evolens.experiments.skip.merge_reports`, its settings updated with ``extra_settings``).
 
     Each chunk is traced and its variants generated on their own, so memory stays bounded; ``on_chunk(n)`` is
-    called after each chunk of ``n`` items (a progress bar). ``options`` are those of :func:`run_skip`.
+    called after each chunk of ``n`` items (a progress bar), computed or loaded.
+
+    With ``chunks_dir``, each finished chunk is written there (:class:`~evolens.experiments.skip.chunks.ChunkStore`)
+    and a rerun loads the chunks already written instead of computing them again, so a killed run resumes; the
+    merged report equals that of a run never interrupted.
+
+    Raises:
+        SettingsError: ``chunks_dir`` holds the chunks of a run with other settings (model, options, chunk size,
+            items or ``extra_settings``), or as :func:`run_skip`.
+        StoreError: A chunk file there is not this run's.
     """
+    check_positive_int("chunk_size", chunk_size)
     n_items = len(prompts)
     names = list(item_ids) if item_ids is not None else [str(i) for i in range(n_items)]
     per_item = list(annotations) if annotations is not None else [None] * n_items
+    store = None
+    if chunks_dir is not None:
+        digest = items_digest(names, prompts, images, per_item)
+        settings = chunk_settings(lvlm.loaded.source, skip, chunk_size, digest, extra_settings)
+        store = ChunkStore.open(chunks_dir, settings)
     reports = []
-    for start in range(0, n_items, chunk_size):
+    for index, start in enumerate(range(0, n_items, chunk_size)):
         chunk = slice(start, start + chunk_size)
-        reports.append(
-            run_skip(
-                lvlm,
-                images[chunk],
-                prompts[chunk],
-                annotations=per_item[chunk],
-                item_ids=names[chunk],
-                **options,
+        report = store.load(index, names[chunk]) if store is not None else None
+        if report is None:
+            report = skip_items(
+                lvlm, images[chunk], prompts[chunk], skip, annotations=per_item[chunk], item_ids=names[chunk]
             )
-        )
+            if store is not None:
+                store.save(index, names[chunk], report)
+        reports.append(report)
         if on_chunk is not None:
             on_chunk(len(prompts[chunk]))
     return merge_reports(reports, extra_settings)
