@@ -128,3 +128,19 @@ class JsonRecord:
     @classmethod
     def from_dict(cls: type[_R], data: Mapping[str, Any]) -> _R:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__})  # type: ignore[attr-defined]
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, sub in value.items():
+            out.update(_flatten(sub, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): value}
+
+
+def config_differences(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    """``"key: stored -> wanted"`` for every setting (nested keys dotted) that differs between the settings a
+    resumable directory recorded and those of the run that wants to resume it."""
+    a, b = _flatten(stored), _flatten(wanted)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]

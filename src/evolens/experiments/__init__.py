@@ -10,6 +10,7 @@ from evolens.experiments.hallucination import (
 from evolens.experiments.paper import PaperMutations, paper_mutation_layers
 from evolens.experiments.skip import (
     Generation,
+    SkipOptions,
     SkipReport,
     SkipResult,
     VariantOutput,
@@ -27,6 +28,7 @@ from evolens.experiments.text_only import compare_text_only
 __all__ = [
     "Generation",
     "PaperMutations",
+    "SkipOptions",
     "SkipReport",
     "SkipResult",
     "TokenComparison",

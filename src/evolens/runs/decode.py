@@ -38,7 +38,7 @@ from evolens.analysis.params import DetectorParams
 from evolens.api import LVLM, LoadOptions, TraceOptions
 from evolens.data.items import DataItem, Dataset
 from evolens.decoding import parse_strategies
-from evolens.envelope import Envelope
+from evolens.envelope import Envelope, config_differences
 from evolens.errors import DatasetError, ImageError, SettingsError, StoreError, check_positive_int
 from evolens.files import check_writable
 from evolens.hallucination.decode_results import DECODE_JSON, DecodeResult
@@ -49,7 +49,7 @@ from evolens.runs.options import DecodeOptions, DecodeStrategy, FinalizeOptions
 from evolens.runs.run import run
 from evolens.runs.tracing import Progress, TqdmProgress
 from evolens.store.results import SUMMARY
-from evolens.store.run import RunDirectory, config_differences, dataset_fingerprint
+from evolens.store.run import RunDirectory, dataset_fingerprint
 
 logger = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ from urllib.parse import quote
 
 from evolens._version import software_versions
 from evolens.data.items import DataItem, json_lines
-from evolens.envelope import read_manifest
+from evolens.envelope import config_differences, read_manifest
 from evolens.errors import EvolensError, StoreError
 from evolens.files import atomic_directory, atomic_write_text
 from evolens.trace.fileformat import MANIFEST as TRACE_MANIFEST
@@ -91,21 +91,6 @@ def item_dir_name(item_id: str) -> str:
         digest = hashlib.sha256(item_id.encode()).hexdigest()[:16]
         name = f"{name[: _MAX_NAME - 17]}~{digest}"
     return name
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for key, sub in value.items():
-            out.update(_flatten(sub, f"{prefix}{key}."))
-        return out
-    return {prefix.rstrip("."): value}
-
-
-def config_differences(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
-    """``"key: stored -> wanted"`` for every setting that differs."""
-    a, b = _flatten(stored), _flatten(wanted)
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
 class RunDirectory:

@@ -21,7 +21,7 @@ from typing import Any
 
 from evolens.analysis.compare import Annotations
 from evolens.analysis.io import clean_json
-from evolens.envelope import Envelope
+from evolens.envelope import Envelope, config_differences
 from evolens.errors import SettingsError, StoreError
 from evolens.experiments.skip.options import SkipOptions
 from evolens.experiments.skip.results import SkipReport
@@ -79,21 +79,6 @@ def chunk_settings(
     return dict(clean_json(settings))
 
 
-def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        return {prefix.rstrip("."): value}
-    out: dict[str, Any] = {}
-    for key, sub in value.items():
-        out.update(_flat(sub, f"{prefix}{key}."))
-    return out
-
-
-def differences(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
-    """``"key: stored -> wanted"`` for every setting (nested keys dotted) that differs."""
-    a, b = _flat(stored), _flat(wanted)
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-
-
 @dataclass(frozen=True)
 class ChunkStore:
     """A directory of finished chunks of one run (build it with :meth:`open`).
@@ -120,7 +105,7 @@ class ChunkStore:
         root = Path(directory)
         path = root / SETTINGS_FILE
         if path.is_file():
-            found = differences(_SETTINGS.read(path), settings)
+            found = config_differences(_SETTINGS.read(path), settings)
             if found:
                 shown = "; ".join(found[:4]) + (" ..." if len(found) > 4 else "")
                 raise SettingsError(
