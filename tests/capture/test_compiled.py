@@ -252,3 +252,32 @@ def test_generate_that_refuses_to_compile_decodes_eagerly_with_a_warning(
     _assert_same(eager, compiled)
     assert not compiled_calls
     assert "did not compile the decoding steps" in caplog.text
+
+
+def test_a_kept_static_cache_is_reused_reset_and_gives_the_eager_results(tiny_models) -> None:
+    """The static cache of one compiled generate serves the next of the same shape (one allocation, fixed
+    addresses for CUDA graphs), zeroed in between: a longer prompt's entries do not leak into a shorter one's."""
+    lvlm = load_family("llama", tiny_models)
+    model = lvlm.model
+    tokenizer = lvlm.tokenizer
+    long_prompts = ["describe the image in many words please", "what color is the heart on the left ?"]
+    short_prompts = ["describe it", "what color ?"]
+
+    def capture(prompts, options):
+        inputs = tokenizer(prompts, return_tensors="pt", padding=True)
+        return generate_with_capture(
+            model,
+            lvlm.loaded.roles.decoder_layers,
+            inputs,
+            GenerationSettings(max_new_tokens=N_NEW),
+            eos_ids=[],
+            pad_id=int(tokenizer.pad_token_id),
+            compile_options=options,
+        )
+
+    _assert_same(capture(long_prompts, None), capture(long_prompts, CHECK))
+    first = compiled_module._KEPT_CACHES[model][1]
+    _assert_same(capture(short_prompts, None), capture(short_prompts, CHECK))
+    assert compiled_module._KEPT_CACHES[model][1] is first
+    capture(short_prompts[:1], CHECK)  # another batch size: another cache
+    assert compiled_module._KEPT_CACHES[model][1] is not first

@@ -17,7 +17,6 @@ from evolens.capture.compiled import (
     RecordedStep,
     compile_unsupported,
     compiled_decoding,
-    static_generation_config,
 )
 from evolens.capture.hooks import Placement, ResidualRecording, record_residual_stream
 from evolens.capture.rules import RuleRecord, StepRule, StepSession, rule_processor
@@ -388,10 +387,13 @@ def _generate_recording(
             rule.start(StepSession(model, layers, batch, prompt_len, n_items, rec.paused))
             processor, record = rule_processor(rec, rule, n_items)
             processors.append(processor)
-        steps = _decoding_steps(model, rec, config, compile_options, prompt_len, settings.max_new_tokens)
+        steps = _decoding_steps(
+            model, rec, config, compile_options, batch, prompt_len, settings.max_new_tokens
+        )
         with torch.inference_mode(), steps as compiled:
             out = model.generate(  # type: ignore[operator]
                 **batch,
+                **(compiled.generate_kwargs if compiled is not None else {}),
                 generation_config=config,
                 stopping_criteria=None if feed is None else StoppingCriteriaList([feed]),
                 logits_processor=processors,
@@ -413,6 +415,7 @@ def _decoding_steps(
     rec: ResidualRecording,
     config: Any,
     options: CompileOptions | None,
+    batch: Mapping[str, Any],
     prompt_len: int,
     max_new_tokens: int,
 ) -> AbstractContextManager[RecordedStep | None]:
@@ -427,8 +430,15 @@ def _decoding_steps(
             _WARNED_EAGER.add(type(model).__name__)
             logger.warning("%s", reason)
         return nullcontext()
-    static_generation_config(config, options, prompt_len=prompt_len, max_new_tokens=max_new_tokens)
-    return compiled_decoding(model, rec, options)
+    return compiled_decoding(
+        model,
+        rec,
+        options,
+        config,
+        batch_rows=int(batch["input_ids"].shape[0]),
+        prompt_len=prompt_len,
+        max_new_tokens=max_new_tokens,
+    )
 
 
 def _stop_step(generated: torch.Tensor, eos_set: torch.Tensor) -> tuple[int, StopReason]:
