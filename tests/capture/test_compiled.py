@@ -207,6 +207,23 @@ def test_an_uncompiled_call_to_the_step_is_refused(tiny_models) -> None:
         collect_compiled(lvlm.model, lvlm.n_layers + 1, {"input_ids": torch.tensor([[3, 4]])})
 
 
+def test_with_compiling_disabled_the_trace_decodes_eagerly(
+    tiny_models, compiled_calls, monkeypatch, caplog
+) -> None:
+    """``TORCH_COMPILE_DISABLE=1`` makes a whole-graph compile fail: the trace decodes eagerly and says so."""
+    lvlm = load_family("llama", tiny_models)
+    eager = _capture(lvlm, None)
+    monkeypatch.setattr(generate_module, "_WARNED_EAGER", set())
+    with (
+        torch._dynamo.config.patch(disable=True),
+        caplog.at_level(logging.WARNING, logger="evolens.capture.generate"),
+    ):
+        compiled = _capture(lvlm, CHECK)
+    _assert_same(eager, compiled)
+    assert not compiled_calls
+    assert "TORCH_COMPILE_DISABLE" in caplog.text
+
+
 def test_record_call_checks_the_number_of_boundaries() -> None:
     rec = ResidualRecording(n_boundaries=3, capacity=2)
     rec.record_call(torch.ones(3, 2, 4))

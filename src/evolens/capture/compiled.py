@@ -71,9 +71,12 @@ class CompileOptions:
 
 
 def compile_unsupported(model: nn.Module) -> str | None:
-    """Why ``model`` cannot decode with a compiled step here, or ``None`` if it can: its class must declare
+    """Why ``model`` cannot decode with a compiled step here, or ``None`` if it can: compiling must not be disabled
+    (``TORCH_COMPILE_DISABLE=1``, under which a whole-graph compile fails), and its class must declare
     ``_can_compile_fullgraph`` (Hugging Face's mark of a family whose forward compiles as one graph with a static
     cache)."""
+    if torch._dynamo.config.disable:
+        return "torch.compile is disabled (TORCH_COMPILE_DISABLE); decoding runs eagerly"
     if not getattr(model, "_can_compile_fullgraph", False):
         return (
             f"{type(model).__name__} does not declare that its forward compiles as one graph "
