@@ -298,3 +298,20 @@ def test_a_kept_static_cache_is_reused_reset_and_gives_the_eager_results(tiny_mo
     assert compiled_module._KEPT_CACHES[model][1] is first
     capture(short_prompts[:1], CHECK)  # another batch size: another cache
     assert compiled_module._KEPT_CACHES[model][1] is not first
+
+
+def test_a_step_that_fails_to_compile_decodes_eagerly_with_a_warning(tiny_models, caplog) -> None:
+    """A backend that cannot compile (inductor without a C++ compiler ...): the generation goes on eagerly."""
+    from torch._dynamo import register_backend
+
+    @register_backend(name="evolens_test_broken")
+    def broken(graph, example_inputs):
+        raise RuntimeError("no compiler here")
+
+    lvlm = load_family("llama", tiny_models)
+    eager = _capture(lvlm, None)
+    with caplog.at_level(logging.WARNING, logger="evolens.capture.compiled"):
+        compiled = _capture(lvlm, CompileOptions(backend="evolens_test_broken"))
+    _assert_same(eager, compiled)
+    assert "compiling the decoding step failed (RuntimeError: no compiler here)" in caplog.text
+    assert "Hugging Face's criteria" not in caplog.text  # one warning, the one that says why

@@ -164,17 +164,34 @@ class RecordedStep:
         self.model, self.rec = model, rec
         self.step = compiled_step(options)
         self.calls = 0
+        self.failed = False
         self.generate_kwargs: dict[str, Any] = {} if kept is None else {"past_key_values": kept}
         self.cache: Any | None = None
 
     def __call__(self, **kwargs: Any) -> Any:
+        if self.failed:
+            return self.model(**kwargs)  # eager, recorded by the hooks
         # a new step: CUDA graphs may reuse the memory of the last step's outputs (both were copied out already)
         torch.compiler.cudagraph_mark_step_begin()
-        output, states = self.step(self.model, self.rec.n_boundaries, kwargs)
+        try:
+            output, states = self.step(self.model, self.rec.n_boundaries, kwargs)
+        except (torch._dynamo.exc.BackendCompilerFailed, torch._dynamo.exc.Unsupported) as error:
+            # nothing ran yet: the environment cannot compile (no C++ compiler for inductor on a CPU ...), or the
+            # family's forward does not trace as one graph after all; the generation goes on eagerly
+            logger.warning("compiling the decoding step failed (%s); decoding runs eagerly", _reason(error))
+            self.failed = True
+            return self.model(**kwargs)
         self.rec.record_call(states)
         self.calls += 1
         self.cache = kwargs.get("past_key_values")
         return output
+
+
+def _reason(error: BaseException) -> str:
+    """One line on why compiling failed: the backend's own error (dynamo wraps it) or the first line of dynamo's."""
+    inner = getattr(error, "inner_exception", None) or error.__cause__ or error
+    lines = str(inner).strip().splitlines()
+    return f"{type(inner).__name__}: {lines[0][:300]}" if lines else type(inner).__name__
 
 
 @contextmanager

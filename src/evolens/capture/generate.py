@@ -400,7 +400,7 @@ def _generate_recording(
             )
             if feed is not None:  # the rest (a count that disagrees with the tokens is refused by the caller)
                 feed.feed(out.sequences, min(rec.n_calls, out.sequences.shape[1] - prompt_len))
-    if compiled is not None and compiled.calls == 0 and rec.n_calls > 1:
+    if compiled is not None and compiled.calls == 0 and not compiled.failed and rec.n_calls > 1:
         logger.warning(
             "generate did not compile the decoding steps (Hugging Face's criteria); they ran eagerly"
         )
