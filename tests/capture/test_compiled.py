@@ -315,3 +315,8 @@ def test_a_step_that_fails_to_compile_decodes_eagerly_with_a_warning(tiny_models
     _assert_same(eager, compiled)
     assert "compiling the decoding step failed (RuntimeError: no compiler here)" in caplog.text
     assert "Hugging Face's criteria" not in caplog.text  # one warning, the one that says why
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        again = _capture(lvlm, CompileOptions(backend="evolens_test_broken"))
+    _assert_same(eager, again)
+    assert not [r for r in caplog.records if r.name.startswith("evolens")]  # known to fail: not tried again

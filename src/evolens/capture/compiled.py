@@ -127,6 +127,9 @@ def compiled_step(options: CompileOptions) -> Callable[..., tuple[Any, torch.Ten
     return step
 
 
+# (options, model class) whose step failed to compile in this process: later traces decode eagerly at once
+_FAILED_COMPILES: set[tuple[CompileOptions, str]] = set()
+
 CacheKey = tuple[int, int, torch.dtype, torch.device]
 
 # model -> (key, cache): the static KV cache of the model's last compiled generate, kept for the next one
@@ -137,8 +140,8 @@ def kept_cache(model: nn.Module, key: CacheKey) -> Any | None:
     """The static KV cache ``model``'s last compiled generate used, reset (zeroed in place), when it was made for
     ``key`` (batch rows, cache length, dtype, device); else ``None``.
 
-    Hugging Face makes a new static cache at every ``generate``: zeroing new memory (on the CPU a fifth of a short
-    trace's time) and, on a GPU, new addresses for the tensors the CUDA graphs were recorded with, so the graphs are
+    Hugging Face makes a new static cache at every ``generate``: zeroing new memory (on the CPU a third of the time
+    of a toy trace of two-token answers) and, on a GPU, new addresses for the tensors the CUDA graphs were recorded with, so the graphs are
     recorded again. Reusing the last cache keeps both away; it holds one cache per model between traces."""
     entry = _KEPT_CACHES.get(model)
     if entry is None or entry[0] != key:
@@ -151,7 +154,8 @@ def kept_cache(model: nn.Module, key: CacheKey) -> Any | None:
 class RecordedStep:
     """The forward call Hugging Face's ``generate`` makes at each decoding step: the compiled step, whose states go
     into the recording with one copy, counted in ``calls`` (0 after a ``generate`` that did not compile: Hugging
-    Face's own criteria refused, e.g. CPU offload or a quantizer that cannot compile).
+    Face's own criteria refused, e.g. CPU offload or a quantizer that cannot compile). A step whose compiling fails
+    runs eagerly (``failed``), with one warning per options and model class in a process.
 
     Attributes:
         generate_kwargs: What ``generate`` takes beside the inputs: the kept static cache, when there is one.
@@ -164,7 +168,8 @@ class RecordedStep:
         self.model, self.rec = model, rec
         self.step = compiled_step(options)
         self.calls = 0
-        self.failed = False
+        self.failure_key = (options, type(model).__name__)
+        self.failed = self.failure_key in _FAILED_COMPILES
         self.generate_kwargs: dict[str, Any] = {} if kept is None else {"past_key_values": kept}
         self.cache: Any | None = None
 
@@ -180,6 +185,7 @@ class RecordedStep:
             # family's forward does not trace as one graph after all; the generation goes on eagerly
             logger.warning("compiling the decoding step failed (%s); decoding runs eagerly", _reason(error))
             self.failed = True
+            _FAILED_COMPILES.add(self.failure_key)
             return self.model(**kwargs)
         self.rec.record_call(states)
         self.calls += 1
