@@ -140,8 +140,8 @@ def kept_cache(model: nn.Module, key: CacheKey) -> Any | None:
     """The static KV cache ``model``'s last compiled generate used, reset (zeroed in place), when it was made for
     ``key`` (batch rows, cache length, dtype, device); else ``None``.
 
-    Hugging Face makes a new static cache at every ``generate``: zeroing new memory (on the CPU a third of the time
-    of a toy trace of two-token answers) and, on a GPU, new addresses for the tensors the CUDA graphs were recorded with, so the graphs are
+    Hugging Face makes a new static cache at every ``generate``: zeroing new memory (on the CPU a tenth of the time
+    of a compiled toy trace of two-token answers: 38 ms against 35 ms with the cache kept) and, on a GPU, new addresses for the tensors the CUDA graphs were recorded with, so the graphs are
     recorded again. Reusing the last cache keeps both away; it holds one cache per model between traces."""
     entry = _KEPT_CACHES.get(model)
     if entry is None or entry[0] != key:
