@@ -182,3 +182,28 @@ def add_common_args(parser: Any) -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a fast check")
     parser.add_argument("--out", help="JSON result path (default: bench/results/<name>.json)")
+
+
+def evolens_numbers(traces: list[Any]) -> list[tuple[Any, Any, Any]]:
+    """Per trace: the generated tokens' probabilities ``[L + 1, T]``, the JSD ``[L, T]`` (bits) and the tokens."""
+    return [(t.metrics.target_logprobs.exp(), t.metrics.jsd_bits, t.generated_ids) for t in traces]
+
+
+def first_different_steps(ours: list[tuple[Any, ...]], theirs: list[tuple[Any, ...]]) -> list[int | None]:
+    """Per item, the first step whose generated token differs from the peer's (``None``: all equal)."""
+    steps: list[int | None] = []
+    for a, b in zip(ours, theirs, strict=True):
+        n = min(len(a[2]), len(b[2]))
+        differ = (a[2][:n].cpu() != b[2][:n].cpu()).nonzero()
+        steps.append(int(differ[0, 0]) if differ.numel() else (None if len(a[2]) == len(b[2]) else n))
+    return steps
+
+
+def largest_differences(ours: list[tuple[Any, ...]], theirs: list[tuple[Any, ...]]) -> dict[str, float]:
+    """Largest |difference| of token probabilities and JSD (bits) over every item, layer and common step."""
+    prob, jsd = 0.0, 0.0
+    for (p_a, j_a, *_), (p_b, j_b, *_) in zip(ours, theirs, strict=True):
+        n = min(p_a.shape[1], p_b.shape[1])
+        prob = max(prob, float((p_a[:, :n].double() - p_b[:, :n].double()).abs().max()))
+        jsd = max(jsd, float((j_a[:, :n].double() - j_b[:, :n].double()).abs().max()))
+    return {"token_prob": prob, "jsd_bits": jsd}

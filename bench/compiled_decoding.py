@@ -46,20 +46,19 @@ GEOMETRIES = {
 def agreement(eager: list[Any], compiled: list[Any]) -> dict[str, Any]:
     """How far the compiled traces are from the eager ones: equal tokens, and the largest differences of the
     states, the generated tokens' probabilities and the adjacent-layer JSD (bits) over the common steps."""
-    same = [
-        a.generated_ids.tolist() == b.generated_ids.tolist() for a, b in zip(eager, compiled, strict=True)
-    ]
-    worst = {"hidden_state": 0.0, "token_prob": 0.0, "jsd_bits": 0.0}
+    numbers, reference = common.evolens_numbers(compiled), common.evolens_numbers(eager)
+    first_different = common.first_different_steps(numbers, reference)
+    worst = common.largest_differences(numbers, reference)
+    states = 0.0
     for a, b in zip(eager, compiled, strict=True):
         n = min(a.n_steps, b.n_steps)
-        pairs = {
-            "hidden_state": (a.hidden_states[:, :n], b.hidden_states[:, :n]),
-            "token_prob": (a.token_probs()[:, :n], b.token_probs()[:, :n]),
-            "jsd_bits": (a.jsd()[:, :n], b.jsd()[:, :n]),
-        }
-        for key, (x, y) in pairs.items():
-            worst[key] = max(worst[key], float((x.float() - y.float()).abs().max()))
-    return {"same_tokens": all(same), "largest_difference": worst}
+        states = max(
+            states, float((a.hidden_states[:, :n].float() - b.hidden_states[:, :n].float()).abs().max())
+        )
+    return {
+        "same_tokens": all(step is None for step in first_different),
+        "largest_difference": {"hidden_state": states, **worst},
+    }
 
 
 def bench_config(lvlm: Any, batch: int, n_tokens: int, repeats: int) -> dict[str, Any]:

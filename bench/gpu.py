@@ -148,30 +148,6 @@ class Peers:
             return self._analyse(hs, ids, last_normed=False)
 
 
-def evolens_numbers(traces: list[Any]) -> list[tuple[Any, Any, Any]]:
-    return [(t.metrics.target_logprobs.exp(), t.metrics.jsd_bits, t.generated_ids) for t in traces]
-
-
-def first_different_steps(ours: list[tuple[Any, ...]], theirs: list[tuple[Any, ...]]) -> list[int | None]:
-    """Per item, the first step whose generated token differs from the peer's (``None``: all equal)."""
-    steps: list[int | None] = []
-    for a, b in zip(ours, theirs, strict=True):
-        n = min(len(a[2]), len(b[2]))
-        differ = (a[2][:n].cpu() != b[2][:n].cpu()).nonzero()
-        steps.append(int(differ[0, 0]) if differ.numel() else (None if len(a[2]) == len(b[2]) else n))
-    return steps
-
-
-def largest_differences(ours: list[tuple[Any, ...]], theirs: list[tuple[Any, ...]]) -> dict[str, float]:
-    """Largest |difference| of token probabilities and JSD (bits) over every item, layer and common step."""
-    prob, jsd = 0.0, 0.0
-    for (p_a, j_a, *_), (p_b, j_b, *_) in zip(ours, theirs, strict=True):
-        n = min(p_a.shape[1], p_b.shape[1])
-        prob = max(prob, float((p_a[:, :n].double() - p_b[:, :n].double()).abs().max()))
-        jsd = max(jsd, float((j_a[:, :n].double() - j_b[:, :n].double()).abs().max()))
-    return {"token_prob": prob, "jsd_bits": jsd}
-
-
 def kernel_launches(fn: Callable[[], Any]) -> int:
     """CUDA kernels one call of ``fn`` launches (memory copies and sets not counted)."""
     from torch.profiler import ProfilerActivity, profile
@@ -303,7 +279,7 @@ def bench_config(
         desc=f"batch {batch} x {n_tokens} tokens",
     )
     med = {k: common.median(v) for k, v in times.items()}
-    ours = evolens_numbers(outputs["trace"])
+    ours = common.evolens_numbers(outputs["trace"])
     # the same traces' states analysed again one item per chunk, the peers' GEMM shapes: what the differences
     # owe to the bfloat16 rounding of the head's output at other GEMM shapes
     one_chunk = [
@@ -312,12 +288,12 @@ def bench_config(
     ]
     one_chunk_numbers = [(m.target_logprobs.exp(), m.jsd_bits, m.target_ids) for m in one_chunk]
     diffs_one_chunk = {
-        peer: largest_differences(one_chunk_numbers, outputs[peer])
+        peer: common.largest_differences(one_chunk_numbers, outputs[peer])
         for peer in ("hf_peer", "nnsight_peer")
         if peer in outputs
     }
     diffs = {
-        peer: largest_differences(ours, outputs[peer])
+        peer: common.largest_differences(ours, outputs[peer])
         for peer in ("hf_peer", "nnsight_peer")
         if peer in outputs
     }
@@ -330,16 +306,16 @@ def bench_config(
         "largest_difference_vs_peers_one_chunk_per_item": diffs_one_chunk,
         # greedy decoding of the same batch: where a token differs, everything after it does too
         "first_different_step_vs_peers": {
-            peer: first_different_steps(ours, outputs[peer])
+            peer: common.first_different_steps(ours, outputs[peer])
             for peer in ("hf_peer", "nnsight_peer")
             if peer in outputs
         },
     }
     if "trace_compiled" in outputs:
-        compiled_numbers = evolens_numbers(outputs["trace_compiled"])
+        compiled_numbers = common.evolens_numbers(outputs["trace_compiled"])
         result["compiled_vs_eager_trace"] = {
-            "largest_difference": largest_differences(compiled_numbers, ours),
-            "first_different_step": first_different_steps(compiled_numbers, ours),
+            "largest_difference": common.largest_differences(compiled_numbers, ours),
+            "first_different_step": common.first_different_steps(compiled_numbers, ours),
         }
     if profile_tokens:
         short = models.prepare_generation(lvlm, images, PROMPT, profile_tokens)
