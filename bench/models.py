@@ -139,15 +139,11 @@ class PreparedGeneration:
         compiled trace sets it up (``options``: :class:`~evolens.capture.compiled.CompileOptions`); no hooks."""
         import copy
 
-        from evolens.capture.compiled import static_generation_config
+        from evolens.capture.compiled import cache_length, static_generation_config
 
         ids = self.on_device["input_ids"]
-        config = static_generation_config(
-            copy.deepcopy(self.config),
-            options,
-            prompt_len=int(ids.shape[1]),
-            max_new_tokens=self.settings.max_new_tokens,
-        )
+        length = cache_length(int(ids.shape[1]), self.settings.max_new_tokens, options.cache_bucket)
+        config = static_generation_config(copy.deepcopy(self.config), options, cache_len=length)
         with torch.inference_mode():
             out = self.lvlm.model.generate(**self.on_device, generation_config=config)
         return int(out.sequences.shape[1] - ids.shape[1]) * int(ids.shape[0])

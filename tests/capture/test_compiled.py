@@ -49,9 +49,9 @@ def compiled_calls(monkeypatch) -> list[int]:
     return calls
 
 
-def _capture(lvlm, compile_options, n_new: int = N_NEW, **kwargs):
-    images = [make_image(i) for i in range(2)] if lvlm.is_vlm else None
-    rendered = [lvlm.render_prompt(p, image=images is not None) for p in PROMPTS]
+def _capture(lvlm, compile_options, n_new: int = N_NEW, prompts: tuple[str, ...] = PROMPTS, **kwargs):
+    images = [make_image(i) for i in range(len(prompts))] if lvlm.is_vlm else None
+    rendered = [lvlm.render_prompt(p, image=images is not None) for p in prompts]
     return generate_with_capture(
         lvlm.model,
         lvlm.loaded.roles.decoder_layers,
@@ -320,3 +320,30 @@ def test_a_step_that_fails_to_compile_decodes_eagerly_with_a_warning(tiny_models
         again = _capture(lvlm, CompileOptions(backend="evolens_test_broken"))
     _assert_same(eager, again)
     assert not [r for r in caplog.records if r.name.startswith("evolens")]  # known to fail: not tried again
+
+
+def test_past_the_recompile_limit_a_new_shape_decodes_eagerly_with_one_warning(
+    tiny_models, monkeypatch, caplog
+) -> None:
+    """Every model, batch size and cache length is one more graph of the same step; past dynamo's recompile limit
+    (8 by default) a whole-graph compile refuses a new one: that shape decodes eagerly, the others stay compiled."""
+    torch._dynamo.reset()
+    monkeypatch.setattr(compiled_module, "_OVER_LIMIT", set())
+    lvlm = load_family("llama", tiny_models)
+    pair, single = PROMPTS, PROMPTS[:1]
+    eager_pair, eager_single = _capture(lvlm, None, prompts=pair), _capture(lvlm, None, prompts=single)
+    with (
+        torch._dynamo.config.patch(recompile_limit=1),
+        caplog.at_level(logging.WARNING, logger="evolens.capture.compiled"),
+    ):
+        _assert_same(eager_pair, _capture(lvlm, CHECK, prompts=pair))  # the one graph the limit allows
+        assert not caplog.records
+        _assert_same(eager_single, _capture(lvlm, CHECK, prompts=single))
+        assert caplog.text.count("recompile limit (1 graphs") == 1
+        assert [key[2][0] for key in compiled_module._OVER_LIMIT] == [1]  # batch 1 refused, batch 2 kept
+        caplog.clear()
+        _assert_same(
+            eager_single, _capture(lvlm, CHECK, prompts=single)
+        )  # known: not tried, not warned again
+        _assert_same(eager_pair, _capture(lvlm, CHECK, prompts=pair))
+        assert not caplog.records

@@ -91,22 +91,21 @@ def cache_length(prompt_len: int, max_new_tokens: int, bucket: int) -> int:
     return -(-needed // bucket) * bucket
 
 
-def static_generation_config(
-    config: Any, options: CompileOptions, *, prompt_len: int, max_new_tokens: int
-) -> Any:
-    """``config`` (a ``GenerationConfig``, updated in place and returned) set to decode with a static cache of
-    :func:`cache_length` and a compiled forward on any device (Hugging Face compiles only on accelerators unless
-    asked)."""
+def static_generation_config(config: Any, options: CompileOptions, *, cache_len: int | None) -> Any:
+    """``config`` (a ``GenerationConfig``, updated in place and returned) set to decode with a compiled forward on
+    any device (Hugging Face compiles only on accelerators unless asked) and a static cache of ``cache_len``
+    positions (:func:`cache_length`), or, with ``None``, the static cache the caller gives ``generate``."""
     from transformers import CompileConfig
 
     compile_config = CompileConfig(fullgraph=True, dynamic=False, backend=options.backend, mode=options.mode)
     # Hugging Face's switch for compiling on any device (it compiles on accelerators only otherwise)
     setattr(compile_config, "_compile_all_devices", True)  # noqa: B010
+    # with a given cache, no setting to build one (the checkpoint's own may name one): Hugging Face refuses both
     config.update(
-        cache_implementation="static",
-        max_cache_len=cache_length(prompt_len, max_new_tokens, options.cache_bucket),
         compile_config=compile_config,
         disable_compile=False,
+        cache_implementation=None if cache_len is None else "static",
+        max_cache_len=cache_len,
     )
     return config
 
@@ -127,10 +126,12 @@ def compiled_step(options: CompileOptions) -> Callable[..., tuple[Any, torch.Ten
     return step
 
 
+CacheKey = tuple[int, int, torch.dtype, torch.device]
+
 # (options, model class) whose step failed to compile in this process: later traces decode eagerly at once
 _FAILED_COMPILES: set[tuple[CompileOptions, str]] = set()
-
-CacheKey = tuple[int, int, torch.dtype, torch.device]
+# (options, model class, cache key) of the steps refused once dynamo's recompile limit was reached
+_OVER_LIMIT: set[tuple[CompileOptions, str, CacheKey]] = set()
 
 # model -> (key, cache): the static KV cache of the model's last compiled generate, kept for the next one
 _KEPT_CACHES: weakref.WeakKeyDictionary[nn.Module, tuple[CacheKey, Any]] = weakref.WeakKeyDictionary()
@@ -155,7 +156,9 @@ class RecordedStep:
     """The forward call Hugging Face's ``generate`` makes at each decoding step: the compiled step, whose states go
     into the recording with one copy, counted in ``calls`` (0 after a ``generate`` that did not compile: Hugging
     Face's own criteria refused, e.g. CPU offload or a quantizer that cannot compile). A step whose compiling fails
-    runs eagerly (``failed``), with one warning per options and model class in a process.
+    runs eagerly (``failed``), with one warning per options and model class in a process; so does a step of a new
+    shape once dynamo's recompile limit is reached (one warning per shape; the shapes compiled before keep their
+    graphs).
 
     Attributes:
         generate_kwargs: What ``generate`` takes beside the inputs: the kept static cache, when there is one.
@@ -163,13 +166,19 @@ class RecordedStep:
     """
 
     def __init__(
-        self, model: nn.Module, rec: ResidualRecording, options: CompileOptions, kept: Any | None = None
+        self,
+        model: nn.Module,
+        rec: ResidualRecording,
+        options: CompileOptions,
+        key: CacheKey,
+        kept: Any | None = None,
     ) -> None:
         self.model, self.rec = model, rec
         self.step = compiled_step(options)
         self.calls = 0
         self.failure_key = (options, type(model).__name__)
-        self.failed = self.failure_key in _FAILED_COMPILES
+        self.limit_key = (options, type(model).__name__, key)
+        self.failed = self.failure_key in _FAILED_COMPILES or self.limit_key in _OVER_LIMIT
         self.generate_kwargs: dict[str, Any] = {} if kept is None else {"past_key_values": kept}
         self.cache: Any | None = None
 
@@ -186,6 +195,18 @@ class RecordedStep:
             logger.warning("compiling the decoding step failed (%s); decoding runs eagerly", _reason(error))
             self.failed = True
             _FAILED_COMPILES.add(self.failure_key)
+            return self.model(**kwargs)
+        except torch._dynamo.exc.FailOnRecompileLimitHit:
+            # every model, batch size and cache length is one graph of the same function; past dynamo's limit a
+            # new one is refused before anything ran, and this shape decodes eagerly
+            logger.warning(
+                "the decoding step reached torch.compile's recompile limit (%d graphs: one per model, batch size "
+                "and cache length); this shape decodes eagerly (raise torch._dynamo.config.recompile_limit to "
+                "compile more)",
+                torch._dynamo.config.recompile_limit,
+            )
+            self.failed = True
+            _OVER_LIMIT.add(self.limit_key)
             return self.model(**kwargs)
         self.rec.record_call(states)
         self.calls += 1
@@ -212,15 +233,14 @@ def compiled_decoding(
     max_new_tokens: int,
 ) -> Iterator[RecordedStep]:
     """Within the block, the decoding steps of ``model.generate`` (with ``config``, set here by
-    :func:`static_generation_config`, and the yielded step's ``generate_kwargs``) run the compiled step and record
+    :func:`static_generation_config`, and the yielded step's ``generate_kwargs``: the kept cache, if any) run the compiled step and record
     into ``rec``; the model is restored on exit, and the static cache kept for the next call (:func:`kept_cache`)."""
-    static_generation_config(config, options, prompt_len=prompt_len, max_new_tokens=max_new_tokens)
     param = next(model.parameters())
-    key: CacheKey = (batch_rows, config.max_cache_len, param.dtype, param.device)
+    cache_len = cache_length(prompt_len, max_new_tokens, options.cache_bucket)
+    key: CacheKey = (batch_rows, cache_len, param.dtype, param.device)
     kept = kept_cache(model, key)
-    if kept is not None:  # Hugging Face refuses a cache beside the settings to build one
-        config.update(cache_implementation=None, max_cache_len=None)
-    step = RecordedStep(model, rec, options, kept)
+    static_generation_config(config, options, cache_len=None if kept is not None else cache_len)
+    step = RecordedStep(model, rec, options, key, kept)
     own = vars(model).get("get_compiled_call")  # an instance attribute someone set before us, if any
     # an instance attribute shadows the class's method for this model only
     setattr(model, "get_compiled_call", lambda compile_config=None: step)  # noqa: B010
