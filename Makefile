@@ -52,6 +52,7 @@ bench: setup
 	$(PY) bench/capture_overhead.py --threads $(BENCH_THREADS) $(BENCH_ARGS)
 	$(PY) bench/memory.py --threads $(BENCH_THREADS) $(BENCH_ARGS)
 	$(PY) bench/geometry_speed.py --threads $(BENCH_THREADS) $(BENCH_ARGS)
+	$(PY) bench/detector_speed.py --threads $(BENCH_THREADS) $(BENCH_ARGS)
 	$(PY) bench/dataset_throughput.py $(BENCH_ARGS)
 	$(PY) bench/dispatch_count.py --threads $(BENCH_THREADS) $(BENCH_ARGS)
 	$(PY) bench/compiled_decoding.py --threads $(BENCH_THREADS) $(BENCH_ARGS)

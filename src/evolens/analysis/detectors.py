@@ -143,6 +143,80 @@ def _float_from_json(value: Any, *, default: float) -> float:
     return default if value is None else float(value)
 
 
+def as_curves(values: np.ndarray, name: str = "curves") -> np.ndarray:
+    """A 2-D float64 numpy array of ``[layers, tokens]`` curves (one column per token); NaN or infinite entries are
+    refused."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 2:
+        raise SettingsError(f"{name} must be 2-D [layers, tokens], got shape {tuple(array.shape)}")
+    if not np.all(np.isfinite(array)):
+        raise SettingsError(f"{name} has NaN or infinite entries")
+    return array
+
+
+def _masked_medians(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``[..., T]`` medians over axis -2 of the entries of ``values`` (``[..., n, T]``) where ``mask`` (broadcast
+    to it) is true; each median is ``np.median``'s, to the last bit (the middle entry, or half the sum of the two
+    middle ones). Every reduced column must hold at least one entry."""
+    filled = np.where(mask, values, np.inf)
+    filled.sort(axis=-2)  # the masked-out entries last
+    count = np.broadcast_to(mask, filled.shape).sum(axis=-2, keepdims=True)
+    low = np.take_along_axis(filled, (count - 1) // 2, axis=-2)
+    high = np.take_along_axis(filled, count // 2, axis=-2)
+    return ((low + high) / 2)[..., 0, :]
+
+
+# the batched change point works on [splits, layers, columns] arrays: columns per block keep them ~16 MB
+_CHANGE_POINT_ELEMENTS = 2**21
+
+
+def jsd_change_layers(jsd: np.ndarray, params: DetectorParams | None = None) -> np.ndarray:
+    """The change point ``c`` of :func:`jsd_change_point` of every column of ``jsd`` (``[L, T]``: one JSD curve per
+    token), ``-1`` where there is none: ``[T]`` int64, the same layers as one call per column, in one vectorised
+    pass over blocks of columns."""
+    params = params or DetectorParams()
+    curves = as_curves(jsd, "jsd")
+    n_layers, n_tokens = curves.shape
+    first = params.first_layer
+    n_min = params.n_persist(n_layers)
+    layers = np.full(n_tokens, NOT_FOUND, dtype=np.int64)
+    n = n_layers - first  # transitions first_layer..L-1
+    if n < n_min + 1 or n_tokens == 0:
+        return layers
+    n_splits = n - n_min  # head y[:k], rest y[k:] for k = 1..n_splits, i.e. c = first_layer + k
+    block = max(1, _CHANGE_POINT_ELEMENTS // (n_splits * n))
+    for at in range(0, n_tokens, block):
+        tail = curves[first:, at : at + block]
+        peak = tail.max(axis=0)
+        # a curve that is 0 (or below) everywhere has no split; log10 of a non-positive value is not finite, and
+        # then every split's cost is NaN or infinite, as one call's loop finds
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = np.log10(tail + np.maximum(1e-6 * peak, 1e-300))
+        valid = (peak > 0.0) & np.isfinite(y).all(axis=0)
+        y = np.where(valid, y, 0.0)
+        layers[at : at + block] = np.where(valid, _best_splits(y, n_splits) + first, NOT_FOUND)
+    return layers
+
+
+def _best_splits(y: np.ndarray, n_splits: int) -> np.ndarray:
+    """``[T]`` split ``k`` in ``1..n_splits`` of each column of ``y`` (``[n, T]``) that minimises the L1 cost of
+    :func:`jsd_change_point` (``sum |y_head - median(y_head)| + sum |y_rest - median(y_rest)|``), the earliest
+    unless a later one is lower by more than 1e-12 (as one call's loop keeps its best)."""
+    n = y.shape[0]
+    head = np.arange(n)[None, :, None] < np.arange(1, n_splits + 1)[:, None, None]  # [k, n, 1]
+    values = np.broadcast_to(y, (n_splits, *y.shape))
+    median_head = _masked_medians(values, head)[:, None]
+    median_rest = _masked_medians(values, ~head)[:, None]
+    costs = np.where(head, np.abs(values - median_head), np.abs(values - median_rest)).sum(axis=1)  # [k, T]
+    best_cost = np.full(y.shape[1], math.inf)
+    best = np.zeros(y.shape[1], dtype=np.int64)
+    for k in range(n_splits):
+        lower = costs[k] < best_cost - 1e-12
+        best_cost = np.where(lower, costs[k], best_cost)
+        best = np.where(lower, k + 1, best)
+    return best
+
+
 def jsd_change_point(jsd: Curve, params: DetectorParams | None = None) -> ChangePoint:
     """The split of ``jsd`` (``[L]``) into a high and a low segment that an L1 fit of two medians explains best.
 
@@ -150,26 +224,14 @@ def jsd_change_point(jsd: Curve, params: DetectorParams | None = None) -> Change
     choose ``c`` in ``[first_layer + 1, L - n_persist]`` minimising
     ``sum_{l < c} |y_l - median(y_{<c})| + sum_{l >= c} |y_l - median(y_{>=c})|`` (earliest ``c`` on ties).
     Medians make the split robust to isolated spikes (mutations) in either segment. No acceptance test here;
-    see :func:`critical_layer_from_jsd`.
+    see :func:`critical_layer_from_jsd`. :func:`jsd_change_layers` finds the splits of many curves at once.
     """
     params = params or DetectorParams()
     curve = as_curve(jsd, "jsd")
-    n_layers = curve.size
-    first = params.first_layer
-    n_min = params.n_persist(n_layers)
-    nan = math.nan
-    if n_layers - first < n_min + 1 or float(curve[first:].max(initial=0.0)) <= 0.0:
-        return ChangePoint(NOT_FOUND, nan, nan, nan, nan)
-    tail = curve[first:]
-    eps = max(1e-6 * float(tail.max()), 1e-300)
-    y = np.log10(tail + eps)
-    best_cost, best = math.inf, NOT_FOUND
-    for c in range(first + 1, n_layers - n_min + 1):
-        head, rest = y[: c - first], y[c - first :]
-        cost = float(np.abs(head - np.median(head)).sum() + np.abs(rest - np.median(rest)).sum())
-        if cost < best_cost - 1e-12:
-            best_cost, best = cost, c
-    before, after = curve[first:best], curve[best:]
+    best = int(jsd_change_layers(curve[:, None], params)[0])
+    if best == NOT_FOUND:
+        return ChangePoint(NOT_FOUND, math.nan, math.nan, math.nan, math.nan)
+    before, after = curve[params.first_layer : best], curve[best:]
     return ChangePoint(
         best, float(np.median(before)), float(np.median(after)), float(before.mean()), float(after.mean())
     )
@@ -207,19 +269,32 @@ def critical_layer_from_jsd(jsd: Curve, params: DetectorParams | None = None) ->
     The split ``c`` of :func:`jsd_change_point`, accepted when the drop is real:
     ``median(jsd[first_layer:c]) >= jsd_drop_ratio * median(jsd[c:])`` and, for ``jsd_reduction="bits"``,
     ``median(jsd[first_layer:c]) - median(jsd[c:]) >= jsd_min_gap_bits``. State ``c`` is the first state of the
-    stabilisation stage: its outgoing transitions are on the plateau.
+    stabilisation stage: its outgoing transitions are on the plateau. :func:`critical_layers_from_jsd` gives the
+    critical layers of many curves at once.
     """
+    return int(critical_layers_from_jsd(as_curve(jsd, "jsd")[:, None], params)[0])
+
+
+def critical_layers_from_jsd(jsd: np.ndarray, params: DetectorParams | None = None) -> np.ndarray:
+    """:func:`critical_layer_from_jsd` of every column of ``jsd`` (``[L, T]``: one curve per token): ``[T]``
+    int64, ``-1`` where a column has none."""
     params = params or DetectorParams()
-    curve = as_curve(jsd, "jsd")
-    params.check_depth(curve.size)
-    cp = jsd_change_point(curve, params)
-    if cp.layer == NOT_FOUND:
-        return NOT_FOUND
-    if not cp.median_before >= params.jsd_drop_ratio * cp.median_after:
-        return NOT_FOUND
-    if params.jsd_reduction == "bits" and cp.median_before - cp.median_after < params.jsd_min_gap_bits:
-        return NOT_FOUND
-    return cp.layer
+    curves = as_curves(jsd, "jsd")
+    params.check_depth(curves.shape[0])
+    split = jsd_change_layers(curves, params)
+    found = split != NOT_FOUND
+    if not found.any():
+        return split
+    at = np.where(
+        found, split, params.first_layer + 1
+    )  # any valid split for the others: their result is unused
+    layer = np.arange(curves.shape[0])[:, None]
+    median_before = _masked_medians(curves, (layer >= params.first_layer) & (layer < at))
+    median_after = _masked_medians(curves, layer >= at)
+    accepted = found & (median_before >= params.jsd_drop_ratio * median_after)
+    if params.jsd_reduction == "bits":
+        accepted &= median_before - median_after >= params.jsd_min_gap_bits
+    return np.where(accepted, split, NOT_FOUND)
 
 
 def stage_critical_layer(crit_prob: int, crit_jsd: int, params: DetectorParams | None = None) -> int:
