@@ -44,9 +44,9 @@ def test_patches_writes_the_result_and_figures(capsys, traced: Path, tmp_path: P
     assert written == ["patches_layer1.png", "patches_layer4.png", "patches_word0.png"]
     # again without --overwrite: refused; the report shows the section
     assert_user_error(run(capsys, "patches", traced, "--device", "cpu"), "pass --overwrite")
-    from evolens.report import build_report
+    from evolens.report import ReportOptions, build_report
 
-    assert '<section class="patches"' in build_report([traced], summary_figures=False)
+    assert '<section class="patches"' in build_report([traced], ReportOptions(summary_figures=False))
 
 
 def _without_prompt_states(traced: Path, target: Path) -> Path:

@@ -63,6 +63,10 @@ def test_report_command_reads_extras_json(tiny_run, tmp_path: Path, capsys) -> N
     [
         (["report", "{missing}"], "does not exist"),
         (["report", "{root}", "-o", "{tmp}/r.txt"], "ending in .html"),
+        (
+            ["report", "{root}", "-o", "{tmp}/r.html", "--from-layer", "-1"],
+            "from_layer must be a layer index >= 0",
+        ),
         (["report", "{empty}"], "no evolens trace"),
         (["plot", "jsd", "{trace}", "-o", "{tmp}/x.png", "--reduction", "nats"], "--reduction"),
         (["plot", "jsd", "{root}", "-o", "{tmp}/x.png"], "holds 2 traces"),

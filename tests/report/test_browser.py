@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from evolens.report import write_report
+from evolens.report import ReportOptions, write_report
 from evolens.report.payload import TOP1_SERIES
 from evolens.trace import Trace
 
@@ -84,7 +84,10 @@ def report_file(tiny_run, tmp_path: Path, request: pytest.FixtureRequest) -> tup
         }
     }
     path = write_report(
-        tmp_path / "report.html", [evil, traces[1]], extras=extras, title=EVIL, compress=request.param
+        tmp_path / "report.html",
+        [evil, traces[1]],
+        ReportOptions(title=EVIL, compress=request.param),
+        extras=extras,
     )
     return path, [evil, traces[1]]
 

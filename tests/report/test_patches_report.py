@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from evolens.metrics.patches import PATCHES_FILE, PatchGrid
-from evolens.report import build_report
+from evolens.report import ReportOptions, build_report
 from evolens.testing.patches import synthetic_patch_lens
 
 from .helpers import script_blocks
@@ -28,7 +28,7 @@ def test_section_from_patches_json(tiny_run, tmp_path: Path) -> None:
     result = synthetic_patch_lens(n_layers=tiny_run[1][0].n_layers, item_id=item_id)
     result.vocab[1] = "<script>x"  # a hostile token string
     result.save(directory / PATCHES_FILE)
-    html = build_report([directory], summary_figures=False)
+    html = build_report([directory], ReportOptions(summary_figures=False))
     section = re.search(r'<section class="patches".*?</section>', html, re.S)
     assert section is not None
     part = section.group(0)
@@ -47,10 +47,10 @@ def test_section_without_a_grid_and_a_broken_file(tiny_run, tmp_path: Path) -> N
     directory, item_id = _trace_dir(tiny_run, tmp_path)
     result = replace(synthetic_patch_lens(item_id=item_id), grid=PatchGrid(0, 0, "tiles"))
     result.save(directory / PATCHES_FILE)
-    html = build_report([directory], summary_figures=False)
+    html = build_report([directory], ReportOptions(summary_figures=False))
     assert "no patch grid (tiles): image tokens in order, 3 per row" in html
     (directory / PATCHES_FILE).write_text("{}")
-    html = build_report([directory], summary_figures=False)
+    html = build_report([directory], ReportOptions(summary_figures=False))
     assert '<section class="patches"' not in html and "patches.json could not be read" in html
 
 
@@ -58,7 +58,7 @@ def test_slider_in_headless_chromium(browser_context, tiny_run, tmp_path: Path) 
     directory, item_id = _trace_dir(tiny_run, tmp_path)
     synthetic_patch_lens(item_id=item_id).save(directory / PATCHES_FILE)
     path = tmp_path / "report.html"
-    path.write_text(build_report([directory], summary_figures=False), encoding="utf-8")
+    path.write_text(build_report([directory], ReportOptions(summary_figures=False)), encoding="utf-8")
     page = browser_context.new_page()
     problems: list[str] = []
     page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)

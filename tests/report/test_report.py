@@ -8,7 +8,7 @@ import io
 import json
 import re
 import shutil
-from dataclasses import replace
+from dataclasses import FrozenInstanceError, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +20,14 @@ from PIL import Image
 
 from evolens.errors import SettingsError, StoreError
 from evolens.report import (
+    ReportOptions,
     build_report,
     collect_trace_dirs,
     first_stable_top1_layer,
     json_for_script,
     write_report,
 )
+from evolens.report.options import check_report_path
 from evolens.report.payload import PROB_SCALE, TOP1_SERIES
 from evolens.viz import layer_histogram_figure
 
@@ -51,6 +53,7 @@ def test_hostile_strings_are_escaped_in_markup_and_data(tiny_run) -> None:
     evil = hostile(traces[0])
     html = build_report(
         [evil],
+        ReportOptions(title=EVIL),
         extras={
             evil.item_id: {
                 "token_values": {EVIL: [1] * evil.n_steps},
@@ -61,7 +64,6 @@ def test_hostile_strings_are_escaped_in_markup_and_data(tiny_run) -> None:
             }
         },
         summary={"statistics": {EVIL: EVIL}, "notes": [NASTY[5]]},
-        title=EVIL,
     )
     assert EVIL not in html and "<img src=x" not in html and 'onmouseover="alert' not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
@@ -101,7 +103,7 @@ def test_stage_names_and_colours_come_from_their_owners(tiny_run) -> None:
     from evolens.geometry import paper_stage_groups, stage_groups
     from evolens.viz.style import STAGE_COLOURS
 
-    data = data_block(build_report(tiny_run[1][:1], summary_figures=False))
+    data = data_block(build_report(tiny_run[1][:1], ReportOptions(summary_figures=False)))
     assert data["stage_names"] == {str(code): name for code, name in STAGE_NAMES.items()}
     assert data["palettes"]["stages"] == {str(code): colour for code, colour in STAGE_COLOURS.items()}
     assert (
@@ -113,7 +115,7 @@ def test_stage_names_and_colours_come_from_their_owners(tiny_run) -> None:
 
 def test_embedded_data_reproduces_the_trace_metrics(tiny_run) -> None:
     _, traces = tiny_run
-    data = data_block(build_report(traces, topk=3, from_layer=1))
+    data = data_block(build_report(traces, ReportOptions(topk=3, from_layer=1)))
     assert data["prob_scale"] == PROB_SCALE
     for trace, item in zip(traces, data["items"], strict=True):
         assert item["n_layers"] == trace.n_layers and item["ids"] == trace.generated_ids.tolist()
@@ -203,15 +205,15 @@ def test_optional_sections_appear_only_with_data(tiny_run) -> None:
 
 def test_images_are_embedded_from_the_recorded_file(tiny_run, tmp_path: Path) -> None:
     root, traces = tiny_run
-    html = build_report(traces, summary_figures=False)
+    html = build_report(traces, ReportOptions(summary_figures=False))
     assert html.count('<img alt="input image" src="data:image/png;base64,') == 2
     # the recorded paths no longer resolve: the report says so, and image_root finds the files by name
     copy = tmp_path / "imgs"
     shutil.copytree(root / "images", copy)
     moved = [replace(t, image=replace(t.image, source="gone/" + Path(t.image.source).name)) for t in traces]
-    lost = build_report(moved, summary_figures=False)
+    lost = build_report(moved, ReportOptions(summary_figures=False))
     assert lost.count("image file not found") == 2 and 'alt="input image"' not in lost
-    rescued = build_report(moved, image_root=copy, summary_figures=False)
+    rescued = build_report(moved, ReportOptions(image_root=copy, summary_figures=False))
     assert rescued.count('alt="input image"') == 2 and "image file not found" not in rescued
     # a file that changed since tracing is shown with a warning
     changed = tmp_path / "changed.png"
@@ -229,8 +231,8 @@ def test_directories_are_searched_for_traces(tiny_run, tmp_path: Path) -> None:
     root, traces = tiny_run
     dirs = collect_trace_dirs([root])
     assert [d.name for d in dirs] == sorted(t.item_id for t in traces)
-    from_dirs = data_block(build_report(root, summary_figures=False))
-    from_objects = data_block(build_report(traces, summary_figures=False))
+    from_dirs = data_block(build_report(root, ReportOptions(summary_figures=False)))
+    from_objects = data_block(build_report(traces, ReportOptions(summary_figures=False)))
     assert [i["tokens"] for i in from_dirs["items"]] == [i["tokens"] for i in from_objects["items"]]
     assert from_dirs["items"][0]["jsd"] == from_objects["items"][0]["jsd"]
     with pytest.raises(StoreError, match="does not exist"):
@@ -238,7 +240,7 @@ def test_directories_are_searched_for_traces(tiny_run, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(StoreError, match="no evolens trace"):
         collect_trace_dirs([tmp_path / "empty"])
-    assert len(data_block(build_report(root, max_items=1))["items"]) == 1
+    assert len(data_block(build_report(root, ReportOptions(max_items=1)))["items"]) == 1
 
 
 def test_summary_lists_statistics_and_links_every_item(tiny_run) -> None:
@@ -263,15 +265,40 @@ def test_write_report_is_atomic_and_checks_the_suffix(tiny_run, tmp_path: Path) 
     assert [p.name for p in path.parent.iterdir()] == ["report.html"]
     with pytest.raises(SettingsError, match=r"\.html"):
         write_report(tmp_path / "report.txt", traces)
-    with pytest.raises(SettingsError, match="topk"):
-        build_report(traces, topk=0)
+    with pytest.raises(SettingsError, match=r"\.html"):  # before anything is read
+        write_report(tmp_path / "report.txt", tmp_path / "missing")
+    assert check_report_path(str(tmp_path / "R.HTM")) == tmp_path / "R.HTM"
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"topk": 0}, "topk must be a positive integer, got 0"),
+        ({"topk": 2.5}, "topk must be a positive integer"),
+        ({"topk": True}, "topk must be a positive integer"),
+        ({"max_items": 0}, "max_items must be a positive integer, got 0"),
+        ({"from_layer": -1}, r"from_layer must be a layer index >= 0 \(or None\), got -1"),
+        ({"from_layer": 1.0}, "from_layer must be a layer index"),
+    ],
+)
+def test_report_options_refuse_bad_values(given: dict[str, object], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        ReportOptions(**given)
+
+
+def test_report_options_are_frozen_and_normalise_the_image_root(tmp_path: Path) -> None:
+    options = ReportOptions(image_root=str(tmp_path), max_items=None, from_layer=0)
+    assert options.image_root == tmp_path and isinstance(options.image_root, Path)
+    with pytest.raises(FrozenInstanceError):
+        options.topk = 3
+    assert ReportOptions() == ReportOptions(topk=5, summary_figures=True)
 
 
 def test_large_data_is_compressed_and_decodes_to_the_same(tiny_run) -> None:
     _, traces = tiny_run
     evil = hostile(traces[0])
-    plain = build_report([evil, traces[1]], compress=False)
-    packed = build_report([evil, traces[1]], compress=True)
+    plain = build_report([evil, traces[1]], ReportOptions(compress=False))
+    packed = build_report([evil, traces[1]], ReportOptions(compress=True))
     assert 'data-encoding="gzip+base64"' in packed and 'data-encoding="gzip+base64"' not in plain
     assert data_block(packed) == data_block(plain)
     block = script_blocks(packed)[0]

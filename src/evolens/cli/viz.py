@@ -138,8 +138,17 @@ def report(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from evolens.report import collect_trace_dirs, write_report
+    from evolens.report import ReportOptions, collect_trace_dirs, write_report
 
+    options = ReportOptions(
+        title=title,
+        topk=topk,
+        from_layer=from_layer,
+        max_items=max_items,
+        image_root=image_root,
+        summary_figures=summary_figures,
+        compress=compress,
+    )
     check_writable(out_file)  # before the items are read and drawn
     dirs = collect_trace_dirs(paths)
     item_extras, summary = _read_extras(extras) if extras is not None else ({}, {})
@@ -150,15 +159,9 @@ def report(
         written = write_report(
             out_file,
             paths,  # run directories are read whole: items in run order, results, analyses
+            options,
             extras=item_extras,
             summary=summary,
-            title=title,
-            topk=topk,
-            from_layer=from_layer,
-            max_items=max_items,
-            image_root=image_root,
-            summary_figures=summary_figures,
-            compress=compress,
             progress=lambda done, _total: bar.update(task, completed=done),
         )
     size = written.stat().st_size / 1e6

@@ -36,6 +36,7 @@ from evolens.report import extras as ex
 from evolens.report.inputs import Source, TraceSource, iter_traces, resolve_sources
 from evolens.report.item_data import ItemData, auto_extras, item_data
 from evolens.report.item_section import item_section
+from evolens.report.options import ReportOptions, check_report_path
 from evolens.report.page import Series, data_block, new_series, page
 from evolens.report.payload import TOP1_SERIES, trace_payload
 from evolens.report.summary import ItemRow, RunStats, summary_section
@@ -50,9 +51,7 @@ class _Items:
     flags seen so far, and the run statistics (the traces themselves are not held)."""
 
     extras: Mapping[str, Mapping[str, Any]]
-    topk: int
-    from_layer: int | None
-    image_root: Path | None
+    options: ReportOptions
     judged: bool  # a run is reported: the items table has a judgement column
     series: dict[str, Series] = field(default_factory=dict)
     flag_names: list[str] = field(default_factory=list)
@@ -75,7 +74,9 @@ class _Items:
         row = self._row(index, trace, data)
         # A flag's mark depends only on the flags seen before it, so the section can be written now.
         self.sections.append(
-            item_section(index, trace, item_extras, data, self.flag_names, self.image_root, row.attributes())
+            item_section(
+                index, trace, item_extras, data, self.flag_names, self.options.image_root, row.attributes()
+            )
         )
         self.stats.add(trace, data.flags, top1)
         self.rows.append(row)
@@ -102,7 +103,7 @@ class _Items:
                 self.flag_names.append(name)
 
     def _payload(self, trace: Trace, data: ItemData, values: dict[str, list[Any]]) -> dict[str, Any]:
-        payload = trace_payload(trace, topk=self.topk, from_layer=self.from_layer)
+        payload = trace_payload(trace, topk=self.options.topk, from_layer=self.options.from_layer)
         for token_id in data.payload.pop("extra_vocab", []):
             payload["vocab"].setdefault(str(token_id), trace.vocab.get(token_id, f"<{token_id}>"))
         payload.update(
@@ -144,16 +145,10 @@ def _checked_extras(
 
 def build_report(
     traces: Iterable[TraceSource] | str | Path,
+    options: ReportOptions | None = None,
     *,
     extras: Mapping[str, Mapping[str, Any]] | None = None,
     summary: Mapping[str, Any] | None = None,
-    title: str | None = None,
-    topk: int = 5,
-    from_layer: int | None = None,
-    max_items: int | None = None,
-    image_root: str | Path | None = None,
-    summary_figures: bool = True,
-    compress: bool | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> str:
     """The HTML of a self-contained report on ``traces``.
@@ -163,53 +158,55 @@ def build_report(
             in run order, with its evaluation, statistics and analyses) or a directory searched for trace
             directories; loaded one at a time. Beside each trace directory, ``analysis.json``, ``skip.json`` and
             ``geometry.json`` are read when present.
+        options: How the report is rendered: title, logit-lens grid, candidates, items, images, figures,
+            compression (see :class:`ReportOptions`; ``None``: the defaults).
         extras: Per-item additions keyed by ``item_id`` (see :mod:`evolens.report.extras`): ``token_values``,
             ``token_flags``, ``analysis``, ``labels``, ``evaluation``, ``annotations``, ``image``, ``skip``,
             ``geometry``, ``figures``, ``tables``, ``notes``; they win over what is read from files.
         summary: Run-level additions: ``statistics``, ``figures``, ``geometry``, ``tables``, ``notes``.
-        title: Page title (default: "evolens report").
-        topk: Tokens per layer in the logit-lens grid (at most what the traces kept).
-        from_layer: First layer whose top-1 tokens count as candidates (default: each trace's default, the last
-            40% of its layers).
-        max_items: Report only the first ``max_items`` traces.
-        image_root: Where to look for image files whose recorded path is relative or has moved.
-        summary_figures: Draw the run-level summary figures (top-1 layer histogram, JSD profile, and a run's
-            critical/mutation layer histograms and hallucinated vs grounded comparison).
-        compress: Embed the data gzip-compressed (base64; the browser decompresses it) — about 4x smaller. ``None``
-            compresses when the JSON exceeds 4 MB (a few dozen items).
         progress: Called as ``progress(done, total)`` after each item.
 
     Raises:
-        SettingsError: Bad options or extras (unknown keys, lengths that do not match an item's tokens).
+        SettingsError: Bad extras (unknown keys, lengths that do not match an item's tokens) or a ``from_layer``
+            past a trace's layers.
         StoreError: A directory holds no trace, or a trace cannot be read.
     """
-    if topk < 1:
-        raise SettingsError(f"topk must be >= 1, got {topk}")
-    if max_items is not None and max_items < 1:
-        raise SettingsError(f"max_items must be >= 1, got {max_items}")
+    options = options or ReportOptions()
     sources, runs = resolve_sources(traces)
-    if max_items is not None:
-        sources = sources[:max_items]
+    if options.max_items is not None:
+        sources = sources[: options.max_items]
     extras, summary = _checked_extras(extras, summary)
-    root = Path(image_root) if image_root is not None else None
-    items = _Items(extras, topk, from_layer, root, judged=bool(runs))
+    items = _Items(extras, options, judged=bool(runs))
     for index, (source, trace) in enumerate(iter_traces(sources)):
         items.add(index, source, trace)
         if progress is not None:
             progress(index + 1, len(sources))
     items.stats.close(items.rows, items.flag_names)  # the items table has a column per flag, known only now
     block = data_block(items.series, items.flag_names, items.payloads)
-    page_title = title or "evolens report"
-    summary_html = summary_section(page_title, items.stats, items.flag_names, summary, summary_figures, runs)
-    return page(page_title, summary_html, "".join(items.sections), block, items.flag_names, compress)
+    page_title = options.title or "evolens report"
+    summary_html = summary_section(
+        page_title, items.stats, items.flag_names, summary, options.summary_figures, runs
+    )
+    return page(page_title, summary_html, "".join(items.sections), block, items.flag_names, options.compress)
 
 
-def write_report(path: str | Path, traces: Iterable[TraceSource] | str | Path, **options: Any) -> Path:
-    """Build the report (see :func:`build_report` for the options) and write it to ``path`` atomically."""
-    target = Path(path)
-    if target.suffix.lower() not in (".html", ".htm"):
-        raise SettingsError(f"the report is an HTML file: give a path ending in .html, got {target.name!r}")
-    html = build_report(traces, **options)
+def write_report(
+    path: str | Path,
+    traces: Iterable[TraceSource] | str | Path,
+    options: ReportOptions | None = None,
+    *,
+    extras: Mapping[str, Mapping[str, Any]] | None = None,
+    summary: Mapping[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Build the report (see :func:`build_report` for the arguments) and write it to ``path`` atomically.
+
+    Raises:
+        SettingsError: ``path`` does not end in ``.html`` (checked before anything is read), or what
+            :func:`build_report` raises.
+    """
+    target = check_report_path(path)
+    html = build_report(traces, options, extras=extras, summary=summary, progress=progress)
     atomic_write_text(target, html)
     logger.info("report written to %s (%.1f MB)", target, len(html) / 1e6)
     return target

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from evolens.analysis.compare import similarity
-from evolens.errors import SettingsError
 from evolens.files import atomic_write_text
 from evolens.hallucination.decode_results import DecodeResult, mitigation_table, scores_table
 from evolens.report.blocks import gallery, tables
 from evolens.report.build import build_report
 from evolens.report.escape import short_source, text
+from evolens.report.options import ReportOptions, check_report_path
 from evolens.store.results import RunResults, generated_ids
 from evolens.store.run import RunDirectory
 from evolens.trace.fileformat import read_manifest
@@ -119,14 +119,12 @@ def decode_extras(result: DecodeResult, runs_root: Path) -> dict[str, dict[str, 
 def write_decode_report(path: str | Path, result: DecodeResult, runs_root: Path) -> Path:
     """Write the decode report (see the module docstring) to ``path``, atomically; ``runs_root`` holds the
     strategies' run directories (``runs_root/<name>``)."""
-    target = Path(path)
-    if target.suffix.lower() not in (".html", ".htm"):
-        raise SettingsError(f"the report is an HTML file: give a path ending in .html, got {target.name!r}")
+    target = check_report_path(path)
     model = short_source(str(result.model.get("source") or "model"))
     html = build_report(
         runs_root / result.baseline,
+        ReportOptions(title=f"evolens decode: {len(result.strategies)} strategies, {model}"),
         extras=decode_extras(result, runs_root),
-        title=f"evolens decode: {len(result.strategies)} strategies, {model}",
     )
     at = html.index(RUN_SECTION)  # the baseline's run section is always there: a run directory is reported
     atomic_write_text(target, html[:at] + decode_section(result) + html[at:])

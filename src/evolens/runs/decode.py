@@ -337,11 +337,13 @@ def _write_outputs(root: Path, result: DecodeResult, options: DecodeOptions) -> 
 
         write_decode_report(root / "report.html", result, root / RUNS)
     if options.reports:
-        from evolens.report import write_report
+        from evolens.report import ReportOptions, write_report
 
         for s in result.strategies:
             write_report(
-                root / REPORTS / f"{s.name}.html", root / RUNS / s.name, title=f"evolens run: {s.name}"
+                root / REPORTS / f"{s.name}.html",
+                root / RUNS / s.name,
+                ReportOptions(title=f"evolens run: {s.name}"),
             )
 
 
