@@ -20,14 +20,15 @@ def loop_change_point(curve: np.ndarray, params: DetectorParams) -> int:
     if n_layers - first < n_min + 1 or float(curve[first:].max(initial=0.0)) <= 0.0:
         return NOT_FOUND
     tail = curve[first:]
+    best_cost, best = math.inf, NOT_FOUND
+    # a value at or below -eps (the paper's reduction rounds below 0) makes y, and every cost, NaN or infinite
     with np.errstate(invalid="ignore", divide="ignore"):
         y = np.log10(tail + max(1e-6 * float(tail.max()), 1e-300))
-    best_cost, best = math.inf, NOT_FOUND
-    for c in range(first + 1, n_layers - n_min + 1):
-        head, rest = y[: c - first], y[c - first :]
-        cost = float(np.abs(head - np.median(head)).sum() + np.abs(rest - np.median(rest)).sum())
-        if cost < best_cost - 1e-12:
-            best_cost, best = cost, c
+        for c in range(first + 1, n_layers - n_min + 1):
+            head, rest = y[: c - first], y[c - first :]
+            cost = float(np.abs(head - np.median(head)).sum() + np.abs(rest - np.median(rest)).sum())
+            if cost < best_cost - 1e-12:
+                best_cost, best = cost, c
     return best
 
 
