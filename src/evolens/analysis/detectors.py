@@ -285,9 +285,8 @@ def critical_layers_from_jsd(jsd: np.ndarray, params: DetectorParams | None = No
     found = split != NOT_FOUND
     if not found.any():
         return split
-    at = np.where(
-        found, split, params.first_layer + 1
-    )  # any valid split for the others: their result is unused
+    # the columns without a split take any valid one: their medians are not used
+    at = np.where(found, split, params.first_layer + 1)
     layer = np.arange(curves.shape[0])[:, None]
     median_before = _masked_medians(curves, (layer >= params.first_layer) & (layer < at))
     median_after = _masked_medians(curves, layer >= at)

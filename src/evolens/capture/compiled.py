@@ -142,8 +142,9 @@ def kept_cache(model: nn.Module, key: CacheKey) -> Any | None:
     ``key`` (batch rows, cache length, dtype, device); else ``None``.
 
     Hugging Face makes a new static cache at every ``generate``: zeroing new memory (on the CPU a tenth of the time
-    of a compiled toy trace of two-token answers: 38 ms against 35 ms with the cache kept) and, on a GPU, new addresses for the tensors the CUDA graphs were recorded with, so the graphs are
-    recorded again. Reusing the last cache keeps both away; it holds one cache per model between traces."""
+    of a compiled toy trace of two-token answers: 38 ms against 35 ms with the cache kept) and, on a GPU, new
+    addresses for the tensors the CUDA graphs were recorded with (not yet measured: whether the graphs are then
+    recorded again). Reusing the last cache keeps both away; it holds one cache per model between traces."""
     entry = _KEPT_CACHES.get(model)
     if entry is None or entry[0] != key:
         return None
@@ -233,8 +234,9 @@ def compiled_decoding(
     max_new_tokens: int,
 ) -> Iterator[RecordedStep]:
     """Within the block, the decoding steps of ``model.generate`` (with ``config``, set here by
-    :func:`static_generation_config`, and the yielded step's ``generate_kwargs``: the kept cache, if any) run the compiled step and record
-    into ``rec``; the model is restored on exit, and the static cache kept for the next call (:func:`kept_cache`)."""
+    :func:`static_generation_config`, and the yielded step's ``generate_kwargs``: the kept cache, if any) run the
+    compiled step and record into ``rec``; the model is restored on exit, and the static cache kept for the next
+    call (:func:`kept_cache`)."""
     param = next(model.parameters())
     cache_len = cache_length(prompt_len, max_new_tokens, options.cache_bucket)
     key: CacheKey = (batch_rows, cache_len, param.dtype, param.device)
