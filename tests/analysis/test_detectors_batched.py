@@ -1,7 +1,7 @@
-"""The JSD change point and critical layer of many curves at once (``jsd_change_layers``,
-``critical_layers_from_jsd``) are the per-curve definitions: checked against the definitions written out as a loop
-over the splits (``evolens.testing.detectors``: what ``jsd_change_point`` computed before it was vectorised), on
-curves with ties, zeros, tiny negative values (the paper's reduction) and any depth."""
+"""The critical layers of many curves at once (``jsd_change_layers``, ``critical_layers_from_jsd``,
+``critical_layers_from_prob``) are the per-curve definitions: checked against the definitions written out as loops
+(``evolens.testing.detectors``: what evolens computed before they were vectorised), on curves with ties, zeros, tiny
+negative values (the paper's reduction), surges cut at the last layer, and any depth."""
 
 from __future__ import annotations
 
@@ -14,13 +14,15 @@ from evolens.analysis import (
     NOT_FOUND,
     DetectorParams,
     critical_layer_from_jsd,
+    critical_layer_from_prob,
     critical_layers_from_jsd,
+    critical_layers_from_prob,
     jsd_change_layers,
     jsd_change_point,
 )
 from evolens.analysis import detectors as detectors_module
 from evolens.errors import SettingsError
-from evolens.testing.detectors import loop_change_point
+from evolens.testing.detectors import loop_change_point, loop_critical_layer_from_prob
 from evolens.testing.detectors import loop_critical_layer as loop_critical
 
 
@@ -113,4 +115,44 @@ def test_bad_curves_are_refused_in_one_line() -> None:
         critical_layers_from_jsd(np.zeros(8))
     with pytest.raises(SettingsError, match="NaN or infinite"):
         jsd_change_layers(np.full((8, 2), np.nan))
+    with pytest.raises(SettingsError, match="NaN or infinite"):
+        critical_layers_from_prob(np.full((9, 2), np.inf))
+    with pytest.raises(SettingsError, match="at least 2 decoder layers"):
+        critical_layers_from_prob(np.ones((2, 3)))
     assert critical_layers_from_jsd(np.zeros((8, 0))).tolist() == []
+    assert critical_layers_from_prob(np.zeros((9, 0))).tolist() == []
+
+
+PROBS = st.one_of(
+    st.sampled_from([0.0, 0.01, 0.04, 0.05, 0.25, 0.5, 1.0]),  # ties, exactly at theta and at prob_min_peak
+    st.floats(0.0, 1.0),
+)
+
+
+@st.composite
+def prob_curves_and_params(draw: st.DrawFn) -> tuple[np.ndarray, DetectorParams]:
+    n_layers = draw(st.integers(2, 40))
+    n_tokens = draw(st.integers(1, 6))
+    flat = draw(st.lists(PROBS, min_size=(n_layers + 1) * n_tokens, max_size=(n_layers + 1) * n_tokens))
+    probs = np.array(flat, dtype=np.float64).reshape(n_layers + 1, n_tokens)
+    if draw(
+        st.booleans()
+    ):  # a surge: low, then high from a random state on (possibly only at the last states)
+        at = draw(st.integers(1, n_layers))
+        probs[at:] = np.maximum(probs[at:], draw(st.floats(0.3, 1.0)))
+        probs[:at] *= draw(st.floats(0.0, 0.2))
+    params = DetectorParams(
+        first_layer=draw(st.integers(0, min(3, n_layers - 2))),
+        persistence=draw(st.sampled_from([0.0, 0.1, 0.25, 0.5])),
+        prob_rel=draw(st.sampled_from([0.25, 0.5, 0.9])),
+    )
+    return probs, params
+
+
+@settings(max_examples=300, deadline=None)
+@given(prob_curves_and_params())
+def test_batched_probability_critical_layers_are_the_loop_definition(case) -> None:
+    probs, params = case
+    expected = [loop_critical_layer_from_prob(probs[:, t], params) for t in range(probs.shape[1])]
+    assert critical_layers_from_prob(probs, params).tolist() == expected
+    assert [critical_layer_from_prob(probs[:, t], params) for t in range(probs.shape[1])] == expected

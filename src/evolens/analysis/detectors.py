@@ -245,22 +245,29 @@ def critical_layer_from_prob(probs: Curve, params: DetectorParams | None = None)
     ``c > first_layer`` with ``p[c - 1] < theta`` and ``p[l] >= theta`` for ``l`` in
     ``[c, min(c + n_persist - 1, L)]``. ``-1`` when ``peak < prob_min_peak`` (the token never stands out) or when
     no such upward crossing exists (e.g. the curve is already high at ``first_layer``: no surge).
+    :func:`critical_layers_from_prob` gives the critical layers of many curves at once.
     """
+    return int(critical_layers_from_prob(as_curve(probs, "probs")[:, None], params)[0])
+
+
+def critical_layers_from_prob(probs: np.ndarray, params: DetectorParams | None = None) -> np.ndarray:
+    """:func:`critical_layer_from_prob` of every column of ``probs`` (``[L + 1, T]``: one curve per token): ``[T]``
+    int64, ``-1`` where a column has none."""
     params = params or DetectorParams()
-    p = as_curve(probs, "probs")
-    n_layers = p.size - 1
+    p = as_curves(probs, "probs")
+    n_layers = p.shape[0] - 1
     params.check_depth(n_layers)
     first = params.first_layer
-    peak = float(p[first:].max())
-    if peak < params.prob_min_peak or peak <= 0.0:
-        return NOT_FOUND
-    theta = params.prob_rel * peak
-    n = params.n_persist(n_layers)
-    above = p >= theta
-    for c in range(first + 1, n_layers + 1):
-        if not above[c - 1] and bool(above[c : min(c + n, n_layers + 1)].all()):
-            return c
-    return NOT_FOUND
+    peak = p[first:].max(axis=0)
+    above = p >= params.prob_rel * peak
+    # candidates c = first + 1 .. L: below theta at c - 1, at or above it on [c, min(c + n, L + 1))
+    starts = np.arange(first + 1, n_layers + 1)
+    ends = np.minimum(starts + params.n_persist(n_layers), n_layers + 1)
+    counts = np.concatenate([np.zeros((1, p.shape[1]), dtype=np.int64), np.cumsum(above, axis=0)])
+    stays = counts[ends] - counts[starts] == (ends - starts)[:, None]  # [candidates, T]
+    surges = ~above[starts - 1] & stays
+    found = surges.any(axis=0) & (peak >= params.prob_min_peak) & (peak > 0.0)
+    return np.where(found, starts[surges.argmax(axis=0)], NOT_FOUND)
 
 
 def critical_layer_from_jsd(jsd: Curve, params: DetectorParams | None = None) -> int:

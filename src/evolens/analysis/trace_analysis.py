@@ -11,8 +11,8 @@ import numpy as np
 
 from evolens.analysis.detectors import (
     Mutation,
-    critical_layer_from_prob,
     critical_layers_from_jsd,
+    critical_layers_from_prob,
     mutation_layers,
     stage_critical_layer,
     stage_of_layers,
@@ -253,14 +253,13 @@ def _detect_steps(
     """Run the detectors on each step ``t`` of the ``[L(+1), T]`` curves of :func:`_detector_curves`: its
     probability- and JSD-based critical layers, the stage critical layer, the median JSD of its rapid-change stage
     and of its plateau, and its mutation layers (none without a critical layer)."""
-    crit_prob = np.full(n_steps, NOT_FOUND, dtype=np.int64)
-    crit_jsd = critical_layers_from_jsd(jsd, params)  # every step at once
+    crit_prob = critical_layers_from_prob(probs, params)  # every step at once
+    crit_jsd = critical_layers_from_jsd(jsd, params)
     crit = np.full(n_steps, NOT_FOUND, dtype=np.int64)
     rapid = np.full(n_steps, math.nan)
     plateau = np.full(n_steps, math.nan)
     mutations: list[list[Mutation]] = []
     for t in range(n_steps):
-        crit_prob[t] = critical_layer_from_prob(probs[:, t], params)
         crit[t] = c = stage_critical_layer(int(crit_prob[t]), int(crit_jsd[t]), params)
         if c == NOT_FOUND:
             mutations.append([])

@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from evolens.analysis.detectors import (
-    critical_layer_from_prob,
     critical_layers_from_jsd,
+    critical_layers_from_prob,
     mutation_layers,
     stage_critical_layer,
 )
@@ -134,10 +134,7 @@ class StepDetector:
     def detect(self, row: int, curves: dict[str, np.ndarray]) -> tuple[int, list[Any]]:
         """The row's critical layer and mutation layers at this step (``curves``: this row's numpy curves)."""
         params = self.params
-        probs = curves["chosen_probs"] if params.prob_curve == "generated" else curves["top1_probs"]
-        critical = stage_critical_layer(
-            critical_layer_from_prob(probs, params), int(curves["critical_jsd"]), params
-        )
+        critical = stage_critical_layer(int(curves["critical_prob"]), int(curves["critical_jsd"]), params)
         past = self.history.setdefault(row, [])
         baseline = np.median(np.stack(past), axis=0) if len(past) >= params.baseline_min_tokens else None
         past.append(curves["jsd"])
@@ -157,13 +154,15 @@ class StepDetector:
         self, curves: dict[str, torch.Tensor], n_rows: int
     ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         """Each row's curves as numpy (float64; the ids as integers), one copy of the ``[L(+1), rows]`` curves to
-        the host per step — the ``[L + 1, rows, vocab]`` log-probabilities stay where they are — and its JSD
-        critical layer (``critical_jsd``, every row's found at once)."""
+        the host per step — the ``[L + 1, rows, vocab]`` log-probabilities stay where they are — and its
+        probability- and JSD-based critical layers (``critical_prob``, ``critical_jsd``: every row's at once)."""
         host = {
             k: v.double().cpu().numpy() if k != "top1_ids" else v.cpu().numpy()
             for k, v in curves.items()
             if k != "logp"
         }
+        probs = host["chosen_probs"] if self.params.prob_curve == "generated" else host["top1_probs"]
+        host["critical_prob"] = critical_layers_from_prob(probs, self.params)
         host["critical_jsd"] = critical_layers_from_jsd(host["jsd"], self.params)
         for row in range(n_rows):
             yield row, {k: v[..., row] for k, v in host.items()}

@@ -1,7 +1,7 @@
-"""The JSD change point and critical layer of one curve written out as a loop over the splits: the definitions
-(README, "Detectors") that :func:`evolens.analysis.jsd_change_layers` and
-:func:`evolens.analysis.critical_layers_from_jsd` vectorise, kept for the tests that check them and for
-``bench/detector_speed.py`` (it is how evolens found them before)."""
+"""The critical layers of one curve written out as loops — over the JSD curve's splits, over the probability
+curve's states: the definitions (README, "Detectors") that :func:`evolens.analysis.jsd_change_layers`,
+:func:`evolens.analysis.critical_layers_from_jsd` and :func:`evolens.analysis.critical_layers_from_prob` vectorise,
+kept for the tests that check them and for ``bench/detector_speed.py`` (it is how evolens found them before)."""
 
 from __future__ import annotations
 
@@ -45,4 +45,20 @@ def loop_critical_layer(curve: np.ndarray, params: DetectorParams) -> int:
     return c
 
 
-__all__ = ["loop_change_point", "loop_critical_layer"]
+def loop_critical_layer_from_prob(probs: np.ndarray, params: DetectorParams) -> int:
+    """The probability critical layer of the ``[L + 1]`` curve: the first state after ``first_layer`` where the
+    curve crosses up through ``prob_rel`` times its peak and stays there ``n_persist`` states (cut at ``L``)."""
+    n_layers = probs.size - 1
+    first = params.first_layer
+    peak = float(probs[first:].max())
+    if peak < params.prob_min_peak or peak <= 0.0:
+        return NOT_FOUND
+    above = probs >= params.prob_rel * peak
+    n = params.n_persist(n_layers)
+    for c in range(first + 1, n_layers + 1):
+        if not above[c - 1] and bool(above[c : min(c + n, n_layers + 1)].all()):
+            return c
+    return NOT_FOUND
+
+
+__all__ = ["loop_change_point", "loop_critical_layer", "loop_critical_layer_from_prob"]
