@@ -5,6 +5,8 @@ negative values (the paper's reduction), surges cut at the last layer, and any d
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -19,10 +21,13 @@ from evolens.analysis import (
     critical_layers_from_prob,
     jsd_change_layers,
     jsd_change_point,
+    mutation_layers,
+    mutation_layers_by_token,
+    stage_jsd_medians,
 )
 from evolens.analysis import detectors as detectors_module
 from evolens.errors import SettingsError
-from evolens.testing.detectors import loop_change_point, loop_critical_layer_from_prob
+from evolens.testing.detectors import loop_change_point, loop_critical_layer_from_prob, loop_mutation_layers
 from evolens.testing.detectors import loop_critical_layer as loop_critical
 
 
@@ -156,3 +161,103 @@ def test_batched_probability_critical_layers_are_the_loop_definition(case) -> No
     expected = [loop_critical_layer_from_prob(probs[:, t], params) for t in range(probs.shape[1])]
     assert critical_layers_from_prob(probs, params).tolist() == expected
     assert [critical_layer_from_prob(probs[:, t], params) for t in range(probs.shape[1])] == expected
+
+
+@st.composite
+def mutation_cases(draw: st.DrawFn):
+    n_layers = draw(st.integers(2, 36))
+    n_tokens = draw(st.integers(1, 5))
+    jsd = np.array(
+        draw(st.lists(VALUES, min_size=n_layers * n_tokens, max_size=n_layers * n_tokens)), dtype=np.float64
+    ).reshape(n_layers, n_tokens)
+    jsd = np.abs(jsd)  # spikes over a plateau: some large values among small ones
+    critical = np.array(draw(st.lists(st.integers(-1, n_layers), min_size=n_tokens, max_size=n_tokens)))
+    size = (n_layers + 1) * n_tokens
+    ids = np.array(draw(st.lists(st.integers(0, 2), min_size=size, max_size=size))).reshape(
+        n_layers + 1, n_tokens
+    )
+    probs = np.array(draw(st.lists(PROBS, min_size=size, max_size=size)), dtype=np.float64).reshape(ids.shape)
+    baseline = None
+    if draw(st.booleans()):
+        baseline = np.array(draw(st.lists(st.floats(0.0, 0.5), min_size=n_layers, max_size=n_layers)))
+    params = DetectorParams(
+        persistence=draw(st.sampled_from([0.0, 0.1, 0.3])),
+        jsd_reduction=draw(st.sampled_from(["bits", "paper"])),
+        mutation_rule=draw(st.sampled_from(["jsd", "top1", "either", "both"])),
+        spike_mads=draw(st.sampled_from([0.0, 5.0])),
+        prob_min_peak=draw(st.sampled_from([0.0, 0.05, 0.5])),
+    )
+    return jsd, critical, ids, probs, baseline, params
+
+
+@settings(max_examples=300, deadline=None)
+@given(mutation_cases())
+def test_batched_mutation_layers_are_the_loop_definition(case) -> None:
+    jsd, critical, ids, probs, baseline, params = case
+    expected = [
+        loop_mutation_layers(jsd[:, t], int(critical[t]), params, ids[:, t], probs[:, t], baseline)
+        for t in range(jsd.shape[1])
+    ]
+    batched = mutation_layers_by_token(
+        jsd, critical, params, top1_ids=ids, top1_probs=probs, baseline=baseline
+    )
+    assert batched == expected
+    for t in range(jsd.shape[1]):
+        one = mutation_layers(
+            jsd[:, t], int(critical[t]), params, top1_ids=ids[:, t], top1_probs=probs[:, t], baseline=baseline
+        )
+        assert one == expected[t]
+    if params.mutation_rule in ("jsd", "either"):  # without the top-1 curves: the spikes alone
+        alone = [
+            loop_mutation_layers(jsd[:, t], int(critical[t]), params, baseline=baseline)
+            for t in range(jsd.shape[1])
+        ]
+        assert mutation_layers_by_token(jsd, critical, params, baseline=baseline) == alone
+
+
+def test_mutation_layers_refuse_bad_input_in_one_line() -> None:
+    jsd = np.full((8, 2), 0.01)
+    with pytest.raises(SettingsError, match=r"critical layer must be in \[0, 8\] or -1, got 9"):
+        mutation_layers_by_token(jsd, np.array([3, 9]))
+    with pytest.raises(SettingsError, match="2 tokens"):
+        mutation_layers_by_token(jsd, np.array([3]))
+    with pytest.raises(SettingsError, match="needs the top-1"):
+        mutation_layers_by_token(jsd, np.array([3, 3]), DetectorParams(mutation_rule="top1"))
+    with pytest.raises(SettingsError, match="top-1 curves must have 9 entries"):
+        mutation_layers_by_token(jsd, np.array([3, 3]), top1_ids=np.zeros((8, 2)), top1_probs=np.ones((8, 2)))
+    with pytest.raises(SettingsError, match="baseline must have 8 entries"):
+        mutation_layers_by_token(jsd, np.array([3, 3]), baseline=np.ones(7))
+    # no token with a state after its critical one: nothing else is read, as one token at a time
+    assert mutation_layers_by_token(jsd, np.array([-1, 8]), baseline=np.ones(7)) == [[], []]
+    assert mutation_layers(jsd[:, 0], -1, top1_ids=np.zeros(3), top1_probs=np.zeros(3)) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(curves_and_params(), st.data())
+def test_stage_medians_are_the_medians_of_each_stage(case, data) -> None:
+    jsd, params = case
+    n_layers, n_tokens = jsd.shape
+    jsd = np.abs(jsd)
+    critical = np.array(data.draw(st.lists(st.integers(-1, n_layers), min_size=n_tokens, max_size=n_tokens)))
+    rapid, plateau = stage_jsd_medians(jsd, critical, params.first_layer)
+    for t, c in enumerate(critical.tolist()):
+        first = params.first_layer
+        want_rapid = float(np.median(jsd[first:c, t])) if c != NOT_FOUND and c > first else None
+        want_plateau = float(np.median(jsd[c:, t])) if c != NOT_FOUND and c < n_layers else None
+        assert math.isnan(rapid[t]) if want_rapid is None else rapid[t] == want_rapid, (t, c)
+        assert math.isnan(plateau[t]) if want_plateau is None else plateau[t] == want_plateau, (t, c)
+
+
+def test_per_token_baselines_are_each_tokens_own() -> None:
+    """The decoding rules give each row its own running baseline: one ``[L, T]`` array, one column per token."""
+    rng = np.random.default_rng(1)
+    jsd = np.where(np.arange(16)[:, None] < 5, 0.4, 0.01) * rng.uniform(0.8, 1.2, (16, 3))
+    jsd[12, :] = 0.2  # a spike every token has
+    baselines = np.stack([np.full(16, 0.01), np.full(16, 0.2), np.full(16, 0.01)], axis=1)
+    params = DetectorParams(mutation_rule="jsd")
+    each = mutation_layers_by_token(jsd, np.array([5, 5, 5]), params, baseline=baselines)
+    one_by_one = [mutation_layers(jsd[:, t], 5, params, baseline=baselines[:, t]) for t in range(3)]
+    assert each == one_by_one
+    assert [m.layer for m in each[0]] == [13] and each[1] == []  # the second token's baseline hides the spike
+    with pytest.raises(SettingsError, match="per token"):
+        mutation_layers_by_token(jsd, np.array([5, 5, 5]), params, baseline=baselines[:, :2])

@@ -24,10 +24,10 @@ class _Recorder(PassRule):
         self.detector, self.found = StepDetector(lens, PARAMS), found
 
     def __call__(self, input_ids, scores, states):
-        curves = self.detector.curves(scores, states)
-        for row, host in self.detector.rows(curves, scores.shape[0]):
-            critical, mutations = self.detector.detect(row, host)
-            self.found.setdefault(row, []).append((critical, [m.layer for m in mutations]))
+        host = self.detector.host(self.detector.curves(scores, states))
+        critical = self.detector.critical_layers(host)
+        for row, mutations in enumerate(self.detector.mutations(host, critical)):
+            self.found.setdefault(row, []).append((int(critical[row]), [m.layer for m in mutations]))
         return scores
 
 

@@ -55,11 +55,11 @@ FINAL = LAYER_LOGITS[-1].expand(2, -1).clone()
 
 def test_the_hand_made_step_has_a_critical_layer_and_a_mutation() -> None:
     detector = StepDetector(HandLens(), MutationSkip().params)
-    curves = detector.curves(FINAL, STATES)
-    row, host = next(detector.rows(curves, 2))
-    critical, found = detector.detect(row, host)
-    assert critical == 3
-    assert [m.layer for m in found] == [L] and found[0].is_flip and found[0].token_before == 1
+    host = detector.host(detector.curves(FINAL, STATES))
+    critical = detector.critical_layers(host)
+    assert critical.tolist() == [3, 3]  # both rows: every row's found at once
+    for found in detector.mutations(host, critical):
+        assert [m.layer for m in found] == [L] and found[0].is_flip and found[0].token_before == 1
 
 
 def test_mutation_skip_emits_the_stable_token() -> None:

@@ -39,7 +39,9 @@ from evolens.analysis.detectors import (
     jsd_change_layers,
     jsd_change_point,
     mutation_layers,
+    mutation_layers_by_token,
     spike_threshold,
+    stage_jsd_medians,
     stage_of_layers,
 )
 from evolens.analysis.layers import (
@@ -101,10 +103,12 @@ __all__ = [
     "mention_spans",
     "mentions",
     "mutation_layers",
+    "mutation_layers_by_token",
     "profile_summary",
     "similarity",
     "skip_presets",
     "spike_threshold",
+    "stage_jsd_medians",
     "stage_of_layers",
     "summarize",
     "summarize_item",

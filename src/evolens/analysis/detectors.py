@@ -127,14 +127,6 @@ def as_curve(values: Curve, name: str = "curve") -> np.ndarray:
     return array.copy()
 
 
-def robust_level(values: np.ndarray) -> tuple[float, float]:
-    """``(median, 1.4826 * MAD)`` of ``values`` (both 0 for an empty array)."""
-    if values.size == 0:
-        return 0.0, 0.0
-    median = float(np.median(values))
-    return median, MAD_SCALE * float(np.median(np.abs(values - median)))
-
-
 def _json_float(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
@@ -319,10 +311,21 @@ def spike_threshold(jsd: Curve, critical: int, params: DetectorParams | None = N
     curve = as_curve(jsd, "jsd")
     if not 0 <= critical < curve.size:
         raise SettingsError(f"critical layer must be in [0, {curve.size - 1}], got {critical}")
-    level, scale = robust_level(curve[critical:])
-    threshold = max(params.spike_ratio * level, level + params.spike_mads * scale)
+    threshold, level = _spike_thresholds(curve[:, None], np.array([critical]), params)
+    return float(threshold[0]), float(level[0])
+
+
+def _spike_thresholds(
+    curves: np.ndarray, critical: np.ndarray, params: DetectorParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """``([T] threshold, [T] level)`` of :func:`spike_threshold` for every column of ``curves`` (``[L, T]``), each
+    after its own ``critical`` state (``[T]``, each in ``[0, L)``)."""
+    after = np.arange(curves.shape[0])[:, None] >= critical
+    level = _masked_medians(curves, after)
+    scale = MAD_SCALE * _masked_medians(np.abs(curves - level), after)
+    threshold = np.maximum(params.spike_ratio * level, level + params.spike_mads * scale)
     if params.jsd_reduction == "bits":
-        threshold = max(threshold, params.spike_min_bits)
+        threshold = np.maximum(threshold, params.spike_min_bits)
     return threshold, level
 
 
@@ -344,7 +347,7 @@ def mutation_layers(
         ``[max(critical, m - n_persist), m - 1]``, the new one holds over ``[m, min(m + n_persist - 1, L)]``,
         and its probability at ``m`` is at least ``prob_min_peak``;
     combined by ``mutation_rule`` (``"jsd"``, ``"top1"``, ``"either"``, ``"both"``). ``critical = -1`` gives no
-    mutation layers.
+    mutation layers. :func:`mutation_layers_by_token` finds those of many tokens at once.
 
     Args:
         jsd: ``[L]`` adjacent-layer JSD.
@@ -354,42 +357,127 @@ def mutation_layers(
         top1_probs: ``[L + 1]`` its probability.
         baseline: ``[L]`` typical JSD of each transition (e.g. its median over the trace's tokens), or ``None``.
     """
-    params = params or DetectorParams()
     curve = as_curve(jsd, "jsd")
-    n_layers = curve.size
-    if critical == NOT_FOUND:
+    if critical in (NOT_FOUND, curve.size):  # no state after it: nothing else is read
         return []
-    if not 0 <= critical <= n_layers:
-        raise SettingsError(f"critical layer must be in [0, {n_layers}] or -1, got {critical}")
-    if critical >= n_layers:
-        return []
-    ids, probs = _top1_curves(top1_ids, top1_probs, n_layers, params)
-    thresholds, level = _spike_thresholds(curve, critical, params, baseline)
-    n = params.n_persist(n_layers)
-    found: list[Mutation] = []
-    for m in range(critical + 1, n_layers + 1):
-        value = float(curve[m - 1])
-        spike = bool(value > thresholds[m - 1])
-        flip = False
+    ids = None if top1_ids is None else as_curve(top1_ids, "top1_ids")[:, None]
+    probs = None if top1_probs is None else as_curve(top1_probs, "top1_probs")[:, None]
+    return mutation_layers_by_token(
+        curve[:, None], np.array([critical]), params, top1_ids=ids, top1_probs=probs, baseline=baseline
+    )[0]
+
+
+def mutation_layers_by_token(
+    jsd: np.ndarray,
+    critical: np.ndarray,
+    params: DetectorParams | None = None,
+    *,
+    top1_ids: np.ndarray | None = None,
+    top1_probs: np.ndarray | None = None,
+    baseline: Curve | None = None,
+) -> list[list[Mutation]]:
+    """:func:`mutation_layers` of every token at once: ``jsd`` ``[L, T]`` (one column per token), ``critical``
+    ``[T]`` (each a state index or ``-1``), ``top1_ids`` / ``top1_probs`` ``[L + 1, T]``, ``baseline`` ``[L]``
+    (one for every token) or ``[L, T]`` (one each); one list per token."""
+    params = params or DetectorParams()
+    curves = as_curves(jsd, "jsd")
+    n_layers, n_tokens = curves.shape
+    crit = np.asarray(critical, dtype=np.int64).reshape(-1)
+    if crit.size != n_tokens:
+        raise SettingsError(f"got {crit.size} critical layers for {n_tokens} tokens")
+    bad = (crit != NOT_FOUND) & ((crit < 0) | (crit > n_layers))
+    if bad.any():
+        raise SettingsError(f"critical layer must be in [0, {n_layers}] or -1, got {int(crit[bad][0])}")
+    # columns with a state after the critical one: the others have no mutation layer
+    live = np.flatnonzero((crit >= 0) & (crit < n_layers))
+    found: list[list[Mutation]] = [[] for _ in range(n_tokens)]
+    if live.size == 0:
+        return found
+    ids, probs = _top1_curves(top1_ids, top1_probs, n_layers, n_tokens, params)
+    curves, crit = curves[:, live], crit[live]
+    threshold, level = _spike_thresholds(curves, crit, params)
+    thresholds = np.broadcast_to(threshold, curves.shape)
+    if baseline is not None:
+        thresholds = np.maximum(
+            thresholds, params.spike_layer_ratio * _baselines(baseline, n_layers, n_tokens)[:, live]
+        )
+    # row m - 1 is state m = 1..L, a candidate after its column's critical state
+    candidate = np.arange(1, n_layers + 1)[:, None] > crit
+    spike = curves > thresholds
+    if ids is not None and probs is not None:
+        ids, probs = ids[:, live], probs[:, live]
+        flip = _flips(ids, probs, crit, params)
+    else:
+        flip = np.zeros_like(spike)
+    hits = candidate & _rule_hits(params.mutation_rule, spike, flip)
+    for column, row in zip(*np.nonzero(hits.T), strict=True):  # by token, then by state
+        m, value, lev = int(row) + 1, float(curves[row, column]), float(level[column])
         before = after = NOT_FOUND
-        if ids is not None and probs is not None:
-            before, after = int(ids[m - 1]), int(ids[m])
-            flip = (
-                before != after
-                and bool((ids[max(critical, m - n) : m] == before).all())
-                and bool((ids[m : min(m + n, n_layers + 1)] == after).all())
-                and float(probs[m]) >= params.prob_min_peak
+        if ids is not None:
+            before, after = int(ids[m - 1, column]), int(ids[m, column])
+        found[int(live[column])].append(
+            Mutation(
+                m,
+                value,
+                value / lev if lev > 0 else math.inf,
+                bool(spike[row, column]),
+                bool(flip[row, column]),
+                before,
+                after,
             )
-        if _rule_hit(params.mutation_rule, spike, flip):
-            ratio = value / level if level > 0 else math.inf
-            found.append(Mutation(m, value, ratio, spike, flip, before, after))
+        )
     return found
 
 
+def _baselines(baseline: Curve | np.ndarray, n_layers: int, n_tokens: int) -> np.ndarray:
+    """The ``[L, T]`` layer baseline of every token: one ``[L]`` for all, or one column each."""
+    if isinstance(baseline, torch.Tensor):
+        baseline = baseline.detach().cpu().numpy()
+    if np.ndim(baseline) == 2:
+        base = as_curves(np.asarray(baseline), "baseline")
+        if base.shape != (n_layers, n_tokens):
+            raise SettingsError(f"baseline must have {n_layers} entries (one per transition) per token")
+        return base
+    base = as_curve(baseline, "baseline")
+    if base.size != n_layers:
+        raise SettingsError(f"baseline must have {n_layers} entries (one per transition), got {base.size}")
+    return np.broadcast_to(base[:, None], (n_layers, n_tokens))
+
+
+def _flips(ids: np.ndarray, probs: np.ndarray, critical: np.ndarray, params: DetectorParams) -> np.ndarray:
+    """``[L, T]``: row ``m - 1`` is whether the top-1 token flips at state ``m`` (see :func:`mutation_layers`):
+    it changes, the old one held over ``[max(critical, m - n), m - 1]``, the new one holds over
+    ``[m, min(m + n - 1, L)]`` and has probability ``>= prob_min_peak`` at ``m``."""
+    n_states = ids.shape[0]  # L + 1
+    n = params.n_persist(n_states - 1)
+    same = ids[1:] == ids[:-1]  # [L]: state j + 1 repeats state j
+    state = np.broadcast_to(np.arange(n_states)[:, None], ids.shape)
+    # the runs of equal ids: where the one through each state begins and ends
+    begins = np.maximum.accumulate(np.where(np.vstack([np.ones_like(same[:1]), ~same]), state, 0), axis=0)
+    ends = np.minimum.accumulate(np.where(np.vstack([~same, np.ones_like(same[:1])]), state, n_states)[::-1])[
+        ::-1
+    ]
+    held_back = state - begins + 1  # run of equal ids ending at each state
+    held_on = ends - state + 1  # run of equal ids starting at each state
+    m = np.arange(1, n_states)[:, None]
+    since = np.maximum(critical, m - n)  # the old token held over [since, m - 1]
+    until = np.minimum(m + n, n_states)  # the new one over [m, until - 1]
+    return (
+        ~same
+        & (held_back[:-1] >= m - since)
+        & (held_on[1:] >= until - m)
+        & (probs[1:] >= params.prob_min_peak)
+    )
+
+
 def _top1_curves(
-    top1_ids: Curve | None, top1_probs: Curve | None, n_layers: int, params: DetectorParams
+    top1_ids: np.ndarray | None,
+    top1_probs: np.ndarray | None,
+    n_layers: int,
+    n_tokens: int,
+    params: DetectorParams,
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """The ``[L + 1]`` top-1 ids and probabilities checked, or ``(None, None)`` when not given (refused by the
+    """The ``[L + 1, T]`` top-1 ids and probabilities checked, or ``(None, None)`` when not given (refused by the
     ``"top1"`` and ``"both"`` mutation rules, which need them)."""
     if top1_ids is None or top1_probs is None:
         if params.mutation_rule in ("top1", "both"):
@@ -397,41 +485,44 @@ def _top1_curves(
                 f"mutation_rule={params.mutation_rule!r} needs the top-1 ids and probabilities"
             )
         return None, None
-    ids = as_curve(top1_ids, "top1_ids").astype(np.int64)
-    probs = as_curve(top1_probs, "top1_probs")
-    if ids.size != n_layers + 1 or probs.size != n_layers + 1:
+    ids = as_curves(top1_ids, "top1_ids").astype(np.int64)
+    probs = as_curves(top1_probs, "top1_probs")
+    if ids.shape != (n_layers + 1, n_tokens) or probs.shape != (n_layers + 1, n_tokens):
         raise SettingsError(f"top-1 curves must have {n_layers + 1} entries (states 0..L)")
     return ids, probs
 
 
-def _spike_thresholds(
-    curve: np.ndarray, critical: int, params: DetectorParams, baseline: Curve | None
-) -> tuple[np.ndarray, float]:
-    """``([L] threshold of each transition, level)``: the :func:`spike_threshold` after ``critical``, raised to
-    ``spike_layer_ratio`` times the layer ``baseline`` where one is given."""
-    n_layers = curve.size
-    threshold, level = spike_threshold(curve, critical, params)
-    thresholds = np.full(n_layers, threshold)
-    if baseline is not None:
-        base = as_curve(baseline, "baseline")
-        if base.size != n_layers:
-            raise SettingsError(
-                f"baseline must have {n_layers} entries (one per transition), got {base.size}"
-            )
-        thresholds = np.maximum(thresholds, params.spike_layer_ratio * base)
-    return thresholds, level
-
-
-def _rule_hit(rule: str, spike: bool, flip: bool) -> bool:
-    """Whether a candidate state is a mutation layer under ``mutation_rule``: ``"jsd"`` the spike, ``"top1"`` the
+def _rule_hits(rule: str, spike: np.ndarray, flip: np.ndarray) -> np.ndarray:
+    """Where a candidate state is a mutation layer under ``mutation_rule``: ``"jsd"`` the spike, ``"top1"`` the
     flip, ``"both"`` both, ``"either"`` either."""
     if rule == "jsd":
         return spike
     if rule == "top1":
         return flip
     if rule == "both":
-        return spike and flip
-    return spike or flip
+        return spike & flip
+    return spike | flip
+
+
+def stage_jsd_medians(
+    jsd: np.ndarray, critical: np.ndarray, first_layer: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``([T] rapid, [T] plateau)``: the median JSD of each token's rapid-change stage (transitions
+    ``first_layer..c-1``) and of its plateau (``c..L-1``), ``c`` its critical layer (``critical``, ``[T]``); NaN
+    for a stage without a transition (or a token without a critical layer)."""
+    curves = as_curves(jsd, "jsd")
+    crit = np.asarray(critical, dtype=np.int64).reshape(-1)
+    transition = np.arange(curves.shape[0])[:, None]
+    found = crit != NOT_FOUND
+    rapid = found & (crit > first_layer)
+    plateau = found & (crit < curves.shape[0])
+    # a stage without a transition takes the whole curve, so that its median is defined; it is NaN below
+    before = np.where(rapid, (transition >= first_layer) & (transition < crit), True)
+    after = np.where(plateau, transition >= crit, True)
+    return (
+        np.where(rapid, _masked_medians(curves, before), math.nan),
+        np.where(plateau, _masked_medians(curves, after), math.nan),
+    )
 
 
 def stage_of_layers(n_layers: int, critical: int, mutation: int) -> np.ndarray:

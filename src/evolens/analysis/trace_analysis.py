@@ -13,8 +13,9 @@ from evolens.analysis.detectors import (
     Mutation,
     critical_layers_from_jsd,
     critical_layers_from_prob,
-    mutation_layers,
+    mutation_layers_by_token,
     stage_critical_layer,
+    stage_jsd_medians,
     stage_of_layers,
 )
 from evolens.analysis.io import JsonResult
@@ -255,26 +256,14 @@ def _detect_steps(
     and of its plateau, and its mutation layers (none without a critical layer)."""
     crit_prob = critical_layers_from_prob(probs, params)  # every step at once
     crit_jsd = critical_layers_from_jsd(jsd, params)
-    crit = np.full(n_steps, NOT_FOUND, dtype=np.int64)
-    rapid = np.full(n_steps, math.nan)
-    plateau = np.full(n_steps, math.nan)
-    mutations: list[list[Mutation]] = []
-    for t in range(n_steps):
-        crit[t] = c = stage_critical_layer(int(crit_prob[t]), int(crit_jsd[t]), params)
-        if c == NOT_FOUND:
-            mutations.append([])
-            continue
-        rapid[t], plateau[t] = _stage_medians(jsd[:, t], c, params.first_layer, n_layers)
-        mutations.append(
-            mutation_layers(
-                jsd[:, t],
-                c,
-                params,
-                top1_ids=top1_ids[:, t],
-                top1_probs=top1_probs[:, t],
-                baseline=spike_baseline,
-            )
-        )
+    crit = np.array(
+        [stage_critical_layer(int(a), int(b), params) for a, b in zip(crit_prob, crit_jsd, strict=True)],
+        dtype=np.int64,
+    ).reshape(n_steps)
+    rapid, plateau = stage_jsd_medians(jsd, crit, params.first_layer)
+    mutations = mutation_layers_by_token(
+        jsd, crit, params, top1_ids=top1_ids, top1_probs=top1_probs, baseline=spike_baseline
+    )
     return crit_prob, crit_jsd, crit, rapid, plateau, mutations
 
 
@@ -311,14 +300,6 @@ def _layer_baseline(
     if int((~is_eos).sum()) >= params.baseline_min_tokens:
         return np.median(jsd[:, ~is_eos], axis=1)
     return None
-
-
-def _stage_medians(jsd: np.ndarray, critical: int, first: int, n_layers: int) -> tuple[float, float]:
-    """Median JSD of one token's rapid-change stage (transitions ``first..critical-1``) and of its plateau
-    (``critical..L-1``); NaN for a stage without a transition."""
-    rapid = float(np.median(jsd[first:critical])) if critical > first else math.nan
-    plateau = float(np.median(jsd[critical:])) if critical < n_layers else math.nan
-    return rapid, plateau
 
 
 def jsd_baseline(traces: Iterable[Trace], params: DetectorParams | None = None) -> np.ndarray:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -21,9 +21,10 @@ import torch
 from torch import nn
 
 from evolens.analysis.detectors import (
+    Mutation,
     critical_layers_from_jsd,
     critical_layers_from_prob,
-    mutation_layers,
+    mutation_layers_by_token,
     stage_critical_layer,
 )
 from evolens.analysis.params import NOT_FOUND, DetectorParams
@@ -110,11 +111,12 @@ class DolaRule:
 
 
 class StepDetector:
-    """Evolens's per-token detectors applied to one generation step of each row, with a running spike baseline."""
+    """Evolens's per-token detectors applied to one generation step of every row at once, with a running spike
+    baseline per row."""
 
     def __init__(self, lens: Lens, params: DetectorParams) -> None:
         self.lens, self.params = lens, params
-        self.history: dict[int, list[np.ndarray]] = {}
+        self.history: list[np.ndarray] = []  # every earlier step's [L, rows] JSD curves
 
     def curves(self, scores: torch.Tensor, states: torch.Tensor) -> dict[str, torch.Tensor]:
         """The step's lens ``logp`` ``[L + 1, rows, vocab]``, its JSD curve ``[L, rows]`` in bits, the top-1 ids
@@ -131,41 +133,42 @@ class StepDetector:
             "chosen_probs": logp.gather(-1, chosen[None, :, None].expand(logp.shape[0], -1, 1))[..., 0].exp(),
         }
 
-    def detect(self, row: int, curves: dict[str, np.ndarray]) -> tuple[int, list[Any]]:
-        """The row's critical layer and mutation layers at this step (``curves``: this row's numpy curves)."""
-        params = self.params
-        critical = stage_critical_layer(int(curves["critical_prob"]), int(curves["critical_jsd"]), params)
-        past = self.history.setdefault(row, [])
-        baseline = np.median(np.stack(past), axis=0) if len(past) >= params.baseline_min_tokens else None
-        past.append(curves["jsd"])
-        if critical == NOT_FOUND:
-            return critical, []
-        found = mutation_layers(
-            curves["jsd"],
-            critical,
-            params,
-            top1_ids=curves["top1_ids"],
-            top1_probs=curves["top1_probs"],
-            baseline=baseline,
-        )
-        return critical, found
-
-    def rows(
-        self, curves: dict[str, torch.Tensor], n_rows: int
-    ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-        """Each row's curves as numpy (float64; the ids as integers), one copy of the ``[L(+1), rows]`` curves to
-        the host per step — the ``[L + 1, rows, vocab]`` log-probabilities stay where they are — and its
-        probability- and JSD-based critical layers (``critical_prob``, ``critical_jsd``: every row's at once)."""
-        host = {
+    @staticmethod
+    def host(curves: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+        """The ``[L(+1), rows]`` curves as numpy (float64; the ids as integers), one copy to the host per step —
+        the ``[L + 1, rows, vocab]`` log-probabilities stay where they are."""
+        return {
             k: v.double().cpu().numpy() if k != "top1_ids" else v.cpu().numpy()
             for k, v in curves.items()
             if k != "logp"
         }
-        probs = host["chosen_probs"] if self.params.prob_curve == "generated" else host["top1_probs"]
-        host["critical_prob"] = critical_layers_from_prob(probs, self.params)
-        host["critical_jsd"] = critical_layers_from_jsd(host["jsd"], self.params)
-        for row in range(n_rows):
-            yield row, {k: v[..., row] for k, v in host.items()}
+
+    def critical_layers(self, host: dict[str, np.ndarray]) -> np.ndarray:
+        """``[rows]``: each row's stage critical layer at this step (``-1``: none), every row's found at once."""
+        params = self.params
+        probs = host["chosen_probs"] if params.prob_curve == "generated" else host["top1_probs"]
+        by_prob = critical_layers_from_prob(probs, params)
+        by_jsd = critical_layers_from_jsd(host["jsd"], params)
+        return np.array(
+            [stage_critical_layer(int(p), int(j), params) for p, j in zip(by_prob, by_jsd, strict=True)],
+            dtype=np.int64,
+        )
+
+    def mutations(self, host: dict[str, np.ndarray], critical: np.ndarray) -> list[list[Mutation]]:
+        """Each row's mutation layers at this step after its ``critical`` layer, over the median of the row's
+        earlier steps as its layer baseline (once it has ``baseline_min_tokens`` of them)."""
+        params = self.params
+        past = self.history
+        baseline = np.median(np.stack(past), axis=0) if len(past) >= params.baseline_min_tokens else None
+        past.append(host["jsd"])
+        return mutation_layers_by_token(
+            host["jsd"],
+            critical,
+            params,
+            top1_ids=host["top1_ids"],
+            top1_probs=host["top1_probs"],
+            baseline=baseline,
+        )
 
 
 class CriticalContrastRule:
@@ -183,14 +186,15 @@ class CriticalContrastRule:
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
         curves = self.detector.curves(scores, states)
         logp = curves["logp"]
-        final = torch.log_softmax(scores.float(), dim=-1)
+        critical = self.detector.critical_layers(self.detector.host(curves))
+        rows = np.flatnonzero((critical != NOT_FOUND) & (critical < logp.shape[0] - 1))
         out = scores.clone()
-        for row, host in self.detector.rows(curves, scores.shape[0]):
-            critical, _ = self.detector.detect(row, host)
-            if critical != NOT_FOUND and critical < logp.shape[0] - 1:
-                out[row] = contrast_scores(
-                    final[row : row + 1], logp[critical, row : row + 1], keep=1.0, alpha=1.0, beta=self.beta
-                )[0].to(out.dtype)
+        if rows.size:
+            at = torch.as_tensor(rows, device=scores.device)
+            final = torch.log_softmax(scores[at].float(), dim=-1)
+            premature = logp[torch.as_tensor(critical[rows], device=logp.device), at]
+            mixed = contrast_scores(final, premature, keep=1.0, alpha=1.0, beta=self.beta)
+            out[at] = mixed.to(out.dtype)
         return out
 
 
@@ -211,16 +215,15 @@ class MutationRule:
         self.session = session
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
-        curves = self.detector.curves(scores, states)
+        host = self.detector.host(self.detector.curves(scores, states))
+        mutations = self.detector.mutations(host, self.detector.critical_layers(host))
         final = scores.argmax(dim=-1).tolist()
         out = scores.clone()
         recompute: dict[int, list[int]] = {}
-        for row, host in self.detector.rows(curves, scores.shape[0]):
-            _, found = self.detector.detect(row, host)
+        for row, found in enumerate(mutations):
             if not found:
                 continue
-            first = found[0].layer
-            stable = int(host["top1_ids"][first - 1])
+            stable = int(host["top1_ids"][found[0].layer - 1, row])
             if stable == final[row] or not math.isfinite(float(scores[row, stable])):
                 continue
             if self.mode == "emit":

@@ -1,7 +1,8 @@
-"""The critical layers of one curve written out as loops — over the JSD curve's splits, over the probability
-curve's states: the definitions (README, "Detectors") that :func:`evolens.analysis.jsd_change_layers`,
-:func:`evolens.analysis.critical_layers_from_jsd` and :func:`evolens.analysis.critical_layers_from_prob` vectorise,
-kept for the tests that check them and for ``bench/detector_speed.py`` (it is how evolens found them before)."""
+"""The per-token detectors of one token written out as loops — over the JSD curve's splits, over the states: the
+definitions (README, "Detectors") that :func:`evolens.analysis.critical_layers_from_jsd`,
+:func:`evolens.analysis.critical_layers_from_prob` and :func:`evolens.analysis.mutation_layers_by_token` vectorise
+over tokens, kept for the tests that check them and for ``bench/detector_speed.py`` (it is how evolens found them
+before)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import math
 
 import numpy as np
 
+from evolens.analysis.detectors import MAD_SCALE, Mutation
 from evolens.analysis.params import NOT_FOUND, DetectorParams
 
 
@@ -61,4 +63,55 @@ def loop_critical_layer_from_prob(probs: np.ndarray, params: DetectorParams) -> 
     return NOT_FOUND
 
 
-__all__ = ["loop_change_point", "loop_critical_layer", "loop_critical_layer_from_prob"]
+def loop_mutation_layers(
+    jsd: np.ndarray,
+    critical: int,
+    params: DetectorParams,
+    top1_ids: np.ndarray | None = None,
+    top1_probs: np.ndarray | None = None,
+    baseline: np.ndarray | None = None,
+) -> list[Mutation]:
+    """The mutation layers of one token: each state ``m`` after ``critical`` tested in turn for a JSD spike over
+    the plateau's robust threshold (and the layer baseline) and for a persistent top-1 flip, combined by
+    ``mutation_rule``."""
+    n_layers = jsd.size
+    if critical == NOT_FOUND or critical >= n_layers:
+        return []
+    plateau = jsd[critical:]
+    level = float(np.median(plateau))
+    scale = MAD_SCALE * float(np.median(np.abs(plateau - level)))
+    threshold = max(params.spike_ratio * level, level + params.spike_mads * scale)
+    if params.jsd_reduction == "bits":
+        threshold = max(threshold, params.spike_min_bits)
+    thresholds = np.full(n_layers, threshold)
+    if baseline is not None:
+        thresholds = np.maximum(thresholds, params.spike_layer_ratio * baseline)
+    n = params.n_persist(n_layers)
+    found: list[Mutation] = []
+    for m in range(critical + 1, n_layers + 1):
+        value = float(jsd[m - 1])
+        spike = bool(value > thresholds[m - 1])
+        flip = False
+        before = after = NOT_FOUND
+        if top1_ids is not None and top1_probs is not None:
+            before, after = int(top1_ids[m - 1]), int(top1_ids[m])
+            flip = (
+                before != after
+                and bool((top1_ids[max(critical, m - n) : m] == before).all())
+                and bool((top1_ids[m : min(m + n, n_layers + 1)] == after).all())
+                and float(top1_probs[m]) >= params.prob_min_peak
+            )
+        rule = params.mutation_rule
+        hit = {"jsd": spike, "top1": flip, "both": spike and flip}.get(rule, spike or flip)
+        if hit:
+            ratio = value / level if level > 0 else math.inf
+            found.append(Mutation(m, value, ratio, spike, flip, before, after))
+    return found
+
+
+__all__ = [
+    "loop_change_point",
+    "loop_critical_layer",
+    "loop_critical_layer_from_prob",
+    "loop_mutation_layers",
+]
