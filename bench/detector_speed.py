@@ -1,11 +1,13 @@
-"""The JSD critical layer of every generated token: a loop over each token's splits (the definition, how evolens
-found it before), one vectorised call per token (as a decoding rule's step did, row by row) and every token of a
-trace at once (``critical_layers_from_jsd``: what ``analyze_trace`` and the decoding rules do now).
+"""The per-token detectors of a trace, token by token in loops (the definitions in ``evolens.testing.detectors``:
+how evolens ran them before) against every token at once (what ``analyze_trace`` and the decoding rules do now).
 
-The change point behind it is the costliest per-token detector: an L1 fit of two medians at each of ~L splits, a
-median of each segment per split. On synthetic JSD curves of a 32-layer model (LLaVA-1.5-7B's depth) and an
-80-layer one (70B class) — a high segment, a drop at a random layer to a low plateau, an occasional spike after —
-the three run interleaved; all three must find the same layers.
+Two tables. The JSD critical layer alone — the costliest detector: an L1 fit of two medians at each of ~L splits —
+as a loop per token, one vectorised call per token (as a decoding rule did, row by row) and every token at once.
+Then every detector ``analyze_trace`` runs (both critical layers, the stage critical layer, the stage medians and the
+mutation layers over the trace's layer baseline), per token in loops against all at once. On synthetic curves of a
+32-layer model (LLaVA-1.5-7B's depth) and an 80-layer one (70B class) — a high JSD segment, a drop at a random layer
+to a low plateau, an occasional spike after; the probability surging at the drop; top-1 flips — the variants run
+interleaved and must find the same layers.
 
     .venv/bin/python bench/detector_speed.py
     .venv/bin/python bench/detector_speed.py --quick      # 64 tokens, 3 rounds
@@ -24,7 +26,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 
 from evolens.analysis import DetectorParams, critical_layer_from_jsd, critical_layers_from_jsd
-from evolens.testing.detectors import loop_critical_layer
+from evolens.analysis.detectors import stage_critical_layer
+from evolens.analysis.params import NOT_FOUND
+from evolens.analysis.trace_analysis import _detect_steps
+from evolens.testing.detectors import (
+    loop_critical_layer,
+    loop_critical_layer_from_prob,
+    loop_mutation_layers,
+)
 
 
 def jsd_curves(n_layers: int, n_tokens: int, seed: int = 0) -> np.ndarray:
@@ -40,6 +49,60 @@ def jsd_curves(n_layers: int, n_tokens: int, seed: int = 0) -> np.ndarray:
     at = rng.integers(n_layers // 2 + 2, n_layers, n_tokens)
     jsd[at[spiked], np.flatnonzero(spiked)] = 0.3
     return jsd
+
+
+def token_curves(jsd: np.ndarray, seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``[L + 1, T]`` probability of the generated token (low before the JSD drop, high after it), top-1 ids (the
+    same token throughout, a flip at the last layers on one token in five) and their probabilities."""
+    rng = np.random.default_rng(seed)
+    n_layers, n_tokens = jsd.shape
+    drop = (jsd < 0.05).argmax(axis=0)
+    states = np.arange(n_layers + 1)[:, None]
+    probs = np.where(
+        states <= drop, rng.uniform(0.0, 0.02, (n_layers + 1, n_tokens)), rng.uniform(0.5, 0.95, 1)
+    )
+    ids = np.full((n_layers + 1, n_tokens), 3)
+    flipped = rng.random(n_tokens) < 0.2
+    ids[n_layers - 2 :, flipped] = 5
+    return probs, ids, np.maximum(probs, 0.05)
+
+
+def loop_detectors(
+    jsd: np.ndarray,
+    probs: np.ndarray,
+    ids: np.ndarray,
+    top1: np.ndarray,
+    base: np.ndarray,
+    params: DetectorParams,
+) -> list[tuple[int, list[int]]]:
+    """Every detector of ``analyze_trace``, token by token: the stage critical layer and mutation layers of each."""
+    found = []
+    for t in range(jsd.shape[1]):
+        by_prob = loop_critical_layer_from_prob(probs[:, t], params)
+        critical = stage_critical_layer(by_prob, loop_critical_layer(jsd[:, t], params), params)
+        mutations: list[int] = []
+        if critical != NOT_FOUND:
+            (
+                np.median(jsd[params.first_layer : critical, t]),
+                np.median(jsd[critical:, t]),
+            )  # the stage medians
+            layers = loop_mutation_layers(jsd[:, t], critical, params, ids[:, t], top1[:, t], base)
+            mutations = [m.layer for m in layers]
+        found.append((critical, mutations))
+    return found
+
+
+def all_detectors(
+    jsd: np.ndarray,
+    probs: np.ndarray,
+    ids: np.ndarray,
+    top1: np.ndarray,
+    base: np.ndarray,
+    params: DetectorParams,
+) -> list[tuple[int, list[int]]]:
+    """The same, every token at once (``analyze_trace``'s own step)."""
+    steps = _detect_steps(jsd, probs, ids, top1, params, base, jsd.shape[0], jsd.shape[1])
+    return [(int(c), [m.layer for m in found]) for c, found in zip(steps[2], steps[5], strict=True)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +147,42 @@ def main(argv: list[str] | None = None) -> int:
     print(f"JSD critical layers, {args.repeats} interleaved rounds, {common.cpu_model()}")
     print(common.table(["layers", "tokens", "variant", "median s", "ms/token", "x faster than loop"], rows))
     print("every variant found the same critical layers")
-    path = common.write_result("detector_speed", {"settings": vars(args), "results": results}, args.out)
+
+    rows, whole = [], {}
+    for n_layers in args.layers:
+        jsd = jsd_curves(n_layers, args.tokens)
+        probs, ids, top1 = token_curves(jsd)
+        base = np.median(jsd, axis=1)  # the trace's layer baseline, as analyze_trace takes it
+        variants = {
+            "loop per token (before)": lambda j=jsd, p=probs, i=ids, o=top1, b=base: loop_detectors(
+                j, p, i, o, b, params
+            ),
+            "all tokens at once": lambda j=jsd, p=probs, i=ids, o=top1, b=base: all_detectors(
+                j, p, i, o, b, params
+            ),
+        }
+        times, found = common.interleave(variants, args.repeats, desc=f"{n_layers} layers, every detector")
+        if found["all tokens at once"] != found["loop per token (before)"]:
+            raise SystemExit(f"{n_layers} layers: the variants found different layers")
+        med = {k: common.median(v) for k, v in times.items()}
+        base_s = med["loop per token (before)"]
+        for name, seconds in med.items():
+            rows.append([n_layers, args.tokens, name, seconds, seconds / args.tokens * 1e3, base_s / seconds])
+        layers = found["all tokens at once"]
+        whole[str(n_layers)] = {
+            "tokens": args.tokens,
+            "critical_found": sum(c != NOT_FOUND for c, _ in layers),
+            "tokens_with_mutations": sum(bool(m) for _, m in layers),
+            "times_s": times,
+            "median_s": med,
+            "ms_per_token": {k: v / args.tokens * 1e3 for k, v in med.items()},
+            "speedup_over_loop": {k: base_s / v for k, v in med.items()},
+        }
+    print(f"every detector of analyze_trace, {args.repeats} interleaved rounds")
+    print(common.table(["layers", "tokens", "variant", "median s", "ms/token", "x faster than loop"], rows))
+    print("both found the same critical and mutation layers")
+    payload = {"settings": vars(args), "results": results, "every_detector": whole}
+    path = common.write_result("detector_speed", payload, args.out)
     print(f"wrote {path}")
     return 0
 
