@@ -113,6 +113,24 @@ def test_method_is_reported_and_exact_refused_without_data() -> None:
         TextTools("best")  # type: ignore[arg-type]
 
 
+def test_checking_the_method_looks_up_the_tools_only_for_exact(monkeypatch) -> None:
+    """A run checks its text method before tracing; for "auto" and "fallback" nothing is imported or looked up
+    (a run that judges nothing never loads NLTK), "exact" says what is missing."""
+    from evolens.data import text
+
+    def looked_up() -> dict[str, bool]:
+        raise AssertionError("the tools were looked up")
+
+    monkeypatch.setattr(text, "available", looked_up)
+    text.check_text_method("auto")
+    text.check_text_method("fallback")
+    with pytest.raises(SettingsError, match="unknown text method"):
+        text.check_text_method("best")
+    monkeypatch.setattr(text, "available", lambda: dict.fromkeys(text.COMPONENTS, True) | {"tagger": False})
+    with pytest.raises(SettingsError, match=r"missing: tagger\)"):
+        text.check_text_method("exact")
+
+
 # ------------------------------------------------------------------------------------------------ AMBER
 def test_amber_generative_by_hand(tmp_path: Path) -> None:
     data = write_amber(tmp_path)

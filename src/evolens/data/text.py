@@ -190,6 +190,27 @@ def available() -> dict[str, bool]:
     }
 
 
+COMPONENTS = ("sentences", "tagger", "lemmatizer", "similarity")
+
+
+def check_text_method(method: str) -> None:
+    """Refuse an unknown text-tools method, or ``"exact"`` when some of its data is missing (the message says how
+    to install it). ``"auto"`` and ``"fallback"`` always run: nothing is imported or looked up for them.
+
+    Raises:
+        SettingsError: As said.
+    """
+    if method not in ("auto", "exact", "fallback"):
+        raise SettingsError(f"unknown text method {method!r}; use 'auto', 'exact' or 'fallback'")
+    if method == "exact":
+        missing = [k for k, ok in available().items() if not ok]
+        if missing:
+            raise SettingsError(
+                f"the exact benchmark tools are not all installed (missing: {', '.join(missing)}); install them "
+                f"with `{INSTALL_HINT}`, or use method='auto' or 'fallback'"
+            )
+
+
 # ---------------------------------------------------------------------- tools
 class TextTools:
     """Tokenize, tag, lemmatize and compare words the way the benchmarks do (see the module docstring).
@@ -205,15 +226,8 @@ class TextTools:
     """
 
     def __init__(self, method: MethodName = "auto") -> None:
-        if method not in ("auto", "exact", "fallback"):
-            raise SettingsError(f"unknown text method {method!r}; use 'auto', 'exact' or 'fallback'")
-        have = available() if method != "fallback" else dict.fromkeys(available(), False)
-        if method == "exact" and not all(have.values()):
-            missing = [k for k, ok in have.items() if not ok]
-            raise SettingsError(
-                f"the exact benchmark tools are not all installed (missing: {', '.join(missing)}); install them "
-                f"with `{INSTALL_HINT}`, or use method='auto' or 'fallback'"
-            )
+        check_text_method(method)
+        have = available() if method != "fallback" else dict.fromkeys(COMPONENTS, False)
         self.method = TextMethod(
             requested=method, **{k: "exact" if ok else "fallback" for k, ok in have.items()}
         )

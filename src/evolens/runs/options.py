@@ -19,7 +19,7 @@ from typing import Any, Literal
 from evolens.analysis.params import DetectorParams
 from evolens.api import TraceOptions
 from evolens.data.protocols import DEFAULT_PROTOCOL, Protocol, check_protocol
-from evolens.data.text import MethodName, TextTools
+from evolens.data.text import MethodName, check_text_method
 from evolens.errors import SettingsError, check_positive_int
 from evolens.hallucination.stats import LayerDetector, Unit
 
@@ -83,8 +83,9 @@ class FinalizeOptions:
         return self.layer_detector == AUTO
 
     def check_method(self) -> None:
-        """Refuse an unknown text-tools method, or ``"exact"`` without its data — before any tracing."""
-        TextTools(self.method)
+        """Refuse an unknown text-tools method, or ``"exact"`` without its data — before any tracing (nothing is
+        loaded for the others: a run that judges nothing never imports the tools)."""
+        check_text_method(self.method)
 
 
 def coerce_params(params: DetectorParams | Mapping[str, Any] | None) -> DetectorParams | None:
