@@ -85,3 +85,19 @@ def test_window_pieces_equal_whole_prefix_pieces(name: str) -> None:
         pieces = token_pieces(tokenizer, ids)
         assert pieces == _prefix_pieces(tokenizer, ids)
         assert len(pieces) == len(ids)
+
+
+def test_the_window_never_starts_inside_a_character_spelled_in_byte_tokens() -> None:
+    """Byte fallback spells a character the vocabulary lacks as its UTF-8 bytes, and consecutive byte tokens decode
+    as one group (U+FFFD for every byte of a group that is not valid UTF-8): a window that starts inside a
+    character turns the rest of the group into U+FFFD. Characters of 2 bytes, each followed by the byte of "!":
+    groups of 3 tokens, so a window moved every 8 tokens would start inside one again and again."""
+    tokenizer = _metaspace_byte_fallback()
+    byte_ids = [tokenizer.convert_tokens_to_ids(f"<0x{b:02X}>") for b in range(256)]
+    ids = []
+    for char in "жэюяёщ" * 6:
+        ids += [byte_ids[b] for b in char.encode()] + [byte_ids[ord("!")]]
+    assert tokenizer.decode(ids) == "".join(f"{c}!" for c in "жэюяёщ" * 6)
+    pieces = token_pieces(tokenizer, ids)
+    assert pieces == _prefix_pieces(tokenizer, ids)
+    assert pieces[2::3] == ["!"] * 36  # the definition's pieces of each character's bytes are U+FFFD

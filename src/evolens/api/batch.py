@@ -43,15 +43,19 @@ def token_pieces(tokenizer: Any, ids: Sequence[int]) -> list[str]:
     byte-level merges), the token is decoded alone. The text is decoded from a window that starts at least
     :data:`PIECE_CONTEXT` tokens back (moved forward every :data:`PIECE_CONTEXT` tokens), not from the first
     token, so a trace's pieces cost time linear in its length (decoding every prefix was quadratic: 26 ms for
-    512 tokens, 2 ms for 128, per item).
+    512 tokens, 2 ms for 128, per item). The window moves only where its tokens decode as they do in the longer
+    window (their text ends it) and to complete characters (no U+FFFD): never into a character spread over byte
+    tokens, whose bytes decode as one group (an unfinished group decodes to U+FFFD, in either window).
     """
     pieces: list[str] = []
     start = 0  # first id of the decoded window
     previous = ""  # the window decoded up to the token before
     for end in range(1, len(ids) + 1):
         if end - 1 - start >= 2 * PIECE_CONTEXT:
-            start = end - 1 - PIECE_CONTEXT
-            previous = tokenizer.decode(list(ids[start : end - 1]), skip_special_tokens=False)
+            later = end - 1 - PIECE_CONTEXT
+            text = tokenizer.decode(list(ids[later : end - 1]), skip_special_tokens=False)
+            if "\ufffd" not in text and previous.endswith(text):
+                start, previous = later, text
         current = tokenizer.decode(list(ids[start:end]), skip_special_tokens=False)
         if current.startswith(previous):
             pieces.append(current[len(previous) :])
