@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -187,3 +188,21 @@ def test_trace_options_carry_a_strategy() -> None:
     assert "decoding" not in TraceOptions().run_config()
     with pytest.raises(SettingsError, match="greedily"):
         TraceOptions.from_flat(do_sample=True, decoding=Vcd())
+
+
+def test_the_running_baseline_is_the_median_of_every_earlier_step() -> None:
+    """The decoding rules' layer baseline: after each step, the median of all the steps so far, position by
+    position, to the last bit (odd and even counts, ties, a constant position)."""
+    from evolens.decoding.rules import RunningMedian
+
+    rng = np.random.default_rng(0)
+    running, seen = RunningMedian(), []
+    with pytest.raises(SettingsError, match="no values"):
+        running.median()
+    for step in range(40):
+        values = rng.choice([0.0, 0.1, 0.5], size=(6, 3)) if step % 3 else rng.random((6, 3))
+        values[0, 0] = 0.25
+        running.add(values)
+        seen.append(values)
+        assert np.array_equal(running.median(), np.median(np.stack(seen), axis=0)), step
+    assert running.count == 40

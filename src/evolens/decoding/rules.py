@@ -110,13 +110,44 @@ class DolaRule:
         return contrast_scores(final, premature, keep=1.0, alpha=1.0, beta=self.beta)
 
 
+class RunningMedian:
+    """The median of every array added so far, position by position (``np.median`` of their stack along a new first
+    axis, to the last bit), kept as a sorted buffer per position: each :meth:`add` costs time linear in the count,
+    where re-stacking and taking the median of the whole history cost more at every step (quadratic over a long
+    generation: ~3 ms a step after 512 steps of ``[32, 8]``)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.sorted: np.ndarray | None = None  # [..., count] each position's values, ascending
+
+    def add(self, values: np.ndarray) -> None:
+        new = np.asarray(values, dtype=np.float64)[..., None]
+        if self.sorted is None:
+            self.sorted, self.count = new.copy(), 1
+            return
+        old = self.sorted
+        at = (old < new).sum(axis=-1, keepdims=True)  # where the new value goes: after the smaller ones
+        index = np.arange(old.shape[-1] + 1)
+        before = np.concatenate([old, old[..., -1:]], axis=-1)  # old[i] at i
+        after = np.concatenate([old[..., :1], old], axis=-1)  # old[i - 1] at i
+        self.sorted = np.where(index < at, before, np.where(index == at, new, after))
+        self.count += 1
+
+    def median(self) -> np.ndarray:
+        """The median of each position (the middle value, or half the sum of the two middle ones)."""
+        if self.sorted is None:
+            raise SettingsError("no values were added")
+        low, high = self.sorted[..., (self.count - 1) // 2], self.sorted[..., self.count // 2]
+        return (low + high) / 2
+
+
 class StepDetector:
     """Evolens's per-token detectors applied to one generation step of every row at once, with a running spike
     baseline per row."""
 
     def __init__(self, lens: Lens, params: DetectorParams) -> None:
         self.lens, self.params = lens, params
-        self.history: list[np.ndarray] = []  # every earlier step's [L, rows] JSD curves
+        self.baseline = RunningMedian()  # of every earlier step's [L, rows] JSD curves
 
     def curves(self, scores: torch.Tensor, states: torch.Tensor) -> dict[str, torch.Tensor]:
         """The step's lens ``logp`` ``[L + 1, rows, vocab]``, its JSD curve ``[L, rows]`` in bits, the top-1 ids
@@ -158,9 +189,8 @@ class StepDetector:
         """Each row's mutation layers at this step after its ``critical`` layer, over the median of the row's
         earlier steps as its layer baseline (once it has ``baseline_min_tokens`` of them)."""
         params = self.params
-        past = self.history
-        baseline = np.median(np.stack(past), axis=0) if len(past) >= params.baseline_min_tokens else None
-        past.append(host["jsd"])
+        baseline = self.baseline.median() if self.baseline.count >= params.baseline_min_tokens else None
+        self.baseline.add(host["jsd"])
         return mutation_layers_by_token(
             host["jsd"],
             critical,
