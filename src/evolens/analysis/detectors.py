@@ -429,7 +429,7 @@ def mutation_layers_by_token(
     return found
 
 
-def _baselines(baseline: Curve | np.ndarray, n_layers: int, n_tokens: int) -> np.ndarray:
+def _baselines(baseline: Curve, n_layers: int, n_tokens: int) -> np.ndarray:
     """The ``[L, T]`` layer baseline of every token: one ``[L]`` for all, or one column each."""
     if isinstance(baseline, torch.Tensor):
         baseline = baseline.detach().cpu().numpy()
@@ -453,10 +453,10 @@ def _flips(ids: np.ndarray, probs: np.ndarray, critical: np.ndarray, params: Det
     same = ids[1:] == ids[:-1]  # [L]: state j + 1 repeats state j
     state = np.broadcast_to(np.arange(n_states)[:, None], ids.shape)
     # the runs of equal ids: where the one through each state begins and ends
-    begins = np.maximum.accumulate(np.where(np.vstack([np.ones_like(same[:1]), ~same]), state, 0), axis=0)
-    ends = np.minimum.accumulate(np.where(np.vstack([~same, np.ones_like(same[:1])]), state, n_states)[::-1])[
-        ::-1
-    ]
+    starts_run = np.vstack([np.ones_like(same[:1]), ~same])  # state j differs from state j - 1
+    ends_run = np.vstack([~same, np.ones_like(same[:1])])  # state j + 1 differs from state j
+    begins = np.maximum.accumulate(np.where(starts_run, state, 0), axis=0)
+    ends = np.minimum.accumulate(np.where(ends_run, state, n_states)[::-1], axis=0)[::-1]
     held_back = state - begins + 1  # run of equal ids ending at each state
     held_on = ends - state + 1  # run of equal ids starting at each state
     m = np.arange(1, n_states)[:, None]
