@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from functools import cache, lru_cache
 from typing import Any, Literal
@@ -180,17 +180,19 @@ def _spacy_model() -> Any:
     return spacy.load(SPACY_MODEL)
 
 
+# each component of the text tools, and whether this machine has its exact form
+_EXACT: dict[str, Callable[[], bool]] = {
+    "sentences": lambda: nltk_available("punkt"),
+    "tagger": lambda: nltk_available("tagger"),
+    "lemmatizer": lambda: nltk_available("wordnet"),
+    "similarity": spacy_available,
+}
+COMPONENTS = tuple(_EXACT)
+
+
 def available() -> dict[str, bool]:
     """Which exact components this machine has."""
-    return {
-        "sentences": nltk_available("punkt"),
-        "tagger": nltk_available("tagger"),
-        "lemmatizer": nltk_available("wordnet"),
-        "similarity": spacy_available(),
-    }
-
-
-COMPONENTS = ("sentences", "tagger", "lemmatizer", "similarity")
+    return {name: has() for name, has in _EXACT.items()}
 
 
 def check_text_method(method: str) -> None:
