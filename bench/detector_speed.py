@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,28 @@ def all_detectors(
     return [(int(c), [m.layer for m in found]) for c, found in zip(steps[2], steps[5], strict=True)]
 
 
+def compare(
+    variants: dict[str, Callable[[], Any]], n_tokens: int, repeats: int, desc: str
+) -> tuple[list[list[Any]], dict[str, Any], Any]:
+    """Run ``variants`` interleaved (the first is the loop the others are compared with) and check they found the
+    same: the table rows (variant, median s, ms/token, x faster than the loop), the summary and what they found."""
+    times, found = common.interleave(variants, repeats, desc=desc)
+    reference = next(iter(found.values()))
+    if any(layers != reference for layers in found.values()):
+        raise SystemExit(f"{desc}: the variants found different layers")
+    med = {k: common.median(v) for k, v in times.items()}
+    loop = next(iter(med.values()))
+    rows = [[name, seconds, seconds / n_tokens * 1e3, loop / seconds] for name, seconds in med.items()]
+    summary = {
+        "tokens": n_tokens,
+        "times_s": times,
+        "median_s": med,
+        "ms_per_token": {k: v / n_tokens * 1e3 for k, v in med.items()},
+        "speedup_over_loop": {k: loop / v for k, v in med.items()},
+    }
+    return rows, summary, reference
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -128,22 +151,11 @@ def main(argv: list[str] | None = None) -> int:
             "one call per token": lambda cs=columns: [critical_layer_from_jsd(c, params) for c in cs],
             "all tokens at once": lambda j=jsd: critical_layers_from_jsd(j, params).tolist(),
         }
-        times, found = common.interleave(variants, args.repeats, desc=f"{n_layers} layers")
-        reference = found["loop per token (before)"]
-        if any(layers != reference for layers in found.values()):
-            raise SystemExit(f"{n_layers} layers: the variants found different critical layers")
-        med = {k: common.median(v) for k, v in times.items()}
-        base = med["loop per token (before)"]
-        for name, seconds in med.items():
-            rows.append([n_layers, args.tokens, name, seconds, seconds / args.tokens * 1e3, base / seconds])
-        results[str(n_layers)] = {
-            "tokens": args.tokens,
-            "found": int(sum(layer != -1 for layer in reference)),
-            "times_s": times,
-            "median_s": med,
-            "ms_per_token": {k: v / args.tokens * 1e3 for k, v in med.items()},
-            "speedup_over_loop": {k: base / v for k, v in med.items()},
-        }
+        table, results[str(n_layers)], found = compare(
+            variants, args.tokens, args.repeats, f"{n_layers} layers"
+        )
+        results[str(n_layers)]["found"] = int(sum(layer != NOT_FOUND for layer in found))
+        rows += [[n_layers, args.tokens, *row] for row in table]
     print(f"JSD critical layers, {args.repeats} interleaved rounds, {common.cpu_model()}")
     print(common.table(["layers", "tokens", "variant", "median s", "ms/token", "x faster than loop"], rows))
     print("every variant found the same critical layers")
@@ -153,31 +165,16 @@ def main(argv: list[str] | None = None) -> int:
         jsd = jsd_curves(n_layers, args.tokens)
         probs, ids, top1 = token_curves(jsd)
         base = np.median(jsd, axis=1)  # the trace's layer baseline, as analyze_trace takes it
+        curves = (jsd, probs, ids, top1, base, params)
         variants = {
-            "loop per token (before)": lambda j=jsd, p=probs, i=ids, o=top1, b=base: loop_detectors(
-                j, p, i, o, b, params
-            ),
-            "all tokens at once": lambda j=jsd, p=probs, i=ids, o=top1, b=base: all_detectors(
-                j, p, i, o, b, params
-            ),
+            "loop per token (before)": lambda c=curves: loop_detectors(*c),
+            "all tokens at once": lambda c=curves: all_detectors(*c),
         }
-        times, found = common.interleave(variants, args.repeats, desc=f"{n_layers} layers, every detector")
-        if found["all tokens at once"] != found["loop per token (before)"]:
-            raise SystemExit(f"{n_layers} layers: the variants found different layers")
-        med = {k: common.median(v) for k, v in times.items()}
-        base_s = med["loop per token (before)"]
-        for name, seconds in med.items():
-            rows.append([n_layers, args.tokens, name, seconds, seconds / args.tokens * 1e3, base_s / seconds])
-        layers = found["all tokens at once"]
-        whole[str(n_layers)] = {
-            "tokens": args.tokens,
-            "critical_found": sum(c != NOT_FOUND for c, _ in layers),
-            "tokens_with_mutations": sum(bool(m) for _, m in layers),
-            "times_s": times,
-            "median_s": med,
-            "ms_per_token": {k: v / args.tokens * 1e3 for k, v in med.items()},
-            "speedup_over_loop": {k: base_s / v for k, v in med.items()},
-        }
+        desc = f"{n_layers} layers, every detector"
+        table, whole[str(n_layers)], layers = compare(variants, args.tokens, args.repeats, desc)
+        whole[str(n_layers)]["critical_found"] = sum(c != NOT_FOUND for c, _ in layers)
+        whole[str(n_layers)]["tokens_with_mutations"] = sum(bool(m) for _, m in layers)
+        rows += [[n_layers, args.tokens, *row] for row in table]
     print(f"every detector of analyze_trace, {args.repeats} interleaved rounds")
     print(common.table(["layers", "tokens", "variant", "median s", "ms/token", "x faster than loop"], rows))
     print("both found the same critical and mutation layers")
