@@ -75,21 +75,21 @@ def loop_detectors(
     top1: np.ndarray,
     base: np.ndarray,
     params: DetectorParams,
-) -> list[tuple[int, list[int]]]:
-    """Every detector of ``analyze_trace``, token by token: the stage critical layer and mutation layers of each."""
+) -> list[tuple[int, float | None, float | None, list[int]]]:
+    """Every detector of ``analyze_trace``, token by token: each token's stage critical layer, the median JSD of
+    its two stages (``None`` for a stage without a transition) and its mutation layers."""
     found = []
+    first = params.first_layer
     for t in range(jsd.shape[1]):
         by_prob = loop_critical_layer_from_prob(probs[:, t], params)
         critical = stage_critical_layer(by_prob, loop_critical_layer(jsd[:, t], params), params)
-        mutations: list[int] = []
-        if critical != NOT_FOUND:
-            (
-                np.median(jsd[params.first_layer : critical, t]),
-                np.median(jsd[critical:, t]),
-            )  # the stage medians
-            layers = loop_mutation_layers(jsd[:, t], critical, params, ids[:, t], top1[:, t], base)
-            mutations = [m.layer for m in layers]
-        found.append((critical, mutations))
+        if critical == NOT_FOUND:
+            found.append((critical, None, None, []))
+            continue
+        rapid = float(np.median(jsd[first:critical, t])) if critical > first else None
+        plateau = float(np.median(jsd[critical:, t])) if critical < jsd.shape[0] else None
+        layers = loop_mutation_layers(jsd[:, t], critical, params, ids[:, t], top1[:, t], base)
+        found.append((critical, rapid, plateau, [m.layer for m in layers]))
     return found
 
 
@@ -100,10 +100,20 @@ def all_detectors(
     top1: np.ndarray,
     base: np.ndarray,
     params: DetectorParams,
-) -> list[tuple[int, list[int]]]:
+) -> list[tuple[int, float | None, float | None, list[int]]]:
     """The same, every token at once (``analyze_trace``'s own step)."""
-    steps = _detect_steps(jsd, probs, ids, top1, params, base, jsd.shape[0], jsd.shape[1])
-    return [(int(c), [m.layer for m in found]) for c, found in zip(steps[2], steps[5], strict=True)]
+    _, _, critical, rapid, plateau, mutations = _detect_steps(
+        jsd, probs, ids, top1, params, base, jsd.shape[0], jsd.shape[1]
+    )
+    return [
+        (
+            int(c),
+            None if np.isnan(r) else float(r),
+            None if np.isnan(p) else float(p),
+            [m.layer for m in found],
+        )
+        for c, r, p, found in zip(critical, rapid, plateau, mutations, strict=True)
+    ]
 
 
 def compare(
@@ -172,12 +182,12 @@ def main(argv: list[str] | None = None) -> int:
         }
         desc = f"{n_layers} layers, every detector"
         table, whole[str(n_layers)], layers = compare(variants, args.tokens, args.repeats, desc)
-        whole[str(n_layers)]["critical_found"] = sum(c != NOT_FOUND for c, _ in layers)
-        whole[str(n_layers)]["tokens_with_mutations"] = sum(bool(m) for _, m in layers)
+        whole[str(n_layers)]["critical_found"] = sum(token[0] != NOT_FOUND for token in layers)
+        whole[str(n_layers)]["tokens_with_mutations"] = sum(bool(token[3]) for token in layers)
         rows += [[n_layers, args.tokens, *row] for row in table]
     print(f"every detector of analyze_trace, {args.repeats} interleaved rounds")
     print(common.table(["layers", "tokens", "variant", "median s", "ms/token", "x faster than loop"], rows))
-    print("both found the same critical and mutation layers")
+    print("both found the same critical layers, stage medians and mutation layers")
     payload = {"settings": vars(args), "results": results, "every_detector": whole}
     path = common.write_result("detector_speed", payload, args.out)
     print(f"wrote {path}")
