@@ -102,9 +102,7 @@ def all_detectors(
     params: DetectorParams,
 ) -> list[tuple[int, float | None, float | None, list[int]]]:
     """The same, every token at once (``analyze_trace``'s own step)."""
-    _, _, critical, rapid, plateau, mutations = _detect_steps(
-        jsd, probs, ids, top1, params, base, jsd.shape[0], jsd.shape[1]
-    )
+    _, _, critical, rapid, plateau, mutations = _detect_steps(jsd, probs, ids, top1, params, base)
     return [
         (
             int(c),

@@ -220,7 +220,7 @@ def analyze_metrics(
     spike_baseline = baseline if params.spike_layer_ratio > 0 else None
 
     crit_prob, crit_jsd, crit, rapid, plateau, mutations = _detect_steps(
-        jsd, probs, top1_ids, top1_probs, params, spike_baseline, n_layers, n_steps
+        jsd, probs, top1_ids, top1_probs, params, spike_baseline
     )
     return TraceAnalysis(
         item_id=item_id,
@@ -248,18 +248,16 @@ def _detect_steps(
     top1_probs: np.ndarray,
     params: DetectorParams,
     spike_baseline: np.ndarray | None,
-    n_layers: int,
-    n_steps: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[list[Mutation]]]:
-    """Run the detectors on each step ``t`` of the ``[L(+1), T]`` curves of :func:`_detector_curves`: its
-    probability- and JSD-based critical layers, the stage critical layer, the median JSD of its rapid-change stage
-    and of its plateau, and its mutation layers (none without a critical layer)."""
+    """Run the detectors on every step ``t`` of the ``[L(+1), T]`` curves of :func:`_detector_curves` at once:
+    its probability- and JSD-based critical layers, the stage critical layer, the median JSD of its rapid-change
+    stage and of its plateau, and its mutation layers (none without a critical layer)."""
     crit_prob = critical_layers_from_prob(probs, params)  # every step at once
     crit_jsd = critical_layers_from_jsd(jsd, params)
     crit = np.array(
         [stage_critical_layer(int(a), int(b), params) for a, b in zip(crit_prob, crit_jsd, strict=True)],
         dtype=np.int64,
-    ).reshape(n_steps)
+    ).reshape(jsd.shape[1])
     rapid, plateau = stage_jsd_medians(jsd, crit, params.first_layer)
     mutations = mutation_layers_by_token(
         jsd, crit, params, top1_ids=top1_ids, top1_probs=top1_probs, baseline=spike_baseline
