@@ -23,9 +23,11 @@ from evolens.analysis import (
     jsd_change_point,
     mutation_layers,
     mutation_layers_by_token,
+    stage_critical_layers,
     stage_jsd_medians,
 )
 from evolens.analysis import detectors as detectors_module
+from evolens.analysis.detectors import stage_critical_layer
 from evolens.errors import SettingsError
 from evolens.testing.detectors import loop_change_point, loop_critical_layer_from_prob, loop_mutation_layers
 from evolens.testing.detectors import loop_critical_layer as loop_critical
@@ -261,3 +263,17 @@ def test_per_token_baselines_are_each_tokens_own() -> None:
     assert [m.layer for m in each[0]] == [13] and each[1] == []  # the second token's baseline hides the spike
     with pytest.raises(SettingsError, match="per token"):
         mutation_layers_by_token(jsd, np.array([5, 5, 5]), params, baseline=baselines[:, :2])
+
+
+@pytest.mark.parametrize("stage_critical", ["jsd", "prob"])
+@pytest.mark.parametrize("fallback", [True, False])
+def test_stage_critical_layers_take_the_chosen_one_or_fall_back(stage_critical, fallback) -> None:
+    params = DetectorParams(stage_critical=stage_critical, stage_fallback=fallback)
+    by_prob = np.array([4, -1, 6, -1])
+    by_jsd = np.array([5, 3, -1, -1])
+    primary, other = (by_jsd, by_prob) if stage_critical == "jsd" else (by_prob, by_jsd)
+    expected = [p if p != NOT_FOUND or not fallback else o for p, o in zip(primary, other, strict=True)]
+    assert stage_critical_layers(by_prob, by_jsd, params).tolist() == expected
+    assert [
+        stage_critical_layer(int(p), int(j), params) for p, j in zip(by_prob, by_jsd, strict=True)
+    ] == expected

@@ -41,6 +41,7 @@ from evolens.analysis.detectors import (
     mutation_layers,
     mutation_layers_by_token,
     spike_threshold,
+    stage_critical_layers,
     stage_jsd_medians,
     stage_of_layers,
 )
@@ -108,6 +109,7 @@ __all__ = [
     "similarity",
     "skip_presets",
     "spike_threshold",
+    "stage_critical_layers",
     "stage_jsd_medians",
     "stage_of_layers",
     "summarize",

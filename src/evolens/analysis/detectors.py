@@ -297,10 +297,20 @@ def critical_layers_from_jsd(jsd: np.ndarray, params: DetectorParams | None = No
 
 def stage_critical_layer(crit_prob: int, crit_jsd: int, params: DetectorParams | None = None) -> int:
     """The critical layer the stages use: the ``params.stage_critical`` one (``"jsd"``: ``crit_jsd``, else
-    ``crit_prob``), or the other when it was not found (``-1``) and ``params.stage_fallback`` allows it."""
+    ``crit_prob``), or the other when it was not found (``-1``) and ``params.stage_fallback`` allows it.
+    :func:`stage_critical_layers` chooses for many tokens at once."""
+    return int(stage_critical_layers(np.array([crit_prob]), np.array([crit_jsd]), params)[0])
+
+
+def stage_critical_layers(
+    crit_prob: np.ndarray, crit_jsd: np.ndarray, params: DetectorParams | None = None
+) -> np.ndarray:
+    """:func:`stage_critical_layer` of every token: ``[T]`` int64 from the ``[T]`` probability- and JSD-based
+    critical layers."""
     params = params or DetectorParams()
-    primary, other = (crit_jsd, crit_prob) if params.stage_critical == "jsd" else (crit_prob, crit_jsd)
-    return int(primary if primary != NOT_FOUND or not params.stage_fallback else other)
+    by_prob, by_jsd = np.asarray(crit_prob, dtype=np.int64), np.asarray(crit_jsd, dtype=np.int64)
+    primary, other = (by_jsd, by_prob) if params.stage_critical == "jsd" else (by_prob, by_jsd)
+    return np.where((primary != NOT_FOUND) | (not params.stage_fallback), primary, other)
 
 
 def spike_threshold(jsd: Curve, critical: int, params: DetectorParams | None = None) -> tuple[float, float]:

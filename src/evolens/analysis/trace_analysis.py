@@ -14,7 +14,7 @@ from evolens.analysis.detectors import (
     critical_layers_from_jsd,
     critical_layers_from_prob,
     mutation_layers_by_token,
-    stage_critical_layer,
+    stage_critical_layers,
     stage_jsd_medians,
     stage_of_layers,
 )
@@ -254,10 +254,7 @@ def _detect_steps(
     stage and of its plateau, and its mutation layers (none without a critical layer)."""
     crit_prob = critical_layers_from_prob(probs, params)  # every step at once
     crit_jsd = critical_layers_from_jsd(jsd, params)
-    crit = np.array(
-        [stage_critical_layer(int(a), int(b), params) for a, b in zip(crit_prob, crit_jsd, strict=True)],
-        dtype=np.int64,
-    ).reshape(jsd.shape[1])
+    crit = stage_critical_layers(crit_prob, crit_jsd, params)
     rapid, plateau = stage_jsd_medians(jsd, crit, params.first_layer)
     mutations = mutation_layers_by_token(
         jsd, crit, params, top1_ids=top1_ids, top1_probs=top1_probs, baseline=spike_baseline

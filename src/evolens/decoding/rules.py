@@ -25,7 +25,7 @@ from evolens.analysis.detectors import (
     critical_layers_from_jsd,
     critical_layers_from_prob,
     mutation_layers_by_token,
-    stage_critical_layer,
+    stage_critical_layers,
 )
 from evolens.analysis.params import NOT_FOUND, DetectorParams
 from evolens.capture.hooks import identity_layers
@@ -180,10 +180,7 @@ class StepDetector:
         probs = host["chosen_probs"] if params.prob_curve == "generated" else host["top1_probs"]
         by_prob = critical_layers_from_prob(probs, params)
         by_jsd = critical_layers_from_jsd(host["jsd"], params)
-        return np.array(
-            [stage_critical_layer(int(p), int(j), params) for p, j in zip(by_prob, by_jsd, strict=True)],
-            dtype=np.int64,
-        )
+        return stage_critical_layers(by_prob, by_jsd, params)
 
     def mutations(self, host: dict[str, np.ndarray], critical: np.ndarray) -> list[list[Mutation]]:
         """Each row's mutation layers at this step after its ``critical`` layer, over the median of the row's
